@@ -1,0 +1,3 @@
+import platform
+
+print(f"hello from flotilla on Python {platform.python_version()}")

@@ -1,0 +1,3 @@
+import six
+
+print(f"six {six.__version__} imported from the shared uv cache")

@@ -1,0 +1,304 @@
+//! The client verbs: each reads its input, calls the API and prints the answer.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::client::{API_PREFIX, ApiClient, ClientError};
+use super::output::{self, OutputFormat};
+use super::{ClientArgs, Command, SecretCommand};
+use crate::resource::manifest::{MAX_MANIFEST_BYTES, parse_documents};
+use crate::resource::validate::validate_document;
+use crate::resource::{Kind, ObjectKey};
+use crate::secrets::Keyring;
+
+/// Runs one verb.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => super::serve::run(*args).await,
+        Command::Apply { files, prune, dry_run, force, field_manager, client } => {
+            apply(&client, &files.files, &field_manager, prune, dry_run, force).await
+        }
+        Command::Diff { files, prune, field_manager, client } => {
+            diff(&client, &files.files, &field_manager, prune).await
+        }
+        Command::Get { kind, name, output, namespace, all_namespaces, client } => {
+            let kind = parse_kind(&kind)?;
+            let namespace = (!all_namespaces).then_some(namespace);
+            get(&client.client(), kind, name.as_deref(), namespace.as_deref(), output).await
+        }
+        Command::Describe { kind, name, namespace, client } => {
+            let key = ObjectKey::new(parse_kind(&kind)?, namespace, name);
+            describe(&client.client(), &key).await
+        }
+        Command::Delete { kind, name, files, namespace, ignore_not_found, client } => {
+            let keys = match (kind, name, files.is_empty()) {
+                (Some(kind), Some(name), true) => vec![ObjectKey::new(parse_kind(&kind)?, namespace, name)],
+                (None, None, false) => keys_in_files(&files)?,
+                _ => bail!("give either KIND NAME or -f FILE, e.g. `flotilla delete pipeline hello`"),
+            };
+            delete(&client.client(), &keys, ignore_not_found).await
+        }
+        Command::Crds => {
+            print!("{}", crate::resource::types::crds_yaml()?);
+            Ok(())
+        }
+        Command::Version { client } => version(&client.client()).await,
+        Command::Secret(SecretCommand::GenKey) => {
+            println!("{}", Keyring::generate_key());
+            Ok(())
+        }
+        Command::Secret(SecretCommand::Encrypt { from_file, encryption_key }) => {
+            let keyring = Keyring::from_env_value(encryption_key.as_deref().unwrap_or_default())?;
+            let value = match from_file {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => {
+                    let mut value = String::new();
+                    std::io::stdin().read_to_string(&mut value).context("cannot read stdin")?;
+                    value.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            println!("{}", keyring.encrypt(&value));
+            Ok(())
+        }
+    }
+}
+
+fn parse_kind(text: &str) -> anyhow::Result<Kind> {
+    Kind::from_user(text).with_context(|| {
+        format!("unknown resource type {text:?}; use pipelines (pl), schedules (sched), secrets (sec) or runs (rn)")
+    })
+}
+
+/// A manifest file read for sending.
+struct InputFile {
+    name: String,
+    content: String,
+}
+
+fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<InputFile>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut content = String::new();
+            std::io::stdin()
+                .take(MAX_MANIFEST_BYTES as u64 + 1)
+                .read_to_string(&mut content)
+                .context("<stdin>: is not UTF-8 text")?;
+            if content.len() > MAX_MANIFEST_BYTES {
+                bail!("<stdin>: is larger than the limit of {} MiB per file", MAX_MANIFEST_BYTES >> 20);
+            }
+            files.push(InputFile { name: "<stdin>".to_owned(), content });
+        } else if path.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("{}: cannot be read", path.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                bail!("{}: holds no *.yaml or *.yml files", path.display());
+            }
+            for entry in entries {
+                files.push(read_file(&entry)?);
+            }
+        } else {
+            files.push(read_file(path)?);
+        }
+    }
+    Ok(files)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<InputFile> {
+    let name = path.display().to_string();
+    let size = std::fs::metadata(path).with_context(|| format!("{name}: cannot be read"))?.len();
+    if size > MAX_MANIFEST_BYTES as u64 {
+        bail!(
+            "{name}: is {:.1} MiB; the limit is {} MiB per file: split it into several files",
+            size as f64 / (1024.0 * 1024.0),
+            MAX_MANIFEST_BYTES >> 20
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot be read"))?;
+    let content = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}: is not UTF-8 text (binary file?)"))?;
+    Ok(InputFile { name, content })
+}
+
+async fn send_apply(
+    client: &ClientArgs,
+    paths: &[PathBuf],
+    manager: &str,
+    prune: bool,
+    dry_run: bool,
+    force: bool,
+) -> anyhow::Result<Value> {
+    let files = read_inputs(paths)?;
+    let body = json!({
+        "files": files.iter().map(|f| json!({"name": f.name, "content": f.content})).collect::<Vec<_>>()
+    });
+    let query = format!(
+        "{API_PREFIX}/apply?fieldManager={}&prune={prune}&dryRun={dry_run}&force={force}",
+        urlencode(manager)
+    );
+    Ok(client.client().request(Method::POST, &query, Some(&body)).await?)
+}
+
+async fn apply(
+    client: &ClientArgs,
+    paths: &[PathBuf],
+    manager: &str,
+    prune: bool,
+    dry_run: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let outcome = send_apply(client, paths, manager, prune, dry_run, force).await?;
+    let suffix = if dry_run { " (dry run)" } else { "" };
+    for item in outcome["items"].as_array().into_iter().flatten() {
+        let kind = item["kind"].as_str().and_then(Kind::from_kind_field);
+        println!(
+            "{}/{} {}{suffix}",
+            kind.map_or("unknown", Kind::singular),
+            item["name"].as_str().unwrap_or("?"),
+            item["action"].as_str().unwrap_or("?"),
+        );
+    }
+    Ok(())
+}
+
+async fn diff(client: &ClientArgs, paths: &[PathBuf], manager: &str, prune: bool) -> anyhow::Result<()> {
+    let outcome = send_apply(client, paths, manager, prune, true, false).await?;
+    print!("{}", outcome["diff"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+async fn get(
+    client: &ApiClient,
+    kind: Kind,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    format: Option<OutputFormat>,
+) -> anyhow::Result<()> {
+    let answer = match name {
+        Some(name) => {
+            let key = ObjectKey::new(kind, namespace.unwrap_or("default"), name);
+            client.get(&ApiClient::object_path(&key)).await?
+        }
+        None => client.get(&ApiClient::list_path(kind, namespace)).await?,
+    };
+    match format {
+        Some(OutputFormat::Json) => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Some(OutputFormat::Yaml) => print!("{}", output::yaml(&answer)),
+        table_format => {
+            let wide = table_format == Some(OutputFormat::Wide);
+            let items = match name {
+                Some(_) => vec![answer],
+                None => answer["items"].as_array().cloned().unwrap_or_default(),
+            };
+            if items.is_empty() {
+                match namespace {
+                    Some(ns) => eprintln!("No {} found in namespace {ns}.", kind.plural()),
+                    None => eprintln!("No {} found.", kind.plural()),
+                }
+                return Ok(());
+            }
+            let now = Utc::now();
+            let rows: Vec<Vec<String>> = items.iter().map(|o| output::row(kind, o, wide, now)).collect();
+            print!("{}", output::table(&output::columns(kind, wide), &rows));
+        }
+    }
+    Ok(())
+}
+
+async fn describe(client: &ApiClient, key: &ObjectKey) -> anyhow::Result<()> {
+    let object = client.get(&ApiClient::object_path(key)).await?;
+    let metadata = &object["metadata"];
+    let field = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    println!("Name:              {}", field(&metadata["name"]));
+    println!("Namespace:         {}", field(&metadata["namespace"]));
+    println!("Kind:              {}", key.kind);
+    println!("UID:               {}", field(&metadata["uid"]));
+    println!("Generation:        {}", field(&metadata["generation"]));
+    println!("Resource Version:  {}", field(&metadata["resourceVersion"]));
+    println!("Managed By:        {}", metadata["managedBy"].as_str().unwrap_or("<none>"));
+    println!("Created:           {}", field(&metadata["creationTimestamp"]));
+    for (title, map) in [("Labels", &metadata["labels"]), ("Annotations", &metadata["annotations"])] {
+        let entries: Vec<String> = map
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+            .unwrap_or_default();
+        println!("{:<19}{}", format!("{title}:"), if entries.is_empty() { "<none>".to_owned() } else { entries.join(", ") });
+    }
+    println!("Spec:");
+    print!("{}", indent(&output::yaml(&object["spec"])));
+    if !object["status"].is_null() {
+        println!("Status:");
+        print!("{}", indent(&output::yaml(&object["status"])));
+    }
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+fn keys_in_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ObjectKey>> {
+    let mut keys = Vec::new();
+    let mut problems = Vec::new();
+    for file in read_inputs(paths)? {
+        let documents = parse_documents(&file.name, &file.content)?;
+        for doc in &documents {
+            match validate_document(doc) {
+                Ok(object) => keys.push(object.key),
+                Err(errors) => problems.extend(errors.into_iter().map(|e| e.to_string())),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(keys)
+}
+
+async fn delete(client: &ApiClient, keys: &[ObjectKey], ignore_not_found: bool) -> anyhow::Result<()> {
+    let mut failed = false;
+    for key in keys {
+        match client.request::<(), Value>(Method::DELETE, &ApiClient::object_path(key), None).await {
+            Ok(_) => println!("{}/{} deleted", key.kind.singular(), key.name),
+            Err(ClientError::Api { status, .. }) if status == reqwest::StatusCode::NOT_FOUND && ignore_not_found => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        bail!("some resources were not deleted");
+    }
+    Ok(())
+}
+
+async fn version(client: &ApiClient) -> anyhow::Result<()> {
+    println!("Client Version: {}", env!("CARGO_PKG_VERSION"));
+    match client.get("/version").await {
+        Ok(server) => println!("Server Version: {}", server["version"].as_str().unwrap_or("unknown")),
+        Err(e) => println!("Server Version: unavailable ({e})"),
+    }
+    Ok(())
+}
+
+fn urlencode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,204 @@
+//! The `flotilla` command line: `serve` runs the operator; every other verb is a client
+//! of its HTTP API, like kubectl.
+
+mod client;
+mod commands;
+mod output;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::{ApiClient, ClientError};
+pub use output::OutputFormat;
+pub use serve::ServeArgs;
+
+/// Flotilla: Python pipelines on Docker hosts, declared as YAML and converged by a
+/// reconciler.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How clients reach the server.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// URL of the Flotilla server.
+    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8000", global = true)]
+    pub server: String,
+    /// Bearer token for the API.
+    #[arg(long, env = "FLOTILLA_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ClientArgs {
+    fn client(&self) -> ApiClient {
+        ApiClient::new(&self.server, self.token.clone())
+    }
+}
+
+/// Files given with `-f`.
+#[derive(Debug, Clone, Args)]
+pub struct FileArgs {
+    /// Manifest file, directory of manifests (*.yaml, *.yml), or `-` for stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the operator: API server, sources and controllers.
+    Serve(Box<ServeArgs>),
+    /// Create or update resources from manifests.
+    Apply {
+        /// Manifests.
+        #[command(flatten)]
+        files: FileArgs,
+        /// Delete resources applied earlier by this field manager and absent now.
+        #[arg(long)]
+        prune: bool,
+        /// Show what would change without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Take over resources owned by another field manager.
+        #[arg(long)]
+        force: bool,
+        /// Field manager recorded on the resources.
+        #[arg(long, default_value = "cli")]
+        field_manager: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show what `apply` would change, as a unified diff.
+    Diff {
+        /// Manifests.
+        #[command(flatten)]
+        files: FileArgs,
+        /// Include deletions a `--prune` apply would make.
+        #[arg(long)]
+        prune: bool,
+        /// Field manager the diff is computed for.
+        #[arg(long, default_value = "cli")]
+        field_manager: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List resources, or show one.
+    Get {
+        /// Kind: pipeline(s)/pl, schedule(s)/sched, secret(s)/sec, run(s)/rn.
+        kind: String,
+        /// Name of one resource.
+        name: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum)]
+        output: Option<OutputFormat>,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// List across all namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one resource in detail.
+    Describe {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete resources by kind and name, or those declared in manifests.
+    Delete {
+        /// Kind (omit with -f).
+        kind: Option<String>,
+        /// Name (omit with -f).
+        name: Option<String>,
+        /// Manifests whose resources are deleted.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Succeed when the resource does not exist.
+        #[arg(long)]
+        ignore_not_found: bool,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the CustomResourceDefinitions of every Flotilla kind as YAML.
+    Crds,
+    /// Print the client version and, when reachable, the server's.
+    Version {
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Secret helpers.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+/// `flotilla secret …`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Print a new random Fernet key for ENCRYPTION_KEY.
+    GenKey,
+    /// Encrypt a value (stdin or --from-file) with ENCRYPTION_KEY and print the token.
+    Encrypt {
+        /// Read the value from this file instead of stdin.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+        /// Encryption keys (comma-separated, newest first).
+        #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
+        encryption_key: Option<String>,
+    },
+}
+
+/// Runs the CLI and returns the process exit code: 0 success, 1 error (2, usage, is
+/// clap's).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

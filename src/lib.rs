@@ -1,0 +1,11 @@
+//! Flotilla: a Kubernetes-style reconciling operator for Python pipelines on Docker hosts.
+//!
+//! The modules follow the data flow of `DESIGN.md`: [`resource`] (domain types and
+//! validation) → [`store`] (sqlx) ← [`server`] (axum API); [`cli`] is a client of the API.
+
+pub mod resource;
+pub mod store;
+pub mod secrets;
+pub mod source;
+pub mod server;
+pub mod cli;

@@ -1,0 +1,162 @@
+//! The kind-independent shape of a stored object and of a change to the store.
+//!
+//! The store keeps `spec` and `status` as JSON; typed access goes through
+//! [`crate::resource::types`]. Nothing here knows about SQL or HTTP.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::kind::{API_VERSION, Kind};
+
+/// The namespace used when a manifest names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Identifies one object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectKey {
+    /// Kind of the object.
+    pub kind: Kind,
+    /// Namespace, `default` unless given.
+    pub namespace: String,
+    /// DNS-1123 label.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// Builds a key.
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    /// `Kind/namespace/name`, the way errors name an object.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// An object as the store holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredObject {
+    /// Kind, namespace and name.
+    pub key: ObjectKey,
+    /// Server-assigned unique id (UUID v4).
+    pub uid: String,
+    /// Bumped on every change of `spec`, never on status or metadata changes.
+    pub generation: i64,
+    /// Store-wide revision of the last write; a write quoting an older one is a conflict.
+    pub resource_version: i64,
+    /// Field manager that declared the object (`cli`, `dir:<path>`, `git:<url>#<branch>`).
+    pub managed_by: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Desired state as written by users.
+    pub spec: Value,
+    /// Observed state as written by controllers.
+    pub status: Option<Value>,
+    /// When the object was created.
+    pub created_at: DateTime<Utc>,
+    /// When the object (spec, metadata or status) was last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl StoredObject {
+    /// The Kubernetes-shaped document for the API and `-o yaml|json`.
+    pub fn to_manifest(&self) -> Value {
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), json!(self.key.name));
+        metadata.insert("namespace".into(), json!(self.key.namespace));
+        metadata.insert("uid".into(), json!(self.uid));
+        metadata.insert("generation".into(), json!(self.generation));
+        metadata.insert(
+            "resourceVersion".into(),
+            json!(self.resource_version.to_string()),
+        );
+        metadata.insert(
+            "creationTimestamp".into(),
+            json!(self.created_at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        );
+        if let Some(manager) = &self.managed_by {
+            metadata.insert("managedBy".into(), json!(manager));
+        }
+        if !self.labels.is_empty() {
+            metadata.insert("labels".into(), json!(self.labels));
+        }
+        if !self.annotations.is_empty() {
+            metadata.insert("annotations".into(), json!(self.annotations));
+        }
+        let mut doc = Map::new();
+        doc.insert("apiVersion".into(), json!(API_VERSION));
+        doc.insert("kind".into(), json!(self.key.kind.as_str()));
+        doc.insert("metadata".into(), Value::Object(metadata));
+        doc.insert("spec".into(), self.spec.clone());
+        if let Some(status) = &self.status {
+            doc.insert("status".into(), status.clone());
+        }
+        Value::Object(doc)
+    }
+}
+
+/// What a source declares for one object: the user-owned part only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DesiredObject {
+    /// Kind, namespace and name.
+    pub key: ObjectKey,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Spec, already validated and normalised.
+    pub spec: Value,
+}
+
+/// One write in an atomic batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Create a new object; fails with `AlreadyExists` if the key is taken.
+    Create {
+        /// The object.
+        object: DesiredObject,
+        /// Field manager recorded on the object.
+        managed_by: Option<String>,
+        /// Initial status (runs are created with `phase: Pending`).
+        status: Option<Value>,
+    },
+    /// Replace spec, labels, annotations and manager of an existing object.
+    Update {
+        /// The new desired state.
+        object: DesiredObject,
+        /// Field manager recorded on the object.
+        managed_by: Option<String>,
+        /// The resourceVersion the writer saw; anything else is a conflict.
+        expected_resource_version: i64,
+    },
+    /// Delete an object.
+    Delete {
+        /// The object.
+        key: ObjectKey,
+        /// The resourceVersion the writer saw; anything else is a conflict.
+        expected_resource_version: i64,
+    },
+}
+
+impl Change {
+    /// The object this change touches.
+    pub fn key(&self) -> &ObjectKey {
+        match self {
+            Change::Create { object, .. } | Change::Update { object, .. } => &object.key,
+            Change::Delete { key, .. } => key,
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Apply sets: a source (a directory, a git branch, `flotilla apply`) declares a whole
+//! set of objects under a field manager; applying it creates, updates and — with prune —
+//! deletes what that manager owned and no longer declares. [`plan_apply`] decides this
+//! without I/O; [`ApplyRequest::execute`] loads, plans and commits atomically.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use similar::TextDiff;
+use thiserror::Error;
+
+use crate::resource::error::{ManifestError, ManifestErrors};
+use crate::resource::manifest::Document;
+use crate::resource::types::SecretSpec;
+use crate::resource::validate::validate_document;
+use crate::resource::{Change, DesiredObject, Kind, ObjectKey, StoredObject};
+use crate::secrets::{Keyring, SecretsError};
+use crate::store::{Store, StoreError};
+
+/// Options of one apply.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Field manager applying the set (`cli`, `dir:<path>`, `git:<url>#<branch>`).
+    pub manager: String,
+    /// Delete objects this manager owns that the set no longer declares (never Runs).
+    pub prune: bool,
+    /// Take over objects owned by another manager instead of failing.
+    pub force: bool,
+    /// Compute the result without writing anything.
+    pub dry_run: bool,
+}
+
+/// What happened (or would happen) to one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The object did not exist.
+    Created,
+    /// Spec, labels or annotations changed.
+    Configured,
+    /// Nothing to do.
+    Unchanged,
+    /// Deleted because the set no longer declares it.
+    Pruned,
+}
+
+/// One line of an apply result.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ApplyItem {
+    /// `Pipeline`, `Schedule`, …
+    pub kind: Kind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// What happened.
+    pub action: Action,
+}
+
+/// Result of an apply (or a dry run of one).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ApplyOutcome {
+    /// One entry per declared or pruned object, in set order, pruned last.
+    pub items: Vec<ApplyItem>,
+    /// Unified diff (YAML) of everything that changes.
+    pub diff: String,
+    /// True when nothing was written.
+    pub dry_run: bool,
+}
+
+/// Why an apply was refused. Nothing is written in any of these cases.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    /// Documents failed validation.
+    #[error("{0}")]
+    Invalid(ManifestErrors),
+    /// An object belongs to another manager.
+    #[error(
+        "{key} is managed by {owner:?}; {manager:?} cannot apply it (remove it from one of the two sources, or use --force to take it over)"
+    )]
+    Conflict {
+        /// The object.
+        key: ObjectKey,
+        /// Its current manager.
+        owner: String,
+        /// The manager that tried to apply it.
+        manager: String,
+    },
+    /// A secret value could not be encrypted or compared.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    /// The store refused the write (e.g. a concurrent change: retry).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApplyError {
+    /// Stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApplyError::Invalid(_) => "validation.failed",
+            ApplyError::Conflict { .. } => "resource.conflict",
+            ApplyError::Secrets(e) => e.code(),
+            ApplyError::Store(e) => e.code(),
+        }
+    }
+}
+
+/// Validates every document and rejects duplicates; all problems are reported together.
+pub fn collect_objects(documents: &[Document]) -> Result<Vec<DesiredObject>, ManifestErrors> {
+    let mut errors = Vec::new();
+    let mut objects = Vec::with_capacity(documents.len());
+    let mut seen: HashMap<ObjectKey, &Document> = HashMap::new();
+    for doc in documents {
+        match validate_document(doc) {
+            Ok(object) => {
+                if let Some(first) = seen.get(&object.key) {
+                    errors.push(doc.error(
+                        "metadata.name",
+                        format!(
+                            "{} is declared twice in this set; the first is {}",
+                            object.key,
+                            describe_location(first)
+                        ),
+                    ));
+                } else {
+                    seen.insert(object.key.clone(), doc);
+                    objects.push(object);
+                }
+            }
+            Err(problems) => errors.extend(problems),
+        }
+    }
+    if errors.is_empty() {
+        Ok(objects)
+    } else {
+        Err(ManifestErrors(errors))
+    }
+}
+
+fn describe_location(doc: &Document) -> String {
+    match doc.position_of("metadata.name") {
+        Some(p) => format!("{}:{}:{} (document {})", doc.file, p.line, p.column, doc.index),
+        None => format!("{} (document {})", doc.file, doc.index),
+    }
+}
+
+/// Decides the writes of an apply. `existing` holds every stored object with a declared
+/// key plus everything the manager owns.
+pub fn plan_apply(
+    desired: Vec<DesiredObject>,
+    existing: &HashMap<ObjectKey, StoredObject>,
+    options: &ApplyOptions,
+) -> Result<(ApplyOutcome, Vec<Change>), ApplyError> {
+    let mut outcome = ApplyOutcome {
+        dry_run: options.dry_run,
+        ..ApplyOutcome::default()
+    };
+    let mut changes = Vec::new();
+    let mut declared = std::collections::HashSet::new();
+    for object in desired {
+        declared.insert(object.key.clone());
+        let item = |action| ApplyItem {
+            kind: object.key.kind,
+            namespace: object.key.namespace.clone(),
+            name: object.key.name.clone(),
+            action,
+        };
+        match existing.get(&object.key) {
+            None => {
+                outcome.diff.push_str(&unified_diff(&object.key, None, Some(&declared_view(&object))));
+                outcome.items.push(item(Action::Created));
+                changes.push(Change::Create {
+                    object,
+                    managed_by: Some(options.manager.clone()),
+                    status: None,
+                });
+            }
+            Some(stored) => {
+                if let Some(owner) = &stored.managed_by {
+                    if owner != &options.manager && !options.force {
+                        return Err(ApplyError::Conflict {
+                            key: object.key,
+                            owner: owner.clone(),
+                            manager: options.manager.clone(),
+                        });
+                    }
+                }
+                let same = stored.spec == object.spec
+                    && stored.labels == object.labels
+                    && stored.annotations == object.annotations
+                    && stored.managed_by.as_deref() == Some(options.manager.as_str());
+                if same {
+                    outcome.items.push(item(Action::Unchanged));
+                    continue;
+                }
+                outcome.diff.push_str(&unified_diff(
+                    &object.key,
+                    Some(&stored_view(stored)),
+                    Some(&declared_view(&object)),
+                ));
+                outcome.items.push(item(Action::Configured));
+                changes.push(Change::Update {
+                    object,
+                    managed_by: Some(options.manager.clone()),
+                    expected_resource_version: stored.resource_version,
+                });
+            }
+        }
+    }
+    if options.prune {
+        let mut orphans: Vec<&StoredObject> = existing
+            .values()
+            .filter(|s| s.managed_by.as_deref() == Some(options.manager.as_str()))
+            .filter(|s| s.key.kind != Kind::Run && !declared.contains(&s.key))
+            .collect();
+        orphans.sort_by(|a, b| a.key.cmp(&b.key));
+        for stored in orphans {
+            outcome.diff.push_str(&unified_diff(&stored.key, Some(&stored_view(stored)), None));
+            outcome.items.push(ApplyItem {
+                kind: stored.key.kind,
+                namespace: stored.key.namespace.clone(),
+                name: stored.key.name.clone(),
+                action: Action::Pruned,
+            });
+            changes.push(Change::Delete {
+                key: stored.key.clone(),
+                expected_resource_version: stored.resource_version,
+            });
+        }
+    }
+    Ok((outcome, changes))
+}
+
+/// The user-owned part of an object, as compared and diffed.
+fn view(kind: Kind, labels: &BTreeMap<String, String>, annotations: &BTreeMap<String, String>, spec: &Value) -> Value {
+    let mut metadata = serde_json::Map::new();
+    if !labels.is_empty() {
+        metadata.insert("labels".into(), serde_json::json!(labels));
+    }
+    if !annotations.is_empty() {
+        metadata.insert("annotations".into(), serde_json::json!(annotations));
+    }
+    let spec = if kind == Kind::Secret { fingerprint_tokens(spec) } else { spec.clone() };
+    serde_json::json!({ "metadata": metadata, "spec": spec })
+}
+
+fn declared_view(object: &DesiredObject) -> Value {
+    view(object.key.kind, &object.labels, &object.annotations, &object.spec)
+}
+
+fn stored_view(object: &StoredObject) -> Value {
+    view(object.key.kind, &object.labels, &object.annotations, &object.spec)
+}
+
+/// Diffs show a short hash of each Fernet token rather than the token.
+fn fingerprint_tokens(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    if let Some(Value::Object(data)) = spec.get_mut("encryptedData") {
+        for token in data.values_mut() {
+            if let Value::String(text) = token {
+                let digest = Sha256::digest(text.as_bytes());
+                *token = Value::String(format!("<encrypted sha256:{}>", &hex::encode(digest)[..12]));
+            }
+        }
+    }
+    spec
+}
+
+fn unified_diff(key: &ObjectKey, before: Option<&Value>, after: Option<&Value>) -> String {
+    let render = |v: Option<&Value>| {
+        v.map(|v| serde_saphyr::to_string(v).unwrap_or_else(|e| format!("# unrenderable: {e}\n")))
+            .unwrap_or_default()
+    };
+    let (old, new) = (render(before), render(after));
+    let name = format!("{}/{}/{}", key.kind.plural(), key.namespace, key.name);
+    TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .header(
+            &if before.is_some() { format!("a/{name}") } else { "/dev/null".to_owned() },
+            &if after.is_some() { format!("b/{name}") } else { "/dev/null".to_owned() },
+        )
+        .to_string()
+}
+
+/// Turns `stringData` of declared Secrets into Fernet tokens. A value equal to what the
+/// stored token already decrypts to keeps that token, so re-applying is `unchanged`.
+pub fn seal_secrets(
+    objects: &mut [DesiredObject],
+    existing: &HashMap<ObjectKey, StoredObject>,
+    keyring: Option<&Keyring>,
+) -> Result<(), ApplyError> {
+    for object in objects.iter_mut().filter(|o| o.key.kind == Kind::Secret) {
+        let mut spec: SecretSpec = serde_json::from_value(object.spec.clone())
+            .map_err(|e| ApplyError::Invalid(ManifestError::file("<secret>", e.to_string()).into()))?;
+        if spec.string_data.is_empty() {
+            continue;
+        }
+        let keyring = keyring.ok_or(SecretsError::MissingKey)?;
+        let stored: BTreeMap<String, String> = existing
+            .get(&object.key)
+            .and_then(|s| serde_json::from_value::<SecretSpec>(s.spec.clone()).ok())
+            .map(|s| s.encrypted_data)
+            .unwrap_or_default();
+        for (key, plaintext) in std::mem::take(&mut spec.string_data) {
+            let token = stored
+                .get(&key)
+                .filter(|token| keyring.is_current(token))
+                .filter(|token| keyring.decrypt(token, &key).is_ok_and(|v| v == plaintext))
+                .cloned()
+                .unwrap_or_else(|| keyring.encrypt(&plaintext));
+            spec.encrypted_data.insert(key, token);
+        }
+        object.spec = serde_json::to_value(&spec)
+            .map_err(|e| ApplyError::Invalid(ManifestError::file("<secret>", e.to_string()).into()))?;
+    }
+    Ok(())
+}
+
+/// An apply of a document set against the store.
+pub struct ApplyRequest<'a> {
+    /// The parsed documents of the set.
+    pub documents: &'a [Document],
+    /// Manager, prune, force, dry run.
+    pub options: ApplyOptions,
+}
+
+impl ApplyRequest<'_> {
+    /// Validates, plans and (unless a dry run) commits the set in one transaction.
+    pub async fn execute(
+        self,
+        store: &Store,
+        keyring: Option<&Keyring>,
+    ) -> Result<ApplyOutcome, ApplyError> {
+        let mut desired = collect_objects(self.documents).map_err(ApplyError::Invalid)?;
+        let existing = load_existing(store, &desired, &self.options.manager).await?;
+        seal_secrets(&mut desired, &existing, keyring)?;
+        let (outcome, changes) = plan_apply(desired, &existing, &self.options)?;
+        if !self.options.dry_run && !changes.is_empty() {
+            store.commit(changes).await?;
+        }
+        Ok(outcome)
+    }
+}
+
+async fn load_existing(
+    store: &Store,
+    desired: &[DesiredObject],
+    manager: &str,
+) -> Result<HashMap<ObjectKey, StoredObject>, StoreError> {
+    let mut existing = HashMap::new();
+    let mut kinds: Vec<Kind> = desired.iter().map(|o| o.key.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        for object in store.list(kind, None).await? {
+            existing.insert(object.key.clone(), object);
+        }
+    }
+    for object in store.list_managed_by(manager).await? {
+        existing.insert(object.key.clone(), object);
+    }
+    Ok(existing)
+}
