@@ -3,9 +3,11 @@
 //! The modules follow the data flow of `DESIGN.md`: [`resource`] (domain types and
 //! validation) → [`store`] (sqlx) ← [`server`] (axum API); [`cli`] is a client of the API.
 
-pub mod resource;
-pub mod store;
-pub mod secrets;
-pub mod source;
-pub mod server;
 pub mod cli;
+pub mod controller;
+pub mod docker;
+pub mod resource;
+pub mod secrets;
+pub mod server;
+pub mod source;
+pub mod store;

@@ -12,7 +12,9 @@ use crate::resource::{Kind, ObjectKey};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The server could not be reached.
-    #[error("cannot reach the Flotilla server at {server}: {source} (is `flotilla serve` running? set --server or FLOTILLA_SERVER)")]
+    #[error(
+        "cannot reach the Flotilla server at {server}: {source} (is `flotilla serve` running? set --server or FLOTILLA_SERVER)"
+    )]
     Unreachable {
         /// Server URL.
         server: String,
@@ -80,17 +82,22 @@ impl ApiClient {
         path_and_query: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let mut request = self.http.request(method, format!("{}{path_and_query}", self.base));
+        let mut request = self
+            .http
+            .request(method, format!("{}{path_and_query}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|source| ClientError::Unreachable {
-            server: self.base.clone(),
-            source,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                server: self.base.clone(),
+                source,
+            })?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -113,7 +120,10 @@ fn problem(status: StatusCode, body: &[u8]) -> ClientError {
         return ClientError::Api {
             status,
             code: "http.error".to_owned(),
-            message: format!("server answered {status}: {}", String::from_utf8_lossy(body).trim()),
+            message: format!(
+                "server answered {status}: {}",
+                String::from_utf8_lossy(body).trim()
+            ),
         };
     };
     let code = problem["code"].as_str().unwrap_or("http.error").to_owned();
@@ -124,9 +134,17 @@ fn problem(status: StatusCode, body: &[u8]) -> ClientError {
             problem["detail"].as_str().unwrap_or("request failed")
         )
     } else {
-        errors.iter().map(render_located).collect::<Vec<_>>().join("\n")
+        errors
+            .iter()
+            .map(render_located)
+            .collect::<Vec<_>>()
+            .join("\n")
     };
-    ClientError::Api { status, code, message }
+    ClientError::Api {
+        status,
+        code,
+        message,
+    }
 }
 
 fn render_located(error: &Value) -> String {
@@ -143,6 +161,9 @@ fn render_located(error: &Value) -> String {
     if let Some(field) = error["field"].as_str() {
         out.push_str(&format!(": {field}"));
     }
-    out.push_str(&format!(": {}", error["message"].as_str().unwrap_or("invalid")));
+    out.push_str(&format!(
+        ": {}",
+        error["message"].as_str().unwrap_or("invalid")
+    ));
     out
 }

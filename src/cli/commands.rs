@@ -20,26 +20,64 @@ use crate::secrets::Keyring;
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => super::serve::run(*args).await,
-        Command::Apply { files, prune, dry_run, force, field_manager, client } => {
-            apply(&client, &files.files, &field_manager, prune, dry_run, force).await
-        }
-        Command::Diff { files, prune, field_manager, client } => {
-            diff(&client, &files.files, &field_manager, prune).await
-        }
-        Command::Get { kind, name, output, namespace, all_namespaces, client } => {
+        Command::Apply {
+            files,
+            prune,
+            dry_run,
+            force,
+            field_manager,
+            client,
+        } => apply(&client, &files.files, &field_manager, prune, dry_run, force).await,
+        Command::Diff {
+            files,
+            prune,
+            field_manager,
+            client,
+        } => diff(&client, &files.files, &field_manager, prune).await,
+        Command::Get {
+            kind,
+            name,
+            output,
+            namespace,
+            all_namespaces,
+            client,
+        } => {
             let kind = parse_kind(&kind)?;
             let namespace = (!all_namespaces).then_some(namespace);
-            get(&client.client(), kind, name.as_deref(), namespace.as_deref(), output).await
+            get(
+                &client.client(),
+                kind,
+                name.as_deref(),
+                namespace.as_deref(),
+                output,
+            )
+            .await
         }
-        Command::Describe { kind, name, namespace, client } => {
+        Command::Describe {
+            kind,
+            name,
+            namespace,
+            client,
+        } => {
             let key = ObjectKey::new(parse_kind(&kind)?, namespace, name);
             describe(&client.client(), &key).await
         }
-        Command::Delete { kind, name, files, namespace, ignore_not_found, client } => {
+        Command::Delete {
+            kind,
+            name,
+            files,
+            namespace,
+            ignore_not_found,
+            client,
+        } => {
             let keys = match (kind, name, files.is_empty()) {
-                (Some(kind), Some(name), true) => vec![ObjectKey::new(parse_kind(&kind)?, namespace, name)],
+                (Some(kind), Some(name), true) => {
+                    vec![ObjectKey::new(parse_kind(&kind)?, namespace, name)]
+                }
                 (None, None, false) => keys_in_files(&files)?,
-                _ => bail!("give either KIND NAME or -f FILE, e.g. `flotilla delete pipeline hello`"),
+                _ => {
+                    bail!("give either KIND NAME or -f FILE, e.g. `flotilla delete pipeline hello`")
+                }
             };
             delete(&client.client(), &keys, ignore_not_found).await
         }
@@ -52,14 +90,19 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", Keyring::generate_key());
             Ok(())
         }
-        Command::Secret(SecretCommand::Encrypt { from_file, encryption_key }) => {
+        Command::Secret(SecretCommand::Encrypt {
+            from_file,
+            encryption_key,
+        }) => {
             let keyring = Keyring::from_env_value(encryption_key.as_deref().unwrap_or_default())?;
             let value = match from_file {
                 Some(path) => std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?,
                 None => {
                     let mut value = String::new();
-                    std::io::stdin().read_to_string(&mut value).context("cannot read stdin")?;
+                    std::io::stdin()
+                        .read_to_string(&mut value)
+                        .context("cannot read stdin")?;
                     value.trim_end_matches(['\n', '\r']).to_owned()
                 }
             };
@@ -91,9 +134,15 @@ fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<InputFile>> {
                 .read_to_string(&mut content)
                 .context("<stdin>: is not UTF-8 text")?;
             if content.len() > MAX_MANIFEST_BYTES {
-                bail!("<stdin>: is larger than the limit of {} MiB per file", MAX_MANIFEST_BYTES >> 20);
+                bail!(
+                    "<stdin>: is larger than the limit of {} MiB per file",
+                    MAX_MANIFEST_BYTES >> 20
+                );
             }
-            files.push(InputFile { name: "<stdin>".to_owned(), content });
+            files.push(InputFile {
+                name: "<stdin>".to_owned(),
+                content,
+            });
         } else if path.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
                 .with_context(|| format!("{}: cannot be read", path.display()))?
@@ -117,7 +166,9 @@ fn read_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<InputFile>> {
 
 fn read_file(path: &Path) -> anyhow::Result<InputFile> {
     let name = path.display().to_string();
-    let size = std::fs::metadata(path).with_context(|| format!("{name}: cannot be read"))?.len();
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("{name}: cannot be read"))?
+        .len();
     if size > MAX_MANIFEST_BYTES as u64 {
         bail!(
             "{name}: is {:.1} MiB; the limit is {} MiB per file: split it into several files",
@@ -126,7 +177,8 @@ fn read_file(path: &Path) -> anyhow::Result<InputFile> {
         );
     }
     let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot be read"))?;
-    let content = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{name}: is not UTF-8 text (binary file?)"))?;
+    let content = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{name}: is not UTF-8 text (binary file?)"))?;
     Ok(InputFile { name, content })
 }
 
@@ -146,7 +198,10 @@ async fn send_apply(
         "{API_PREFIX}/apply?fieldManager={}&prune={prune}&dryRun={dry_run}&force={force}",
         urlencode(manager)
     );
-    Ok(client.client().request(Method::POST, &query, Some(&body)).await?)
+    Ok(client
+        .client()
+        .request(Method::POST, &query, Some(&body))
+        .await?)
 }
 
 async fn apply(
@@ -171,7 +226,12 @@ async fn apply(
     Ok(())
 }
 
-async fn diff(client: &ClientArgs, paths: &[PathBuf], manager: &str, prune: bool) -> anyhow::Result<()> {
+async fn diff(
+    client: &ClientArgs,
+    paths: &[PathBuf],
+    manager: &str,
+    prune: bool,
+) -> anyhow::Result<()> {
     let outcome = send_apply(client, paths, manager, prune, true, false).await?;
     print!("{}", outcome["diff"].as_str().unwrap_or_default());
     Ok(())
@@ -208,7 +268,10 @@ async fn get(
                 return Ok(());
             }
             let now = Utc::now();
-            let rows: Vec<Vec<String>> = items.iter().map(|o| output::row(kind, o, wide, now)).collect();
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|o| output::row(kind, o, wide, now))
+                .collect();
             print!("{}", output::table(&output::columns(kind, wide), &rows));
         }
     }
@@ -218,21 +281,46 @@ async fn get(
 async fn describe(client: &ApiClient, key: &ObjectKey) -> anyhow::Result<()> {
     let object = client.get(&ApiClient::object_path(key)).await?;
     let metadata = &object["metadata"];
-    let field = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    let field = |v: &Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string())
+    };
     println!("Name:              {}", field(&metadata["name"]));
     println!("Namespace:         {}", field(&metadata["namespace"]));
     println!("Kind:              {}", key.kind);
     println!("UID:               {}", field(&metadata["uid"]));
     println!("Generation:        {}", field(&metadata["generation"]));
     println!("Resource Version:  {}", field(&metadata["resourceVersion"]));
-    println!("Managed By:        {}", metadata["managedBy"].as_str().unwrap_or("<none>"));
-    println!("Created:           {}", field(&metadata["creationTimestamp"]));
-    for (title, map) in [("Labels", &metadata["labels"]), ("Annotations", &metadata["annotations"])] {
+    println!(
+        "Managed By:        {}",
+        metadata["managedBy"].as_str().unwrap_or("<none>")
+    );
+    println!(
+        "Created:           {}",
+        field(&metadata["creationTimestamp"])
+    );
+    for (title, map) in [
+        ("Labels", &metadata["labels"]),
+        ("Annotations", &metadata["annotations"]),
+    ] {
         let entries: Vec<String> = map
             .as_object()
-            .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect()
+            })
             .unwrap_or_default();
-        println!("{:<19}{}", format!("{title}:"), if entries.is_empty() { "<none>".to_owned() } else { entries.join(", ") });
+        println!(
+            "{:<19}{}",
+            format!("{title}:"),
+            if entries.is_empty() {
+                "<none>".to_owned()
+            } else {
+                entries.join(", ")
+            }
+        );
     }
     println!("Spec:");
     print!("{}", indent(&output::yaml(&object["spec"])));
@@ -265,12 +353,20 @@ fn keys_in_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ObjectKey>> {
     Ok(keys)
 }
 
-async fn delete(client: &ApiClient, keys: &[ObjectKey], ignore_not_found: bool) -> anyhow::Result<()> {
+async fn delete(
+    client: &ApiClient,
+    keys: &[ObjectKey],
+    ignore_not_found: bool,
+) -> anyhow::Result<()> {
     let mut failed = false;
     for key in keys {
-        match client.request::<(), Value>(Method::DELETE, &ApiClient::object_path(key), None).await {
+        match client
+            .request::<(), Value>(Method::DELETE, &ApiClient::object_path(key), None)
+            .await
+        {
             Ok(_) => println!("{}/{} deleted", key.kind.singular(), key.name),
-            Err(ClientError::Api { status, .. }) if status == reqwest::StatusCode::NOT_FOUND && ignore_not_found => {}
+            Err(ClientError::Api { status, .. })
+                if status == reqwest::StatusCode::NOT_FOUND && ignore_not_found => {}
             Err(e) => {
                 eprintln!("error: {e}");
                 failed = true;
@@ -286,7 +382,10 @@ async fn delete(client: &ApiClient, keys: &[ObjectKey], ignore_not_found: bool) 
 async fn version(client: &ApiClient) -> anyhow::Result<()> {
     println!("Client Version: {}", env!("CARGO_PKG_VERSION"));
     match client.get("/version").await {
-        Ok(server) => println!("Server Version: {}", server["version"].as_str().unwrap_or("unknown")),
+        Ok(server) => println!(
+            "Server Version: {}",
+            server["version"].as_str().unwrap_or("unknown")
+        ),
         Err(e) => println!("Server Version: unavailable ({e})"),
     }
     Ok(())
@@ -296,7 +395,9 @@ fn urlencode(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
             other => out.push_str(&format!("%{other:02X}")),
         }
     }

@@ -29,7 +29,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// URL of the Flotilla server.
-    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8000", global = true)]
+    #[arg(
+        long,
+        env = "FLOTILLA_SERVER",
+        default_value = "http://127.0.0.1:8000",
+        global = true
+    )]
     pub server: String,
     /// Bearer token for the API.
     #[arg(long, env = "FLOTILLA_TOKEN", global = true, hide_env_values = true)]
@@ -175,7 +180,10 @@ pub enum SecretCommand {
 /// clap's).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

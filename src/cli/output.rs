@@ -74,9 +74,21 @@ fn text(value: &Value) -> String {
 pub fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
     let mut headers = match kind {
         Kind::Pipeline => vec!["NAME", "PYTHON", "MEMORY", "CPUS", "SUSPENDED", "AGE"],
-        Kind::Schedule => vec!["NAME", "PIPELINE", "SCHEDULE", "ZONE", "SUSPEND", "ACTIVE", "LAST SLOT", "NEXT SLOT", "AGE"],
+        Kind::Schedule => vec![
+            "NAME",
+            "PIPELINE",
+            "SCHEDULE",
+            "ZONE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST SLOT",
+            "NEXT SLOT",
+            "AGE",
+        ],
         Kind::Secret => vec!["NAME", "KEYS", "AGE"],
-        Kind::Run => vec!["NAME", "PIPELINE", "PHASE", "REASON", "ATTEMPTS", "TRIGGER", "AGE"],
+        Kind::Run => vec![
+            "NAME", "PIPELINE", "PHASE", "REASON", "ATTEMPTS", "TRIGGER", "AGE",
+        ],
     };
     if wide {
         headers.insert(0, "NAMESPACE");
@@ -126,14 +138,25 @@ pub fn row(kind: Kind, object: &Value, wide: bool, now: DateTime<Utc>) -> Vec<St
                 .as_object()
                 .map(|m| m.keys().cloned().collect())
                 .unwrap_or_default();
-            vec![name.clone(), if keys.is_empty() { "<none>".to_owned() } else { keys.join(",") }, age]
+            vec![
+                name.clone(),
+                if keys.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    keys.join(",")
+                },
+                age,
+            ]
         }
         Kind::Run => vec![
             name.clone(),
             text(&spec["pipelineRef"]["name"]),
             status["phase"].as_str().unwrap_or("Pending").to_owned(),
             text(&status["reason"]),
-            status["attempts"].as_array().map_or(0, Vec::len).to_string(),
+            status["attempts"]
+                .as_array()
+                .map_or(0, Vec::len)
+                .to_string(),
             spec["trigger"].as_str().unwrap_or("manual").to_owned(),
             age,
         ],
@@ -166,9 +189,15 @@ mod tests {
     fn tables_align_like_kubectl() {
         let rendered = table(
             &["NAME", "AGE"],
-            &[vec!["a".into(), "1s".into()], vec!["longer-name".into(), "2d".into()]],
+            &[
+                vec!["a".into(), "1s".into()],
+                vec!["longer-name".into(), "2d".into()],
+            ],
         );
-        assert_eq!(rendered, "NAME          AGE\na             1s\nlonger-name   2d\n");
+        assert_eq!(
+            rendered,
+            "NAME          AGE\na             1s\nlonger-name   2d\n"
+        );
     }
 
     #[test]

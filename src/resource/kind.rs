@@ -77,9 +77,9 @@ impl Kind {
     /// short name or `Kind`, case-insensitively.
     pub fn from_user(value: &str) -> Option<Kind> {
         let lower = value.to_ascii_lowercase();
-        Kind::ALL.into_iter().find(|k| {
-            lower == k.singular() || lower == k.plural() || lower == k.short_name()
-        })
+        Kind::ALL
+            .into_iter()
+            .find(|k| lower == k.singular() || lower == k.plural() || lower == k.short_name())
     }
 }
 

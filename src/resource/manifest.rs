@@ -107,8 +107,8 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, Manifest
             "contains NUL bytes: this is not a YAML text (binary file?)".to_owned(),
         ));
     }
-    let roots: Vec<Spanned<Node>> =
-        serde_saphyr::from_multiple_with_options(text, parse_options()).map_err(|e| {
+    let roots: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, parse_options())
+        .map_err(|e| {
             let location = e.location();
             ManifestError {
                 line: location.map(|l| l.line()).filter(|l| *l > 0),
@@ -310,7 +310,9 @@ mod tests {
 
     #[test]
     fn alias_bombs_are_rejected_quickly() {
-        let mut text = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let mut text = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
         let mut previous = 'a';
         for name in ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] {
             let refs = vec![format!("*{previous}"); 9].join(",");

@@ -16,7 +16,8 @@ pub struct QuantityError {
 }
 
 const DURATION_HINT: &str = "use a number with a unit, e.g. 500ms, 30s, 10m, 1h30m or 2d";
-const MEMORY_HINT: &str = "use bytes with a unit, e.g. 512Mi, 1Gi, 1G or Docker's 512m / 1.5g; the minimum is 6Mi";
+const MEMORY_HINT: &str =
+    "use bytes with a unit, e.g. 512Mi, 1Gi, 1G or Docker's 512m / 1.5g; the minimum is 6Mi";
 const CPU_HINT: &str = "use a number of CPUs, e.g. 1, 1.5 or 500m (millicores), greater than 0";
 
 fn error(what: &'static str, value: &str, hint: &'static str) -> QuantityError {
@@ -79,7 +80,12 @@ pub fn format_duration(duration: Duration) -> String {
         return "0s".to_owned();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -230,6 +236,9 @@ mod tests {
     #[test]
     fn errors_say_what_is_accepted() {
         let message = parse_memory("lots").expect_err("invalid").to_string();
-        assert!(message.contains("\"lots\"") && message.contains("512Mi"), "{message}");
+        assert!(
+            message.contains("\"lots\"") && message.contains("512Mi"),
+            "{message}"
+        );
     }
 }

@@ -28,7 +28,9 @@ pub fn parse_cron(line: &str) -> Result<Cron, String> {
 /// Parses an IANA time zone name such as `Europe/Berlin` or `UTC`.
 pub fn parse_zone(name: &str) -> Result<Tz, String> {
     name.parse::<Tz>().map_err(|_| {
-        format!("{name:?} is not an IANA time zone; use a name such as \"Europe/Berlin\" or \"UTC\"")
+        format!(
+            "{name:?} is not an IANA time zone; use a name such as \"Europe/Berlin\" or \"UTC\""
+        )
     })
 }
 
@@ -50,12 +52,17 @@ pub fn parse_window_bound(text: &str, zone: Tz) -> Result<DateTime<Utc>, String>
         return zone
             .from_local_datetime(&midnight)
             .earliest()
-            .or_else(|| zone.from_local_datetime(&(midnight + chrono::Duration::hours(1))).earliest())
+            .or_else(|| {
+                zone.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                    .earliest()
+            })
             .map(|t| t.with_timezone(&Utc))
             .ok_or_else(|| format!("{text:?} has no midnight in {zone}"));
     }
     parse_instant(text).map_err(|_| {
-        format!("{text:?} is neither a day (2026-01-01) nor an RFC 3339 instant (2026-01-01T00:00:00Z)")
+        format!(
+            "{text:?} is neither a day (2026-01-01) nor an RFC 3339 instant (2026-01-01T00:00:00Z)"
+        )
     })
 }
 
@@ -79,9 +86,20 @@ mod tests {
             "0 0 29 2 *",
             "0 0 * * 7",
         ] {
-            assert!(parse_cron(good).is_ok(), "{good}: {:?}", parse_cron(good).err());
+            assert!(
+                parse_cron(good).is_ok(),
+                "{good}: {:?}",
+                parse_cron(good).err()
+            );
         }
-        for bad in ["", "* * * *", "0 0 0 * * *", "61 * * * *", "0 25 * * *", "hello"] {
+        for bad in [
+            "",
+            "* * * *",
+            "0 0 0 * * *",
+            "61 * * * *",
+            "0 25 * * *",
+            "hello",
+        ] {
             assert!(parse_cron(bad).is_err(), "{bad} should be rejected");
         }
     }

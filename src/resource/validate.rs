@@ -17,8 +17,8 @@ use super::kind::{API_VERSION, Kind};
 use super::manifest::Document;
 use super::object::{DEFAULT_NAMESPACE, DesiredObject, ObjectKey};
 use super::quantity::{parse_cpus, parse_duration, parse_memory};
-use super::types::{PipelineSpec, RunSpec, ScheduleSpec, SecretSpec};
 use super::schedule_time;
+use super::types::{PipelineSpec, RunSpec, ScheduleSpec, SecretSpec};
 
 /// Metadata fields the server sets; accepted (so `get -o yaml | apply` works) and ignored.
 const SERVER_METADATA: &[&str] = &[
@@ -42,8 +42,14 @@ pub fn validate_document(doc: &Document) -> Result<DesiredObject, Vec<ManifestEr
         )]);
     };
     for key in root.keys() {
-        if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "spec" | "status") {
-            errors.push(doc.error(key, "unknown field; expected apiVersion, kind, metadata, spec"));
+        if !matches!(
+            key.as_str(),
+            "apiVersion" | "kind" | "metadata" | "spec" | "status"
+        ) {
+            errors.push(doc.error(
+                key,
+                "unknown field; expected apiVersion, kind, metadata, spec",
+            ));
         }
     }
     match root.get("apiVersion").and_then(Value::as_str) {
@@ -60,7 +66,9 @@ pub fn validate_document(doc: &Document) -> Result<DesiredObject, Vec<ManifestEr
             None => {
                 errors.push(doc.error(
                     "kind",
-                    format!("unknown kind {text:?}; expected one of Pipeline, Schedule, Secret, Run"),
+                    format!(
+                        "unknown kind {text:?}; expected one of Pipeline, Schedule, Secret, Run"
+                    ),
                 ));
                 None
             }
@@ -107,13 +115,18 @@ fn check_metadata(
         return None;
     };
     let Some(fields) = metadata.as_object() else {
-        errors.push(doc.error("metadata", format!("expected a mapping, found {}", type_name(metadata))));
+        errors.push(doc.error(
+            "metadata",
+            format!("expected a mapping, found {}", type_name(metadata)),
+        ));
         return None;
     };
     let before = errors.len();
     for key in fields.keys() {
-        if !matches!(key.as_str(), "name" | "namespace" | "labels" | "annotations")
-            && !SERVER_METADATA.contains(&key.as_str())
+        if !matches!(
+            key.as_str(),
+            "name" | "namespace" | "labels" | "annotations"
+        ) && !SERVER_METADATA.contains(&key.as_str())
         {
             errors.push(doc.error(
                 &format!("metadata.{key}"),
@@ -129,7 +142,10 @@ fn check_metadata(
             name.to_owned()
         }
         None => {
-            errors.push(doc.error("metadata.name", "required: a DNS-1123 label such as nightly-etl"));
+            errors.push(doc.error(
+                "metadata.name",
+                "required: a DNS-1123 label such as nightly-etl",
+            ));
             String::new()
         }
     };
@@ -142,12 +158,20 @@ fn check_metadata(
             namespace.clone()
         }
         Some(other) => {
-            errors.push(doc.error("metadata.namespace", format!("expected a string, found {}", type_name(other))));
+            errors.push(doc.error(
+                "metadata.namespace",
+                format!("expected a string, found {}", type_name(other)),
+            ));
             String::new()
         }
     };
     let labels = string_map(doc, "metadata.labels", fields.get("labels"), errors);
-    let annotations = string_map(doc, "metadata.annotations", fields.get("annotations"), errors);
+    let annotations = string_map(
+        doc,
+        "metadata.annotations",
+        fields.get("annotations"),
+        errors,
+    );
     (errors.len() == before).then_some(Metadata {
         name,
         namespace,
@@ -178,7 +202,10 @@ fn string_map(
                 }
             }
         }
-        Some(other) => errors.push(doc.error(path, format!("expected a mapping, found {}", type_name(other)))),
+        Some(other) => errors.push(doc.error(
+            path,
+            format!("expected a mapping, found {}", type_name(other)),
+        )),
     }
     out
 }
@@ -234,14 +261,24 @@ impl Rules<'_> {
             Ok(typed) => Some(typed),
             Err(e) => {
                 let inner = e.path().to_string();
-                let path = if inner == "." { "spec".to_owned() } else { format!("spec.{inner}") };
+                let path = if inner == "." {
+                    "spec".to_owned()
+                } else {
+                    format!("spec.{inner}")
+                };
                 let message = e.into_inner().to_string();
                 // serde names the unknown field in its message; point at the field itself.
                 let path = match message.strip_prefix("unknown field `") {
                     Some(rest) => rest
                         .split('`')
                         .next()
-                        .map(|field| if path == "spec" { format!("spec.{field}") } else { format!("{path}.{field}") })
+                        .map(|field| {
+                            if path == "spec" {
+                                format!("spec.{field}")
+                            } else {
+                                format!("{path}.{field}")
+                            }
+                        })
                         .unwrap_or(path),
                     None => path,
                 };
@@ -261,12 +298,18 @@ impl Rules<'_> {
             if let Err(problem) = check_relative_path(entrypoint) {
                 self.push("spec.entrypoint", problem);
             } else if !entrypoint.ends_with(".py") {
-                self.push("spec.entrypoint", format!("{entrypoint:?} is not a Python file (*.py)"));
+                self.push(
+                    "spec.entrypoint",
+                    format!("{entrypoint:?} is not a Python file (*.py)"),
+                );
             }
         }
         if let Some(python) = &spec.python {
             if python.is_empty() || python.contains(char::is_whitespace) {
-                self.push("spec.python", format!("{python:?} is not a Python version such as \"3.12\""));
+                self.push(
+                    "spec.python",
+                    format!("{python:?} is not a Python version such as \"3.12\""),
+                );
             }
         }
         self.env_names("spec.env", spec.env.keys());
@@ -301,10 +344,20 @@ impl Rules<'_> {
             }
         }
         if spec.max_instances == Some(0) {
-            self.push("spec.maxInstances", "must be at least 1 (omit it for no limit)");
+            self.push(
+                "spec.maxInstances",
+                "must be at least 1 (omit it for no limit)",
+            );
         }
-        if spec.image.as_deref().is_some_and(|image| image.trim().is_empty()) {
-            self.push("spec.image", "must not be empty (omit it to use the runner image)");
+        if spec
+            .image
+            .as_deref()
+            .is_some_and(|image| image.trim().is_empty())
+        {
+            self.push(
+                "spec.image",
+                "must not be empty (omit it to use the runner image)",
+            );
         }
     }
 
@@ -326,7 +379,10 @@ impl Rules<'_> {
         if let Some(every) = &spec.every {
             match parse_duration(every) {
                 Ok(d) if d.as_secs() >= 1 => {}
-                Ok(_) => self.push("spec.every", format!("{every:?} is shorter than the minimum of 1s")),
+                Ok(_) => self.push(
+                    "spec.every",
+                    format!("{every:?} is shorter than the minimum of 1s"),
+                ),
                 Err(e) => self.push("spec.every", e.to_string()),
             }
         }
@@ -347,8 +403,14 @@ impl Rules<'_> {
                 .as_deref()
                 .and_then(|z| schedule_time::parse_zone(z).ok())
                 .unwrap_or(chrono_tz::UTC);
-            let start = window.start.as_deref().map(|s| schedule_time::parse_window_bound(s, zone));
-            let end = window.end.as_deref().map(|s| schedule_time::parse_window_bound(s, zone));
+            let start = window
+                .start
+                .as_deref()
+                .map(|s| schedule_time::parse_window_bound(s, zone));
+            let end = window
+                .end
+                .as_deref()
+                .map(|s| schedule_time::parse_window_bound(s, zone));
             if let Some(Err(problem)) = &start {
                 self.push("spec.window.start", problem.clone());
             }
@@ -375,7 +437,10 @@ impl Rules<'_> {
                 );
             }
             if spec.string_data.contains_key(key) {
-                self.push(&format!("spec.stringData.{key}"), "is also set in encryptedData; keep one");
+                self.push(
+                    &format!("spec.stringData.{key}"),
+                    "is also set in encryptedData; keep one",
+                );
             }
         }
     }

@@ -26,7 +26,9 @@ pub enum SecretsError {
         position: usize,
     },
     /// No configured key decrypts the token.
-    #[error("no configured ENCRYPTION_KEY decrypts {what}; it was encrypted with another key (add that key to ENCRYPTION_KEY, after the current one)")]
+    #[error(
+        "no configured ENCRYPTION_KEY decrypts {what}; it was encrypted with another key (add that key to ENCRYPTION_KEY, after the current one)"
+    )]
     Undecryptable {
         /// What the token belongs to, e.g. `Secret/default/warehouse key DB_PASSWORD`.
         what: String,
@@ -103,8 +105,12 @@ impl Keyring {
         let bytes = self
             .keys
             .decrypt(token)
-            .map_err(|_| SecretsError::Undecryptable { what: what.to_owned() })?;
-        String::from_utf8(bytes).map_err(|_| SecretsError::NotText { what: what.to_owned() })
+            .map_err(|_| SecretsError::Undecryptable {
+                what: what.to_owned(),
+            })?;
+        String::from_utf8(bytes).map_err(|_| SecretsError::NotText {
+            what: what.to_owned(),
+        })
     }
 
     /// True when the newest key decrypts the token (rotation leaves such tokens alone).
@@ -124,12 +130,17 @@ mod tests {
         let old_ring = Keyring::from_env_value(&old).expect("key");
         let token = old_ring.encrypt("hunter22");
         let rotated = Keyring::from_env_value(&format!("{new}, {old}")).expect("keys");
-        assert_eq!(rotated.decrypt(&token, "t").expect("old key decrypts"), "hunter22");
+        assert_eq!(
+            rotated.decrypt(&token, "t").expect("old key decrypts"),
+            "hunter22"
+        );
         assert!(!rotated.is_current(&token));
         let fresh = rotated.encrypt("hunter22");
         assert!(rotated.is_current(&fresh));
         let only_new = Keyring::from_env_value(&new).expect("key");
-        let err = only_new.decrypt(&token, "Secret/default/x key A").expect_err("wrong key");
+        let err = only_new
+            .decrypt(&token, "Secret/default/x key A")
+            .expect_err("wrong key");
         assert!(err.to_string().contains("Secret/default/x key A"));
         assert!(!err.to_string().contains("hunter22"));
     }
@@ -139,6 +150,9 @@ mod tests {
         let good = Keyring::generate_key();
         let err = Keyring::from_env_value(&format!("{good},nope")).expect_err("bad");
         assert!(err.to_string().contains("entry 2"), "{err}");
-        assert!(matches!(Keyring::from_env_value(" , "), Err(SecretsError::MissingKey)));
+        assert!(matches!(
+            Keyring::from_env_value(" , "),
+            Err(SecretsError::MissingKey)
+        ));
     }
 }

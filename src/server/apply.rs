@@ -56,7 +56,10 @@ pub(super) async fn apply(
     let body = body.map_err(|e| {
         ApiError::bad_request(
             "request.too_large",
-            format!("{e}; the limit is {} MiB per request", MAX_APPLY_BODY / (1024 * 1024)),
+            format!(
+                "{e}; the limit is {} MiB per request",
+                MAX_APPLY_BODY / (1024 * 1024)
+            ),
         )
     })?;
     let manager = query.field_manager.unwrap_or_else(|| "cli".to_owned());
@@ -76,7 +79,9 @@ pub(super) async fn apply(
             dry_run: query.dry_run,
         },
     };
-    let outcome = request.execute(&state.store, state.keyring.as_deref()).await?;
+    let outcome = request
+        .execute(&state.store, state.keyring.as_deref())
+        .await?;
     Ok(Json(outcome))
 }
 
@@ -87,11 +92,19 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Document>, ApiErro
         .is_some_and(|v| v.starts_with("application/json"));
     let files = if is_json {
         serde_json::from_slice::<ApplyFiles>(body)
-            .map_err(|e| ApiError::bad_request("request.invalid", format!("body is not an apply request: {e}")))?
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "request.invalid",
+                    format!("body is not an apply request: {e}"),
+                )
+            })?
             .files
     } else {
         let content = String::from_utf8(body.to_vec()).map_err(|_| {
-            ApiError::bad_request("validation.failed", "<request>: is not UTF-8 text (binary file?)")
+            ApiError::bad_request(
+                "validation.failed",
+                "<request>: is not UTF-8 text (binary file?)",
+            )
         })?;
         vec![ApplyFile {
             name: "<request>".to_owned(),

@@ -52,7 +52,9 @@ impl ApiError {
             ApiError::Apply(ApplyError::Invalid(_)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation.failed")
             }
-            ApiError::Apply(ApplyError::Conflict { .. }) => (StatusCode::CONFLICT, "resource.conflict"),
+            ApiError::Apply(ApplyError::Conflict { .. }) => {
+                (StatusCode::CONFLICT, "resource.conflict")
+            }
             ApiError::Apply(ApplyError::Secrets(e)) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
             ApiError::Apply(ApplyError::Store(e)) | ApiError::Store(e) => store_status(e),
         }

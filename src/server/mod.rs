@@ -36,7 +36,10 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/apply", post(apply::apply))
         .route("/{plural}", get(resources::list_all))
-        .route("/namespaces/{namespace}/{plural}", get(resources::list_namespaced))
+        .route(
+            "/namespaces/{namespace}/{plural}",
+            get(resources::list_namespaced),
+        )
         .route(
             "/namespaces/{namespace}/{plural}/{name}",
             get(resources::get).delete(resources::delete),
@@ -51,7 +54,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn version() -> Json<serde_json::Value> {
-    Json(json!({ "version": env!("CARGO_PKG_VERSION"), "apiVersion": crate::resource::API_VERSION }))
+    Json(
+        json!({ "version": env!("CARGO_PKG_VERSION"), "apiVersion": crate::resource::API_VERSION }),
+    )
 }
 
 async fn readyz(

@@ -33,9 +33,17 @@ pub(super) async fn list_namespaced(
     list(state, parse_kind(&plural)?, Some(namespace)).await
 }
 
-async fn list(state: AppState, kind: Kind, namespace: Option<String>) -> Result<Json<Value>, ApiError> {
+async fn list(
+    state: AppState,
+    kind: Kind,
+    namespace: Option<String>,
+) -> Result<Json<Value>, ApiError> {
     let objects = state.store.list(kind, namespace.as_deref()).await?;
-    let revision = objects.iter().map(|o| o.resource_version).max().unwrap_or(0);
+    let revision = objects
+        .iter()
+        .map(|o| o.resource_version)
+        .max()
+        .unwrap_or(0);
     let items: Vec<Value> = objects.iter().map(|o| o.to_manifest()).collect();
     Ok(Json(json!({
         "apiVersion": API_VERSION,

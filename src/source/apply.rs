@@ -142,7 +142,10 @@ pub fn collect_objects(documents: &[Document]) -> Result<Vec<DesiredObject>, Man
 
 fn describe_location(doc: &Document) -> String {
     match doc.position_of("metadata.name") {
-        Some(p) => format!("{}:{}:{} (document {})", doc.file, p.line, p.column, doc.index),
+        Some(p) => format!(
+            "{}:{}:{} (document {})",
+            doc.file, p.line, p.column, doc.index
+        ),
         None => format!("{} (document {})", doc.file, doc.index),
     }
 }
@@ -170,7 +173,11 @@ pub fn plan_apply(
         };
         match existing.get(&object.key) {
             None => {
-                outcome.diff.push_str(&unified_diff(&object.key, None, Some(&declared_view(&object))));
+                outcome.diff.push_str(&unified_diff(
+                    &object.key,
+                    None,
+                    Some(&declared_view(&object)),
+                ));
                 outcome.items.push(item(Action::Created));
                 changes.push(Change::Create {
                     object,
@@ -218,7 +225,9 @@ pub fn plan_apply(
             .collect();
         orphans.sort_by(|a, b| a.key.cmp(&b.key));
         for stored in orphans {
-            outcome.diff.push_str(&unified_diff(&stored.key, Some(&stored_view(stored)), None));
+            outcome
+                .diff
+                .push_str(&unified_diff(&stored.key, Some(&stored_view(stored)), None));
             outcome.items.push(ApplyItem {
                 kind: stored.key.kind,
                 namespace: stored.key.namespace.clone(),
@@ -235,7 +244,12 @@ pub fn plan_apply(
 }
 
 /// The user-owned part of an object, as compared and diffed.
-fn view(kind: Kind, labels: &BTreeMap<String, String>, annotations: &BTreeMap<String, String>, spec: &Value) -> Value {
+fn view(
+    kind: Kind,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+    spec: &Value,
+) -> Value {
     let mut metadata = serde_json::Map::new();
     if !labels.is_empty() {
         metadata.insert("labels".into(), serde_json::json!(labels));
@@ -243,16 +257,30 @@ fn view(kind: Kind, labels: &BTreeMap<String, String>, annotations: &BTreeMap<St
     if !annotations.is_empty() {
         metadata.insert("annotations".into(), serde_json::json!(annotations));
     }
-    let spec = if kind == Kind::Secret { fingerprint_tokens(spec) } else { spec.clone() };
+    let spec = if kind == Kind::Secret {
+        fingerprint_tokens(spec)
+    } else {
+        spec.clone()
+    };
     serde_json::json!({ "metadata": metadata, "spec": spec })
 }
 
 fn declared_view(object: &DesiredObject) -> Value {
-    view(object.key.kind, &object.labels, &object.annotations, &object.spec)
+    view(
+        object.key.kind,
+        &object.labels,
+        &object.annotations,
+        &object.spec,
+    )
 }
 
 fn stored_view(object: &StoredObject) -> Value {
-    view(object.key.kind, &object.labels, &object.annotations, &object.spec)
+    view(
+        object.key.kind,
+        &object.labels,
+        &object.annotations,
+        &object.spec,
+    )
 }
 
 /// Diffs show a short hash of each Fernet token rather than the token.
@@ -262,7 +290,8 @@ fn fingerprint_tokens(spec: &Value) -> Value {
         for token in data.values_mut() {
             if let Value::String(text) = token {
                 let digest = Sha256::digest(text.as_bytes());
-                *token = Value::String(format!("<encrypted sha256:{}>", &hex::encode(digest)[..12]));
+                *token =
+                    Value::String(format!("<encrypted sha256:{}>", &hex::encode(digest)[..12]));
             }
         }
     }
@@ -279,8 +308,16 @@ fn unified_diff(key: &ObjectKey, before: Option<&Value>, after: Option<&Value>) 
     TextDiff::from_lines(&old, &new)
         .unified_diff()
         .header(
-            &if before.is_some() { format!("a/{name}") } else { "/dev/null".to_owned() },
-            &if after.is_some() { format!("b/{name}") } else { "/dev/null".to_owned() },
+            &if before.is_some() {
+                format!("a/{name}")
+            } else {
+                "/dev/null".to_owned()
+            },
+            &if after.is_some() {
+                format!("b/{name}")
+            } else {
+                "/dev/null".to_owned()
+            },
         )
         .to_string()
 }
@@ -293,8 +330,9 @@ pub fn seal_secrets(
     keyring: Option<&Keyring>,
 ) -> Result<(), ApplyError> {
     for object in objects.iter_mut().filter(|o| o.key.kind == Kind::Secret) {
-        let mut spec: SecretSpec = serde_json::from_value(object.spec.clone())
-            .map_err(|e| ApplyError::Invalid(ManifestError::file("<secret>", e.to_string()).into()))?;
+        let mut spec: SecretSpec = serde_json::from_value(object.spec.clone()).map_err(|e| {
+            ApplyError::Invalid(ManifestError::file("<secret>", e.to_string()).into())
+        })?;
         if spec.string_data.is_empty() {
             continue;
         }
@@ -313,8 +351,9 @@ pub fn seal_secrets(
                 .unwrap_or_else(|| keyring.encrypt(&plaintext));
             spec.encrypted_data.insert(key, token);
         }
-        object.spec = serde_json::to_value(&spec)
-            .map_err(|e| ApplyError::Invalid(ManifestError::file("<secret>", e.to_string()).into()))?;
+        object.spec = serde_json::to_value(&spec).map_err(|e| {
+            ApplyError::Invalid(ManifestError::file("<secret>", e.to_string()).into())
+        })?;
     }
     Ok(())
 }

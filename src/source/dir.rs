@@ -11,16 +11,24 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{ApplyError, ApplyOptions, ApplyOutcome, ApplyRequest};
+use crate::resource::Kind;
 use crate::resource::error::ManifestError;
+use crate::resource::fastflow;
 use crate::resource::manifest::{Document, MAX_MANIFEST_BYTES, parse_documents};
 use crate::resource::types::PipelineSpec;
 use crate::resource::validate::validate_document;
-use crate::resource::Kind;
 use crate::secrets::Keyring;
 use crate::store::Store;
 
 /// Folders never scanned.
-const SKIPPED_DIRS: &[&str] = &[".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache"];
+const SKIPPED_DIRS: &[&str] = &[
+    ".git",
+    "__pycache__",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".mypy_cache",
+];
 /// How deep the scan descends below the root.
 const MAX_DEPTH: usize = 8;
 
@@ -40,7 +48,14 @@ pub fn scan(root: &Path) -> DirScan {
     let mut scan = DirScan::default();
     let mut yaml_files = Vec::new();
     let mut pipeline_folders = Vec::new();
-    walk(root, root, 0, &mut yaml_files, &mut pipeline_folders, &mut scan.errors);
+    walk(
+        root,
+        root,
+        0,
+        &mut yaml_files,
+        &mut pipeline_folders,
+        &mut scan.errors,
+    );
     yaml_files.sort();
     pipeline_folders.sort();
 
@@ -64,7 +79,7 @@ pub fn scan(root: &Path) -> DirScan {
         if declared_paths.contains(&relative) {
             continue; // a manifest declares this folder; it wins over the Fast-Flow import
         }
-        match crate::resource::fastflow_pending(root, &relative) {
+        match fastflow::import_folder(root, &relative) {
             Ok(imported) => {
                 let problems: Vec<ManifestError> = imported
                     .documents
@@ -96,7 +111,10 @@ fn walk(
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            errors.push(ManifestError::file(&relative_name(root, dir), format!("cannot be read: {e}")));
+            errors.push(ManifestError::file(
+                &relative_name(root, dir),
+                format!("cannot be read: {e}"),
+            ));
             return;
         }
     };
@@ -106,9 +124,12 @@ fn walk(
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Ok(file_type) = entry.file_type() else { continue };
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
         if file_type.is_dir() {
-            if depth < MAX_DEPTH && !SKIPPED_DIRS.contains(&name.as_str()) && !name.starts_with('.') {
+            if depth < MAX_DEPTH && !SKIPPED_DIRS.contains(&name.as_str()) && !name.starts_with('.')
+            {
                 walk(root, &path, depth + 1, yaml_files, pipeline_folders, errors);
             }
         } else if file_type.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
@@ -118,23 +139,36 @@ fn walk(
 }
 
 fn load_yaml_file(path: &Path, name: &str) -> Result<Vec<Document>, Vec<ManifestError>> {
-    let metadata = std::fs::metadata(path).map_err(|e| vec![ManifestError::file(name, format!("cannot be read: {e}"))])?;
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| vec![ManifestError::file(name, format!("cannot be read: {e}"))])?;
     if metadata.len() > MAX_MANIFEST_BYTES as u64 {
         return Err(vec![ManifestError::file(
             name,
-            format!("is {} bytes; the limit is {MAX_MANIFEST_BYTES}", metadata.len()),
+            format!(
+                "is {} bytes; the limit is {MAX_MANIFEST_BYTES}",
+                metadata.len()
+            ),
         )]);
     }
-    let bytes = std::fs::read(path).map_err(|e| vec![ManifestError::file(name, format!("cannot be read: {e}"))])?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| vec![ManifestError::file(name, "is not UTF-8 text (binary file?)")])?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| vec![ManifestError::file(name, format!("cannot be read: {e}"))])?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        vec![ManifestError::file(
+            name,
+            "is not UTF-8 text (binary file?)",
+        )]
+    })?;
     let documents = parse_documents(name, &text).map_err(|e| vec![e])?;
     let problems: Vec<ManifestError> = documents
         .iter()
         .filter_map(|doc| validate_document(doc).err())
         .flatten()
         .collect();
-    if problems.is_empty() { Ok(documents) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(documents)
+    } else {
+        Err(problems)
+    }
 }
 
 fn declared_source_path(doc: &Document) -> Option<String> {
@@ -157,16 +191,23 @@ fn relative_name(root: &Path, path: &Path) -> String {
 /// A cheap fingerprint of everything [`scan`] reads: names, sizes and modification times.
 pub fn fingerprint(root: &Path) -> u64 {
     fn visit(dir: &Path, depth: usize, hasher: &mut DefaultHasher) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         let mut entries: Vec<_> = entries.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let name = entry.file_name();
-            let Ok(metadata) = entry.metadata() else { continue };
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
             name.hash(hasher);
             if metadata.is_dir() {
                 let text = name.to_string_lossy();
-                if depth < MAX_DEPTH && !SKIPPED_DIRS.contains(&text.as_ref()) && !text.starts_with('.') {
+                if depth < MAX_DEPTH
+                    && !SKIPPED_DIRS.contains(&text.as_ref())
+                    && !text.starts_with('.')
+                {
                     visit(&entry.path(), depth + 1, hasher);
                 }
             } else {
@@ -214,7 +255,11 @@ impl DirSource {
     }
 
     /// Scans and applies once. Prunes only when every file and folder is valid.
-    pub async fn sync(&self, store: &Store, keyring: Option<&Keyring>) -> Result<DirSync, ApplyError> {
+    pub async fn sync(
+        &self,
+        store: &Store,
+        keyring: Option<&Keyring>,
+    ) -> Result<DirSync, ApplyError> {
         let root = self.root.clone();
         let scan = tokio::task::spawn_blocking(move || scan(&root))
             .await
@@ -240,7 +285,12 @@ impl DirSource {
     }
 
     /// Applies at start and again whenever the directory changes, until `shutdown`.
-    pub async fn run(self, store: Store, keyring: Option<std::sync::Arc<Keyring>>, shutdown: CancellationToken) {
+    pub async fn run(
+        self,
+        store: Store,
+        keyring: Option<std::sync::Arc<Keyring>>,
+        shutdown: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(Duration::from_secs(2));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_fingerprint = None;
@@ -250,7 +300,9 @@ impl DirSource {
                 _ = ticker.tick() => {}
             }
             let root = self.root.clone();
-            let current = tokio::task::spawn_blocking(move || fingerprint(&root)).await.ok();
+            let current = tokio::task::spawn_blocking(move || fingerprint(&root))
+                .await
+                .ok();
             if current.is_some() && current == last_fingerprint {
                 continue;
             }
@@ -282,7 +334,12 @@ fn log_sync(root: &Path, report: &DirSync) {
         errors = report.errors.len(),
         "pipelines directory applied"
     );
-    for item in report.outcome.items.iter().filter(|i| i.action != super::apply::Action::Unchanged) {
+    for item in report
+        .outcome
+        .items
+        .iter()
+        .filter(|i| i.action != super::apply::Action::Unchanged)
+    {
         tracing::info!("{}/{} {:?}", item.kind.plural(), item.name, item.action);
     }
     for error in &report.errors {

@@ -52,7 +52,8 @@ pub struct Condition {
 }
 
 /// Every CRD Flotilla defines, in a stable order.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
     vec![Pipeline::crd(), Schedule::crd(), Secret::crd(), Run::crd()]

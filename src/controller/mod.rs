@@ -1,0 +1,7 @@
+//! Controllers: reconcilers that converge stored desired state with the world.
+//! The decision functions are pure; adapters (the container runtime, the store) are
+//! reached through small interfaces.
+
+pub mod queue;
+pub mod run;
+pub mod runtime;

@@ -1,0 +1,270 @@
+//! Building the container of one attempt from the pipeline, the run and the operator's
+//! configuration. Pure: the caller resolves files, secrets and schedules first.
+
+use std::collections::BTreeMap;
+
+use crate::controller::runtime::{ContainerSpec, Mount, labels};
+use crate::resource::quantity::{parse_cpus, parse_memory};
+use crate::resource::types::PipelineSpec;
+
+/// Where code and caches live, as paths on the Docker host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerConfig {
+    /// Default runner image (`--runner-image`).
+    pub image: String,
+    /// Host directory of the source root (the pipelines directory).
+    pub source_root: String,
+    /// Host directory of the shared uv cache, mounted at `/cache/uv`.
+    pub uv_cache_dir: String,
+    /// Host directory of uv's Python installs, mounted at `/cache/python`.
+    pub uv_python_dir: String,
+    /// `uid:gid` runs use.
+    pub user: String,
+    /// `UV_*` settings passed from the operator's environment into every run.
+    pub uv_env: BTreeMap<String, String>,
+    /// Value of the `flotilla.dev/managed-by` label (operator instance).
+    pub instance: String,
+    /// Size of the writable `/tmp`.
+    pub tmp_size: String,
+}
+
+/// Identity of the attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptIdentity<'a> {
+    /// Run uid.
+    pub run_uid: &'a str,
+    /// `namespace/name` of the run.
+    pub run_name: &'a str,
+    /// Pipeline name.
+    pub pipeline: &'a str,
+    /// 1-based attempt.
+    pub attempt: u32,
+}
+
+/// Container name of an attempt: unique per run and attempt, so a repeated create after
+/// a crash finds the existing container instead of starting a second one.
+pub fn container_name(run_uid: &str, attempt: u32) -> String {
+    format!("flotilla-{run_uid}-{attempt}")
+}
+
+/// Environment layers, lowest precedence first.
+#[derive(Clone, Debug, Default)]
+pub struct EnvLayers<'a> {
+    /// From the schedule that created the run.
+    pub schedule: Option<&'a BTreeMap<String, String>>,
+    /// Decrypted secret values.
+    pub secrets: Option<&'a BTreeMap<String, String>>,
+    /// From the run itself (trigger parameters).
+    pub run: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Builds the container spec. `has_requirements` tells whether the folder holds a
+/// `requirements.txt`.
+pub fn build_container_spec(
+    config: &RunnerConfig,
+    id: &AttemptIdentity<'_>,
+    pipeline: &PipelineSpec,
+    source_path: &str,
+    has_requirements: bool,
+    env_layers: &EnvLayers<'_>,
+) -> ContainerSpec {
+    let entrypoint = pipeline
+        .entrypoint
+        .clone()
+        .unwrap_or_else(|| "main.py".to_owned());
+    let mut command = vec!["uv".to_owned(), "run".to_owned(), "--no-project".to_owned()];
+    if let Some(python) = &pipeline.python {
+        command.extend(["--python".to_owned(), python.clone()]);
+    }
+    if has_requirements {
+        command.extend([
+            "--with-requirements".to_owned(),
+            "requirements.txt".to_owned(),
+        ]);
+    }
+    command.push(entrypoint);
+
+    let mut env = BTreeMap::new();
+    env.insert("HOME".to_owned(), "/tmp".to_owned());
+    env.insert("PYTHONUNBUFFERED".to_owned(), "1".to_owned());
+    env.insert("UV_CACHE_DIR".to_owned(), "/cache/uv".to_owned());
+    env.insert(
+        "UV_PYTHON_INSTALL_DIR".to_owned(),
+        "/cache/python".to_owned(),
+    );
+    env.insert("UV_LINK_MODE".to_owned(), "copy".to_owned());
+    env.insert("UV_NO_PROGRESS".to_owned(), "1".to_owned());
+    env.extend(config.uv_env.clone());
+    env.extend(pipeline.env.clone());
+    for layer in [env_layers.schedule, env_layers.secrets, env_layers.run]
+        .into_iter()
+        .flatten()
+    {
+        env.extend(layer.clone());
+    }
+    env.insert("FLOTILLA_RUN".to_owned(), id.run_name.to_owned());
+    env.insert("FLOTILLA_PIPELINE".to_owned(), id.pipeline.to_owned());
+    env.insert("FLOTILLA_ATTEMPT".to_owned(), id.attempt.to_string());
+
+    let labels = BTreeMap::from([
+        (labels::RUN.to_owned(), id.run_uid.to_owned()),
+        (labels::RUN_NAME.to_owned(), id.run_name.to_owned()),
+        (labels::PIPELINE.to_owned(), id.pipeline.to_owned()),
+        (labels::ATTEMPT.to_owned(), id.attempt.to_string()),
+        (labels::MANAGED_BY.to_owned(), config.instance.clone()),
+    ]);
+    let source = format!(
+        "{}/{}",
+        config.source_root.trim_end_matches('/'),
+        source_path.trim_start_matches("./")
+    );
+    let resources = pipeline.resources.clone().unwrap_or_default();
+    ContainerSpec {
+        name: container_name(id.run_uid, id.attempt),
+        image: pipeline
+            .image
+            .clone()
+            .unwrap_or_else(|| config.image.clone()),
+        command,
+        env,
+        labels,
+        working_dir: "/pipeline".to_owned(),
+        mounts: vec![
+            Mount {
+                source,
+                target: "/pipeline".to_owned(),
+                read_only: true,
+            },
+            Mount {
+                source: config.uv_cache_dir.clone(),
+                target: "/cache/uv".to_owned(),
+                read_only: false,
+            },
+            Mount {
+                source: config.uv_python_dir.clone(),
+                target: "/cache/python".to_owned(),
+                read_only: false,
+            },
+        ],
+        tmpfs: BTreeMap::from([(
+            "/tmp".to_owned(),
+            format!("rw,exec,nosuid,nodev,size={}", config.tmp_size),
+        )]),
+        memory_bytes: resources
+            .memory
+            .as_deref()
+            .and_then(|m| parse_memory(m).ok())
+            .and_then(|b| i64::try_from(b).ok()),
+        nano_cpus: resources.cpus.as_deref().and_then(|c| parse_cpus(c).ok()),
+        pids_limit: resources.pids.or(Some(512)),
+        user: config.user.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::types::ResourceLimits;
+
+    fn config() -> RunnerConfig {
+        RunnerConfig {
+            image: "flotilla/runner:test".into(),
+            source_root: "/srv/pipelines".into(),
+            uv_cache_dir: "/var/cache/uv".into(),
+            uv_python_dir: "/var/cache/python".into(),
+            user: "10001:10001".into(),
+            uv_env: BTreeMap::from([("UV_OFFLINE".into(), "1".into())]),
+            instance: "test".into(),
+            tmp_size: "64m".into(),
+        }
+    }
+
+    #[test]
+    fn command_limits_mounts_and_env_layers() {
+        let pipeline = PipelineSpec {
+            python: Some("3.12".into()),
+            env: BTreeMap::from([
+                ("A".into(), "pipeline".into()),
+                ("B".into(), "pipeline".into()),
+                ("C".into(), "pipeline".into()),
+                ("D".into(), "pipeline".into()),
+            ]),
+            resources: Some(ResourceLimits {
+                memory: Some("512Mi".into()),
+                cpus: Some("1.5".into()),
+                pids: None,
+            }),
+            ..PipelineSpec::default()
+        };
+        let schedule = BTreeMap::from([
+            ("B".into(), "schedule".into()),
+            ("C".into(), "schedule".into()),
+            ("D".into(), "schedule".into()),
+        ]);
+        let secrets =
+            BTreeMap::from([("C".into(), "secret".into()), ("D".into(), "secret".into())]);
+        let run = BTreeMap::from([("D".into(), "run".into())]);
+        let id = AttemptIdentity {
+            run_uid: "u1",
+            run_name: "default/r1",
+            pipeline: "etl",
+            attempt: 2,
+        };
+        let layers = EnvLayers {
+            schedule: Some(&schedule),
+            secrets: Some(&secrets),
+            run: Some(&run),
+        };
+        let spec = build_container_spec(&config(), &id, &pipeline, "etl", true, &layers);
+        assert_eq!(spec.name, "flotilla-u1-2");
+        assert_eq!(
+            spec.command,
+            [
+                "uv",
+                "run",
+                "--no-project",
+                "--python",
+                "3.12",
+                "--with-requirements",
+                "requirements.txt",
+                "main.py"
+            ]
+        );
+        assert_eq!(spec.env["A"], "pipeline");
+        assert_eq!(spec.env["B"], "schedule");
+        assert_eq!(spec.env["C"], "secret");
+        assert_eq!(spec.env["D"], "run");
+        assert_eq!(spec.env["UV_OFFLINE"], "1");
+        assert_eq!(spec.memory_bytes, Some(512 * 1024 * 1024));
+        assert_eq!(spec.nano_cpus, Some(1_500_000_000));
+        assert_eq!(
+            spec.mounts[0],
+            Mount {
+                source: "/srv/pipelines/etl".into(),
+                target: "/pipeline".into(),
+                read_only: true
+            }
+        );
+        assert_eq!(spec.labels[labels::ATTEMPT], "2");
+    }
+
+    #[test]
+    fn no_requirements_file_means_no_with_requirements() {
+        let id = AttemptIdentity {
+            run_uid: "u",
+            run_name: "default/r",
+            pipeline: "p",
+            attempt: 1,
+        };
+        let spec = build_container_spec(
+            &config(),
+            &id,
+            &PipelineSpec::default(),
+            "p",
+            false,
+            &EnvLayers::default(),
+        );
+        assert_eq!(spec.command, ["uv", "run", "--no-project", "main.py"]);
+        assert_eq!(spec.image, "flotilla/runner:test");
+    }
+}

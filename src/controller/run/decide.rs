@@ -1,0 +1,417 @@
+//! The run state machine: given what is stored and what runs, what to do next. Pure:
+//! no I/O, the clock is an argument, so every path is a table test.
+//!
+//! Order of effects matters for crash safety: logs are drained before the exit is
+//! recorded, and the container is removed only after the status write, so a crash at
+//! any point leaves enough behind to finish the run on restart without running it twice.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::controller::runtime::{ContainerState, ContainerStatus};
+use crate::resource::types::{Attempt, BackoffKind, RunPhase, RunStatus};
+
+/// Retry and time limits of a pipeline, already parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunPolicy {
+    /// Wall-clock limit of one attempt.
+    pub timeout: Option<Duration>,
+    /// Further attempts after the first.
+    pub retry_limit: u32,
+    /// Shape of the retry delay.
+    pub backoff_kind: BackoffKind,
+    /// First retry delay.
+    pub backoff_initial: Duration,
+    /// Largest retry delay.
+    pub backoff_max: Duration,
+    /// SIGTERM → SIGKILL grace period when stopping.
+    pub stop_grace: Duration,
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: None,
+            retry_limit: 0,
+            backoff_kind: BackoffKind::Exponential,
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(600),
+            stop_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RunPolicy {
+    /// Delay before attempt `failed_attempts + 1`.
+    pub fn backoff(&self, failed_attempts: u32) -> Duration {
+        match self.backoff_kind {
+            BackoffKind::Fixed => self.backoff_initial,
+            BackoffKind::Exponential => {
+                let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(30));
+                self.backoff_initial
+                    .saturating_mul(factor)
+                    .min(self.backoff_max)
+            }
+        }
+    }
+}
+
+/// Everything the decision looks at.
+#[derive(Clone, Debug)]
+pub struct RunFacts<'a> {
+    /// The clock.
+    pub now: DateTime<Utc>,
+    /// Stored status.
+    pub status: &'a RunStatus,
+    /// `spec.cancel`.
+    pub cancel_requested: bool,
+    /// The pipeline's policy, or `None` when the pipeline does not exist.
+    pub policy: Option<&'a RunPolicy>,
+    /// The run's container with the highest attempt number, with that number.
+    pub container: Option<(u32, &'a ContainerState)>,
+    /// Whether the run holds (or was just granted) a concurrency slot.
+    pub admitted: bool,
+}
+
+/// A side effect on the current attempt's container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Create (or adopt) and start the container of this attempt.
+    CreateAndStart {
+        /// 1-based attempt number.
+        attempt: u32,
+    },
+    /// SIGTERM, then SIGKILL after the grace period.
+    Stop,
+    /// Read the remaining output of the exited container into the log store.
+    DrainLogs,
+    /// Remove the container.
+    Remove,
+}
+
+/// What to do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    /// Effects before the status write.
+    pub before: Vec<Effect>,
+    /// The new status, when it changes.
+    pub status: Option<RunStatus>,
+    /// Effects after the status write.
+    pub after: Vec<Effect>,
+    /// Look again after this long even without an event.
+    pub requeue_after: Option<Duration>,
+    /// True when the run does not hold a concurrency slot after this step.
+    pub releases_slot: bool,
+    /// True when the run waits for a slot.
+    pub wants_slot: bool,
+}
+
+const REASON_DEADLINE: &str = "DeadlineExceeded";
+const REASON_CANCELLED: &str = "Cancelled";
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse(t: Option<&str>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Decides the next step of a run.
+pub fn decide_run_action(facts: &RunFacts<'_>) -> Decision {
+    let status = facts.status;
+    let recorded = status.attempts.len() as u32;
+    if status.phase.is_finished() {
+        return match facts.container {
+            Some(_) => Decision {
+                after: vec![Effect::Remove],
+                releases_slot: true,
+                ..Decision::default()
+            },
+            None => Decision {
+                releases_slot: true,
+                ..Decision::default()
+            },
+        };
+    }
+    // A container newer than the recorded attempts: we crashed between starting it and
+    // recording it. Adopt it as the next attempt.
+    if let Some((number, container)) = facts.container {
+        if number > recorded {
+            let mut next = status.clone();
+            next.attempts.push(Attempt {
+                number,
+                container: container.name.clone(),
+                started_at: container.started_at.map(rfc3339),
+                ..Attempt::default()
+            });
+            next.phase = RunPhase::Running;
+            next.next_attempt_at = None;
+            return Decision {
+                status: Some(next),
+                requeue_after: Some(Duration::ZERO),
+                ..Decision::default()
+            };
+        }
+    }
+    let current = facts
+        .container
+        .filter(|(n, _)| *n == recorded)
+        .map(|(_, c)| c);
+    match current {
+        Some(container) => decide_with_container(facts, container),
+        None => decide_without_container(facts),
+    }
+}
+
+fn decide_with_container(facts: &RunFacts<'_>, container: &ContainerState) -> Decision {
+    let status = facts.status;
+    let grace = facts
+        .policy
+        .map_or(Duration::from_secs(10), |p| p.stop_grace);
+    match container.status {
+        ContainerStatus::Created => Decision {
+            before: vec![Effect::CreateAndStart {
+                attempt: status.attempts.len() as u32,
+            }],
+            requeue_after: Some(Duration::ZERO),
+            ..Decision::default()
+        },
+        ContainerStatus::Running => {
+            let mut next = status.clone();
+            let started = container.started_at.unwrap_or(facts.now);
+            if let Some(attempt) = next.attempts.last_mut() {
+                attempt.started_at.get_or_insert_with(|| rfc3339(started));
+            }
+            next.phase = RunPhase::Running;
+            next.reason = None;
+            next.message = None;
+            if facts.cancel_requested {
+                return Decision {
+                    before: vec![Effect::Stop],
+                    status: (next != *status).then_some(next),
+                    requeue_after: Some(grace + Duration::from_secs(1)),
+                    ..Decision::default()
+                };
+            }
+            let deadline = facts
+                .policy
+                .and_then(|p| p.timeout)
+                .map(|t| started + chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX));
+            match deadline {
+                Some(deadline) if facts.now >= deadline => {
+                    if let Some(attempt) = next.attempts.last_mut() {
+                        attempt.reason = Some(REASON_DEADLINE.to_owned());
+                    }
+                    Decision {
+                        before: vec![Effect::Stop],
+                        status: (next != *status).then_some(next),
+                        requeue_after: Some(grace + Duration::from_secs(1)),
+                        ..Decision::default()
+                    }
+                }
+                deadline => Decision {
+                    status: (next != *status).then_some(next),
+                    requeue_after: deadline.map(|d| (d - facts.now).to_std().unwrap_or_default()),
+                    ..Decision::default()
+                },
+            }
+        }
+        ContainerStatus::Exited => {
+            let mut next = status.clone();
+            let finished = container.finished_at.unwrap_or(facts.now);
+            if let Some(attempt) = next.attempts.last_mut() {
+                attempt
+                    .started_at
+                    .get_or_insert_with(|| rfc3339(container.started_at.unwrap_or(finished)));
+                attempt.finished_at = Some(rfc3339(finished));
+                attempt.exit_code = container.exit_code;
+                attempt.oom_killed = container.oom_killed;
+                if attempt.reason.is_none() {
+                    attempt.reason = if facts.cancel_requested {
+                        Some(REASON_CANCELLED.to_owned())
+                    } else if container.oom_killed {
+                        Some("OOMKilled".to_owned())
+                    } else if container.exit_code != Some(0) {
+                        Some(
+                            container
+                                .error
+                                .clone()
+                                .map_or("Error".to_owned(), |_| "StartError".to_owned()),
+                        )
+                    } else {
+                        None
+                    };
+                }
+            }
+            let mut decision = conclude_attempt(facts, next, finished);
+            decision.before.insert(0, Effect::DrainLogs);
+            decision.after.push(Effect::Remove);
+            decision
+        }
+    }
+}
+
+/// After an attempt ended (exit recorded in `next`): succeed, retry or fail.
+fn conclude_attempt(
+    facts: &RunFacts<'_>,
+    mut next: RunStatus,
+    finished: DateTime<Utc>,
+) -> Decision {
+    let attempts = next.attempts.len() as u32;
+    let last = next.attempts.last().cloned().unwrap_or_default();
+    let succeeded = last.exit_code == Some(0) && last.reason.is_none();
+    next.next_attempt_at = None;
+    if facts.cancel_requested {
+        next.phase = RunPhase::Cancelled;
+        next.reason = Some(REASON_CANCELLED.to_owned());
+        next.message = Some("cancelled on request".to_owned());
+    } else if succeeded {
+        next.phase = RunPhase::Succeeded;
+        next.reason = None;
+        next.message = None;
+    } else {
+        let policy = facts.policy.cloned().unwrap_or_default();
+        let cause = describe_failure(&last);
+        if attempts <= policy.retry_limit {
+            let delay = policy.backoff(attempts);
+            let at = finished + chrono::Duration::from_std(delay).unwrap_or_default();
+            next.phase = RunPhase::Pending;
+            next.reason = Some("BackOff".to_owned());
+            next.message = Some(format!(
+                "attempt {attempts} {cause}; attempt {} of {} starts at {}",
+                attempts + 1,
+                policy.retry_limit + 1,
+                rfc3339(at)
+            ));
+            next.next_attempt_at = Some(rfc3339(at));
+            let wait = (at - facts.now).to_std().unwrap_or_default();
+            return Decision {
+                status: Some(next),
+                requeue_after: Some(wait),
+                releases_slot: true,
+                ..Decision::default()
+            };
+        }
+        next.phase = RunPhase::Failed;
+        next.reason = Some(match last.reason.as_deref() {
+            Some(reason @ ("OOMKilled" | REASON_DEADLINE | "ContainerLost" | "StartError")) => {
+                reason.to_owned()
+            }
+            _ if policy.retry_limit > 0 => "BackoffLimitExceeded".to_owned(),
+            _ => "Error".to_owned(),
+        });
+        next.message = Some(if attempts > 1 {
+            format!("all {attempts} attempts failed; the last {cause}")
+        } else {
+            format!("the attempt {cause}")
+        });
+    }
+    Decision {
+        status: Some(next),
+        releases_slot: true,
+        ..Decision::default()
+    }
+}
+
+fn describe_failure(attempt: &Attempt) -> String {
+    match (attempt.reason.as_deref(), attempt.exit_code) {
+        (Some("OOMKilled"), _) => {
+            "was killed for exceeding its memory limit (OOMKilled)".to_owned()
+        }
+        (Some(REASON_DEADLINE), _) => {
+            "ran past its timeout and was stopped (DeadlineExceeded)".to_owned()
+        }
+        (Some("ContainerLost"), _) => "lost its container (removed outside Flotilla)".to_owned(),
+        (_, Some(code)) => format!("exited with code {code}"),
+        _ => "failed".to_owned(),
+    }
+}
+
+fn decide_without_container(facts: &RunFacts<'_>) -> Decision {
+    let status = facts.status;
+    let last = status.attempts.last();
+    // The recorded attempt started but its container is gone (removed by hand, or a
+    // crash after removal but before the status write of an older version).
+    if let Some(attempt) = last.filter(|a| a.finished_at.is_none() && a.started_at.is_some()) {
+        let mut next = status.clone();
+        if let Some(current) = next.attempts.last_mut() {
+            current.finished_at = Some(rfc3339(facts.now));
+            current.reason = Some(
+                if facts.cancel_requested {
+                    REASON_CANCELLED
+                } else {
+                    "ContainerLost"
+                }
+                .to_owned(),
+            );
+        }
+        let _ = attempt;
+        return conclude_attempt(facts, next, facts.now);
+    }
+    if facts.cancel_requested {
+        let mut next = status.clone();
+        next.phase = RunPhase::Cancelled;
+        next.reason = Some(REASON_CANCELLED.to_owned());
+        next.message = Some(if status.attempts.is_empty() {
+            "cancelled before it started".to_owned()
+        } else {
+            "cancelled while waiting to retry".to_owned()
+        });
+        next.next_attempt_at = None;
+        return Decision {
+            status: Some(next),
+            releases_slot: true,
+            ..Decision::default()
+        };
+    }
+    if facts.policy.is_none() {
+        let mut next = status.clone();
+        next.phase = RunPhase::Pending;
+        next.reason = Some("PipelineNotFound".to_owned());
+        next.message = Some(
+            "the referenced pipeline does not exist; the run starts once it is applied".to_owned(),
+        );
+        return Decision {
+            status: (next != *status).then_some(next),
+            requeue_after: Some(Duration::from_secs(30)),
+            releases_slot: true,
+            ..Decision::default()
+        };
+    }
+    if let Some(at) = parse(status.next_attempt_at.as_deref()) {
+        if at > facts.now {
+            return Decision {
+                requeue_after: Some((at - facts.now).to_std().unwrap_or_default()),
+                releases_slot: true,
+                ..Decision::default()
+            };
+        }
+    }
+    if !facts.admitted {
+        let mut next = status.clone();
+        next.phase = RunPhase::Pending;
+        next.reason = Some("Queued".to_owned());
+        next.message =
+            Some("waiting for a free slot (maxInstances or --max-concurrent-runs)".to_owned());
+        return Decision {
+            status: (next != *status).then_some(next),
+            wants_slot: true,
+            ..Decision::default()
+        };
+    }
+    // An attempt recorded without a start (create failed after the record): retry it;
+    // otherwise begin the next attempt.
+    let attempt = match last {
+        Some(a) if a.started_at.is_none() && a.finished_at.is_none() => a.number,
+        _ => status.attempts.len() as u32 + 1,
+    };
+    Decision {
+        before: vec![Effect::CreateAndStart { attempt }],
+        requeue_after: Some(Duration::ZERO),
+        wants_slot: true,
+        ..Decision::default()
+    }
+}

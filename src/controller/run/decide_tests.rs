@@ -1,0 +1,324 @@
+//! Table tests of the run state machine.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::decide::{Effect, RunFacts, RunPolicy, decide_run_action};
+use crate::controller::runtime::{ContainerState, ContainerStatus};
+use crate::resource::types::{Attempt, BackoffKind, RunPhase, RunStatus};
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + seconds, 0).expect("valid")
+}
+
+fn ts(seconds: i64) -> String {
+    t(seconds).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn container(status: ContainerStatus, exit_code: Option<i64>, oom: bool) -> ContainerState {
+    ContainerState {
+        name: "flotilla-u-1".into(),
+        labels: Default::default(),
+        status,
+        started_at: Some(t(0)),
+        finished_at: (status == ContainerStatus::Exited).then(|| t(5)),
+        exit_code,
+        oom_killed: oom,
+        error: None,
+    }
+}
+
+fn running_status(attempts: u32) -> RunStatus {
+    RunStatus {
+        phase: RunPhase::Running,
+        attempts: (1..=attempts)
+            .map(|n| Attempt {
+                number: n,
+                container: format!("flotilla-u-{n}"),
+                started_at: Some(ts(0)),
+                finished_at: (n < attempts).then(|| ts(1)),
+                exit_code: (n < attempts).then_some(1),
+                ..Attempt::default()
+            })
+            .collect(),
+        ..RunStatus::default()
+    }
+}
+
+fn policy() -> RunPolicy {
+    RunPolicy {
+        timeout: Some(Duration::from_secs(60)),
+        retry_limit: 2,
+        backoff_kind: BackoffKind::Exponential,
+        backoff_initial: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(15),
+        stop_grace: Duration::from_secs(5),
+    }
+}
+
+#[test]
+fn pending_run_waits_for_a_slot_then_starts_attempt_one() {
+    let status = RunStatus::default();
+    let p = policy();
+    let facts = RunFacts {
+        now: t(0),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: None,
+        admitted: false,
+    };
+    let waiting = decide_run_action(&facts);
+    assert!(waiting.wants_slot);
+    assert!(waiting.before.is_empty());
+    assert_eq!(
+        waiting.status.as_ref().and_then(|s| s.reason.as_deref()),
+        Some("Queued")
+    );
+    let admitted = decide_run_action(&RunFacts {
+        admitted: true,
+        ..facts
+    });
+    assert_eq!(admitted.before, vec![Effect::CreateAndStart { attempt: 1 }]);
+}
+
+#[test]
+fn missing_pipeline_is_a_condition_not_a_start() {
+    let status = RunStatus::default();
+    let facts = RunFacts {
+        now: t(0),
+        status: &status,
+        cancel_requested: false,
+        policy: None,
+        container: None,
+        admitted: true,
+    };
+    let decision = decide_run_action(&facts);
+    assert!(decision.before.is_empty());
+    let next = decision.status.expect("status");
+    assert_eq!(next.phase, RunPhase::Pending);
+    assert_eq!(next.reason.as_deref(), Some("PipelineNotFound"));
+}
+
+#[test]
+fn unrecorded_container_is_adopted_not_started_again() {
+    let status = RunStatus::default();
+    let c = container(ContainerStatus::Running, None, false);
+    let p = policy();
+    let facts = RunFacts {
+        now: t(1),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &c)),
+        admitted: true,
+    };
+    let decision = decide_run_action(&facts);
+    assert!(decision.before.is_empty(), "{decision:?}");
+    let next = decision.status.expect("status");
+    assert_eq!(next.attempts.len(), 1);
+    assert_eq!(next.phase, RunPhase::Running);
+}
+
+#[test]
+fn running_past_timeout_is_stopped_with_deadline_exceeded() {
+    let status = running_status(1);
+    let c = container(ContainerStatus::Running, None, false);
+    let p = policy();
+    let before = RunFacts {
+        now: t(30),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &c)),
+        admitted: true,
+    };
+    let decision = decide_run_action(&before);
+    assert!(decision.before.is_empty());
+    assert_eq!(decision.requeue_after, Some(Duration::from_secs(30)));
+    let late = decide_run_action(&RunFacts {
+        now: t(61),
+        ..before
+    });
+    assert_eq!(late.before, vec![Effect::Stop]);
+    assert_eq!(
+        late.status.expect("status").attempts[0].reason.as_deref(),
+        Some("DeadlineExceeded")
+    );
+}
+
+#[test]
+fn exit_zero_succeeds_drains_logs_first_and_removes_after() {
+    let status = running_status(1);
+    let c = container(ContainerStatus::Exited, Some(0), false);
+    let p = policy();
+    let facts = RunFacts {
+        now: t(6),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &c)),
+        admitted: true,
+    };
+    let decision = decide_run_action(&facts);
+    assert_eq!(decision.before, vec![Effect::DrainLogs]);
+    assert_eq!(decision.after, vec![Effect::Remove]);
+    assert!(decision.releases_slot);
+    let next = decision.status.expect("status");
+    assert_eq!(next.phase, RunPhase::Succeeded);
+    assert_eq!(next.attempts[0].exit_code, Some(0));
+}
+
+#[test]
+fn failures_retry_with_backoff_then_fail() {
+    let p = policy();
+    let table: &[(u32, RunPhase, Option<&str>, Option<i64>)] = &[
+        // attempts so far, phase after, reason, retry delay seconds from exit (t=5)
+        (1, RunPhase::Pending, Some("BackOff"), Some(10)),
+        (2, RunPhase::Pending, Some("BackOff"), Some(15)), // 20 s capped at 15 s
+        (3, RunPhase::Failed, Some("BackoffLimitExceeded"), None),
+    ];
+    for (attempts, phase, reason, delay) in table {
+        let status = running_status(*attempts);
+        let c = container(ContainerStatus::Exited, Some(3), false);
+        let facts = RunFacts {
+            now: t(6),
+            status: &status,
+            cancel_requested: false,
+            policy: Some(&p),
+            container: Some((*attempts, &c)),
+            admitted: true,
+        };
+        let next = decide_run_action(&facts).status.expect("status");
+        assert_eq!(next.phase, *phase, "after {attempts} attempts");
+        assert_eq!(next.reason.as_deref(), *reason);
+        assert_eq!(
+            next.next_attempt_at,
+            delay.map(|d| ts(5 + d)),
+            "after {attempts} attempts"
+        );
+    }
+}
+
+#[test]
+fn oom_is_reported_as_oom_killed() {
+    let status = running_status(1);
+    let c = container(ContainerStatus::Exited, Some(137), true);
+    let p = RunPolicy {
+        retry_limit: 0,
+        ..policy()
+    };
+    let facts = RunFacts {
+        now: t(6),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &c)),
+        admitted: true,
+    };
+    let next = decide_run_action(&facts).status.expect("status");
+    assert_eq!(next.phase, RunPhase::Failed);
+    assert_eq!(next.reason.as_deref(), Some("OOMKilled"));
+    assert!(next.attempts[0].oom_killed);
+}
+
+#[test]
+fn retry_waits_release_the_slot_until_due() {
+    let mut status = running_status(1);
+    status.phase = RunPhase::Pending;
+    status.attempts[0].finished_at = Some(ts(5));
+    status.attempts[0].exit_code = Some(1);
+    status.next_attempt_at = Some(ts(15));
+    let p = policy();
+    let facts = RunFacts {
+        now: t(8),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: None,
+        admitted: false,
+    };
+    let waiting = decide_run_action(&facts);
+    assert!(waiting.releases_slot && !waiting.wants_slot);
+    assert_eq!(waiting.requeue_after, Some(Duration::from_secs(7)));
+    let due = decide_run_action(&RunFacts {
+        now: t(16),
+        admitted: true,
+        ..facts
+    });
+    assert_eq!(due.before, vec![Effect::CreateAndStart { attempt: 2 }]);
+}
+
+#[test]
+fn cancel_of_pending_and_running_runs() {
+    let pending = RunStatus::default();
+    let p = policy();
+    let facts = RunFacts {
+        now: t(0),
+        status: &pending,
+        cancel_requested: true,
+        policy: Some(&p),
+        container: None,
+        admitted: false,
+    };
+    let cancelled = decide_run_action(&facts).status.expect("status");
+    assert_eq!(cancelled.phase, RunPhase::Cancelled);
+
+    let running = running_status(1);
+    let live = container(ContainerStatus::Running, None, false);
+    let stop = decide_run_action(&RunFacts {
+        status: &running,
+        container: Some((1, &live)),
+        ..facts.clone()
+    });
+    assert_eq!(stop.before, vec![Effect::Stop]);
+
+    let exited = container(ContainerStatus::Exited, Some(143), false);
+    let done = decide_run_action(&RunFacts {
+        status: &running,
+        container: Some((1, &exited)),
+        ..facts
+    });
+    let next = done.status.expect("status");
+    assert_eq!(next.phase, RunPhase::Cancelled);
+    assert_eq!(next.attempts[0].exit_code, Some(143));
+}
+
+#[test]
+fn vanished_container_of_a_running_attempt_is_container_lost() {
+    let status = running_status(1);
+    let p = RunPolicy {
+        retry_limit: 0,
+        ..policy()
+    };
+    let facts = RunFacts {
+        now: t(9),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: None,
+        admitted: true,
+    };
+    let next = decide_run_action(&facts).status.expect("status");
+    assert_eq!(next.phase, RunPhase::Failed);
+    assert_eq!(next.reason.as_deref(), Some("ContainerLost"));
+}
+
+#[test]
+fn finished_runs_only_clean_up() {
+    let mut status = running_status(1);
+    status.phase = RunPhase::Succeeded;
+    let c = container(ContainerStatus::Exited, Some(0), false);
+    let facts = RunFacts {
+        now: t(9),
+        status: &status,
+        cancel_requested: false,
+        policy: None,
+        container: Some((1, &c)),
+        admitted: false,
+    };
+    let decision = decide_run_action(&facts);
+    assert_eq!(decision.after, vec![Effect::Remove]);
+    assert!(decision.status.is_none());
+}

@@ -1,0 +1,316 @@
+//! Run output on disk and the followers that fill it.
+//!
+//! Each attempt's output is a file `<data>/runs/<run uid>/attempt-<n>.log` of lines
+//! `<RFC 3339 timestamp, nanoseconds> <stdout|stderr> <text>`, appended as they arrive.
+//! A follower resumes from the last persisted timestamp (Docker's `since=` has whole
+//! seconds, so lines up to and including that instant that are already on disk are
+//! skipped), which makes a proxy cut or an operator restart lose and duplicate nothing.
+//! CPU and memory samples go to `metrics.jsonl` beside the logs.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
+
+use crate::controller::runtime::{
+    ContainerRuntime, ContainerStatus, LogStream, ResourceSample, RuntimeError,
+};
+
+/// Rewrites a line before it is stored (secret redaction); identity when absent.
+pub type LineFilter = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// Layout of run data under the data dir.
+#[derive(Clone, Debug)]
+pub struct RunFiles {
+    root: PathBuf,
+}
+
+impl RunFiles {
+    /// Run data under `<data_dir>/runs`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            root: data_dir.join("runs"),
+        }
+    }
+
+    /// Directory of one run.
+    pub fn run_dir(&self, run_uid: &str) -> PathBuf {
+        self.root.join(run_uid)
+    }
+
+    /// Log file of one attempt.
+    pub fn attempt_log(&self, run_uid: &str, attempt: u32) -> PathBuf {
+        self.run_dir(run_uid).join(format!("attempt-{attempt}.log"))
+    }
+
+    /// Resource samples of a run.
+    pub fn metrics(&self, run_uid: &str) -> PathBuf {
+        self.run_dir(run_uid).join("metrics.jsonl")
+    }
+
+    /// Deletes everything stored for a run.
+    pub fn delete_run(&self, run_uid: &str) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(self.run_dir(run_uid)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One stored line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// When Docker received it.
+    pub at: DateTime<Utc>,
+    /// stdout or stderr.
+    pub stream: LogStream,
+    /// The text, without the newline.
+    pub text: String,
+}
+
+impl LogLine {
+    /// Parses one stored line.
+    pub fn parse(line: &str) -> Option<LogLine> {
+        let (at, rest) = line.split_once(' ')?;
+        let (stream, text) = rest.split_once(' ').unwrap_or((rest, ""));
+        Some(LogLine {
+            at: DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+            stream: match stream {
+                "stdout" => LogStream::Stdout,
+                "stderr" => LogStream::Stderr,
+                _ => return None,
+            },
+            text: text.to_owned(),
+        })
+    }
+
+    /// The stored form, without the newline.
+    pub fn render(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.at.to_rfc3339_opts(SecondsFormat::Nanos, true),
+            self.stream.as_str(),
+            self.text
+        )
+    }
+}
+
+/// Where a follower resumes: the last stored timestamp and how many stored lines carry
+/// exactly that timestamp.
+fn resume_point(path: &Path) -> std::io::Result<(Option<DateTime<Utc>>, usize)> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, 0)),
+        Err(e) => return Err(e),
+    };
+    let length = file.metadata()?.len();
+    let mut window = 64 * 1024u64;
+    loop {
+        let start = length.saturating_sub(window);
+        file.seek(SeekFrom::Start(start))?;
+        let mut tail = String::new();
+        Read::by_ref(&mut file)
+            .take(window)
+            .read_to_string(&mut tail)
+            .ok();
+        let mut lines: Vec<&str> = tail.lines().collect();
+        if start > 0 && !lines.is_empty() {
+            lines.remove(0); // probably cut in the middle
+        }
+        let parsed: Vec<LogLine> = lines.iter().filter_map(|l| LogLine::parse(l)).collect();
+        let Some(last) = parsed.last() else {
+            if start == 0 {
+                return Ok((None, 0));
+            }
+            window *= 4;
+            continue;
+        };
+        let same = parsed.iter().rev().take_while(|l| l.at == last.at).count();
+        if same == parsed.len() && start > 0 {
+            window *= 4; // every line in the window has that timestamp; look further back
+            continue;
+        }
+        return Ok((Some(last.at), same));
+    }
+}
+
+/// Reads the first stored line's timestamp (for setup-time measurement).
+pub fn first_line_at(path: &Path) -> Option<DateTime<Utc>> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).ok()?;
+    LogLine::parse(line.trim_end_matches('\n')).map(|l| l.at)
+}
+
+/// Copies a container's output into `path` until the container has exited and all of
+/// its output is stored. Reconnects (from the last stored timestamp) when the stream is
+/// cut while the container still runs.
+pub async fn follow_attempt<R: ContainerRuntime>(
+    runtime: &R,
+    container: &str,
+    path: &Path,
+    filter: Option<&LineFilter>,
+) -> Result<(), RuntimeError> {
+    let io_error = |e: std::io::Error| {
+        RuntimeError::Unavailable(format!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_error)?;
+    }
+    let mut failures = 0u32;
+    loop {
+        let (last_at, mut skip) = resume_point(path).map_err(io_error)?;
+        let since = last_at.map_or(0, |t| t.timestamp());
+        let mut file = std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(io_error)?,
+        );
+        let mut stream = runtime.logs(container, since);
+        let mut cut = None;
+        while let Some(item) = stream.next().await {
+            let chunk = match item {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    cut = Some(e);
+                    break;
+                }
+            };
+            let text = String::from_utf8_lossy(&chunk.bytes);
+            for raw in text.split_inclusive('\n') {
+                let raw = raw.strip_suffix('\n').unwrap_or(raw);
+                let raw = raw.strip_suffix('\r').unwrap_or(raw);
+                let Some((stamp, message)) = raw.split_once(' ').or(Some((raw, ""))) else {
+                    continue;
+                };
+                let Ok(at) = DateTime::parse_from_rfc3339(stamp).map(|t| t.with_timezone(&Utc))
+                else {
+                    continue;
+                };
+                if let Some(last) = last_at {
+                    if at < last {
+                        continue;
+                    }
+                    if at == last && skip > 0 {
+                        skip -= 1;
+                        continue;
+                    }
+                }
+                let text = match filter {
+                    Some(filter) => filter(message),
+                    None => message.to_owned(),
+                };
+                let line = LogLine {
+                    at,
+                    stream: chunk.stream,
+                    text,
+                };
+                writeln!(file, "{}", line.render()).map_err(io_error)?;
+            }
+            file.flush().map_err(io_error)?;
+        }
+        file.flush().map_err(io_error)?;
+        drop(file);
+        match runtime.inspect(container).await {
+            Ok(Some(state)) if state.status == ContainerStatus::Running => {}
+            Ok(_) => return Ok(()),
+            Err(e) => cut = Some(e),
+        }
+        if let Some(error) = cut {
+            failures += 1;
+            tracing::warn!(
+                container,
+                code = error.code(),
+                "log stream cut, resuming: {error}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
+    }
+}
+
+/// Appends CPU/memory samples of a running container every `every` until it stops.
+pub async fn sample_attempt<R: ContainerRuntime>(
+    runtime: &R,
+    container: &str,
+    path: &Path,
+    every: Duration,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match runtime.sample(container).await {
+            Ok(Some(sample)) => {
+                if let Err(e) = append_sample(path, &sample) {
+                    tracing::warn!(container, "cannot store a resource sample: {e}");
+                }
+            }
+            Ok(None) => return,
+            Err(e) => tracing::debug!(container, "no resource sample: {e}"),
+        }
+        if !matches!(runtime.inspect(container).await, Ok(Some(s)) if s.status == ContainerStatus::Running)
+        {
+            return;
+        }
+    }
+}
+
+fn append_sample(path: &Path, sample: &ResourceSample) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let line = serde_json::to_string(sample).map_err(std::io::Error::other)?;
+    writeln!(file, "{line}")
+}
+
+/// Reads the stored samples of a run.
+pub fn read_samples(path: &Path) -> Vec<ResourceSample> {
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip() {
+        let line = "2026-11-22T10:36:53.699302123Z stderr boom: it failed";
+        let parsed = LogLine::parse(line).expect("valid");
+        assert_eq!(parsed.stream, LogStream::Stderr);
+        assert_eq!(parsed.text, "boom: it failed");
+        assert_eq!(parsed.render(), line);
+        let empty = LogLine::parse("2026-11-22T10:36:53.000000000Z stdout ").expect("valid");
+        assert_eq!(empty.text, "");
+    }
+
+    #[test]
+    fn resume_point_counts_lines_at_the_last_instant() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        assert_eq!(resume_point(&path).expect("missing is fine"), (None, 0));
+        std::fs::write(
+            &path,
+            "2026-01-01T00:00:01.000000000Z stdout a\n2026-01-01T00:00:02.000000000Z stdout b\n2026-01-01T00:00:02.000000000Z stderr c\n",
+        )
+        .expect("write");
+        let (at, same) = resume_point(&path).expect("read");
+        assert_eq!(at.map(|t| t.timestamp()), Some(1_767_225_602));
+        assert_eq!(same, 2);
+    }
+}

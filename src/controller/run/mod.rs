@@ -1,0 +1,301 @@
+//! The run controller: converges `Run` objects into one container per attempt.
+//!
+//! Level-triggered: every reconcile observes the stored run and the containers labelled
+//! with its uid, decides with the pure [`decide::decide_run_action`], acts through the
+//! [`ContainerRuntime`], and writes status. It is woken by store changes, container
+//! events, follower completion, timers and a periodic resync, so a lost event only
+//! delays convergence.
+
+pub mod admission;
+pub mod container;
+pub mod decide;
+#[cfg(test)]
+mod decide_tests;
+pub mod logs;
+mod reconcile;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use self::admission::Slots;
+use self::container::RunnerConfig;
+use self::logs::RunFiles;
+use super::queue::WorkQueue;
+use super::runtime::{ContainerRuntime, labels};
+use crate::resource::types::{RunPhase, RunStatus};
+use crate::resource::{Kind, ObjectKey};
+use crate::secrets::Keyring;
+use crate::store::{ChangeKind, Store, StoreEvent};
+
+/// Settings of the run controller.
+#[derive(Clone, Debug)]
+pub struct RunControllerConfig {
+    /// Image, mounts and user of run containers.
+    pub runner: RunnerConfig,
+    /// The source root as this process sees it (to check folders exist).
+    pub source_root: PathBuf,
+    /// Data directory (logs and samples live under `runs/`).
+    pub data_dir: PathBuf,
+    /// Global limit of concurrently running runs.
+    pub max_concurrent_runs: Option<usize>,
+    /// Parallel reconciles.
+    pub workers: usize,
+    /// Full resync period.
+    pub resync_every: Duration,
+    /// SIGTERM → SIGKILL grace period when stopping a run.
+    pub stop_grace: Duration,
+    /// CPU/memory sampling period.
+    pub sample_every: Duration,
+}
+
+/// The run controller and its shared state.
+pub struct RunController<R: ContainerRuntime> {
+    store: Store,
+    runtime: Arc<R>,
+    config: RunControllerConfig,
+    keyring: Option<Arc<Keyring>>,
+    queue: WorkQueue,
+    slots: Mutex<Slots>,
+    active: Mutex<HashSet<ObjectKey>>,
+    watchers: Mutex<HashMap<String, JoinHandle<()>>>,
+    failures: Mutex<HashMap<ObjectKey, u32>>,
+    files: RunFiles,
+}
+
+impl<R: ContainerRuntime> RunController<R> {
+    /// A controller; call [`RunController::run`] to start it.
+    pub fn new(
+        store: Store,
+        runtime: Arc<R>,
+        config: RunControllerConfig,
+        keyring: Option<Arc<Keyring>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            files: RunFiles::new(&config.data_dir),
+            slots: Mutex::new(Slots::new(config.max_concurrent_runs)),
+            store,
+            runtime,
+            config,
+            keyring,
+            queue: WorkQueue::new(),
+            active: Mutex::new(HashSet::new()),
+            watchers: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Where run logs and samples are stored.
+    pub fn files(&self) -> &RunFiles {
+        &self.files
+    }
+
+    /// Runs until `shutdown`. Running containers are left running; the next start
+    /// re-attaches to them.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut changes = self.store.subscribe();
+        self.register_existing_runs().await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..self.config.workers.max(1) {
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { this.work(shutdown).await });
+        }
+        {
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { this.watch_events(shutdown).await });
+        }
+        let mut resync = tokio::time::interval(self.config.resync_every);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = resync.tick() => self.resync().await,
+                change = changes.recv() => match change {
+                    Ok(event) => self.on_store_change(event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.resync().await,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        let watchers: Vec<JoinHandle<()>> = lock(&self.watchers).drain().map(|(_, h)| h).collect();
+        for watcher in watchers {
+            watcher.abort();
+        }
+    }
+
+    async fn work(self: Arc<Self>, shutdown: CancellationToken) {
+        while let Some(key) = self.queue.next(&shutdown).await {
+            let requeue = self.reconcile(&key).await;
+            self.queue.done(&key);
+            if let Some(delay) = requeue {
+                self.queue.add_after(key, delay);
+            }
+        }
+    }
+
+    fn on_store_change(&self, event: StoreEvent) {
+        let key = event.key;
+        match key.kind {
+            // Status writes are this controller's own; they need no second look.
+            Kind::Run if event.change == ChangeKind::StatusModified => {}
+            Kind::Run => {
+                lock(&self.active).insert(key.clone());
+                self.queue.add(key);
+            }
+            // A pipeline or secret appearing or changing can unblock pending runs.
+            Kind::Pipeline | Kind::Secret => {
+                for run in lock(&self.active).iter() {
+                    self.queue.add(run.clone());
+                }
+            }
+            Kind::Schedule => {}
+        }
+    }
+
+    /// Loads every unfinished run at start-up: running ones keep their slots, pending
+    /// ones queue in creation order, all get reconciled.
+    async fn register_existing_runs(&self) {
+        let runs = loop {
+            match self.store.list(Kind::Run, None).await {
+                Ok(runs) => break runs,
+                Err(e) => {
+                    tracing::error!(code = e.code(), "cannot list runs, retrying: {e}");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        let mut active = lock(&self.active);
+        let mut slots = lock(&self.slots);
+        for run in runs {
+            let status: RunStatus = run
+                .status
+                .as_ref()
+                .and_then(|s| serde_json::from_value(s.clone()).ok())
+                .unwrap_or_default();
+            if status.phase.is_finished() {
+                continue;
+            }
+            if status.phase == RunPhase::Running {
+                let pipeline = run.spec["pipelineRef"]["name"].as_str().unwrap_or_default();
+                slots.hold(&run.key, pipeline);
+            }
+            active.insert(run.key.clone());
+            self.queue.add(run.key);
+        }
+        tracing::info!(active = active.len(), "run controller started");
+    }
+
+    /// Re-queues every unfinished run and removes containers that belong to no live run.
+    async fn resync(&self) {
+        let keys: Vec<ObjectKey> = lock(&self.active).iter().cloned().collect();
+        for key in keys {
+            self.queue.add(key);
+        }
+        self.collect_garbage().await;
+    }
+
+    /// Containers labelled ours whose run no longer exists (or was recreated under the
+    /// same name) are stopped and removed.
+    async fn collect_garbage(&self) {
+        let containers = match self
+            .runtime
+            .list(labels::MANAGED_BY, &self.config.runner.instance)
+            .await
+        {
+            Ok(containers) => containers,
+            Err(e) => {
+                tracing::warn!(code = e.code(), "garbage collection skipped: {e}");
+                return;
+            }
+        };
+        for container in containers {
+            let Some(run_name) = container.labels.get(labels::RUN_NAME) else {
+                continue;
+            };
+            let Some((namespace, name)) = run_name.split_once('/') else {
+                continue;
+            };
+            let key = ObjectKey::new(Kind::Run, namespace, name);
+            let live = match self.store.get(&key).await {
+                Ok(Some(run)) => container.labels.get(labels::RUN) == Some(&run.uid),
+                Ok(None) => false,
+                Err(_) => true, // cannot tell: keep it
+            };
+            if live {
+                self.queue.add(key);
+            } else {
+                tracing::info!(container = %container.name, "removing a container whose run no longer exists");
+                self.stop_watcher(&container.name);
+                if let Err(e) = self.runtime.remove(&container.name).await {
+                    tracing::warn!(container = %container.name, code = e.code(), "cannot remove: {e}");
+                }
+            }
+        }
+    }
+
+    /// Follows container events; after every (re)connect re-lists, because the daemon
+    /// keeps only 256 events and the proxy cuts idle streams.
+    async fn watch_events(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            let mut events = self
+                .runtime
+                .events(labels::MANAGED_BY, &self.config.runner.instance);
+            self.resync().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    event = events.next() => match event {
+                        Some(Ok(container)) => {
+                            failures = 0;
+                            self.on_container_event(&container).await;
+                        }
+                        Some(Err(e)) => {
+                            failures += 1;
+                            tracing::warn!(code = e.code(), "container event stream failed: {e}");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            let delay = Duration::from_millis(500 * u64::from(failures.clamp(1, 20)));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn on_container_event(&self, container: &str) {
+        if let Ok(Some(state)) = self.runtime.inspect(container).await {
+            if let Some((namespace, name)) = state
+                .labels
+                .get(labels::RUN_NAME)
+                .and_then(|n| n.split_once('/'))
+            {
+                self.queue.add(ObjectKey::new(Kind::Run, namespace, name));
+            }
+        }
+    }
+
+    fn stop_watcher(&self, container: &str) {
+        if let Some(handle) = lock(&self.watchers).remove(container) {
+            handle.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

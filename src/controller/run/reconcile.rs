@@ -1,0 +1,599 @@
+//! One reconcile of one run: observe → decide → act → status.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::container::{AttemptIdentity, EnvLayers, build_container_spec, container_name};
+use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
+use super::logs::{first_line_at, follow_attempt, sample_attempt};
+use super::{RunController, lock};
+use crate::controller::runtime::{ContainerRuntime, ContainerState, Created, RuntimeError, labels};
+use crate::resource::quantity::parse_duration;
+use crate::resource::types::{
+    PipelineSpec, RunPhase, RunSpec, RunStatus, ScheduleSpec, SecretSpec,
+};
+use crate::resource::{Kind, ObjectKey, StoredObject};
+use crate::store::StoreError;
+
+/// Why a reconcile stopped early. Each variant is retried.
+#[derive(Debug, thiserror::Error)]
+enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl ReconcileError {
+    fn code(&self) -> &'static str {
+        match self {
+            ReconcileError::Store(e) => e.code(),
+            ReconcileError::Runtime(e) => e.code(),
+        }
+    }
+}
+
+/// What a reconcile sees.
+struct Observed {
+    run: StoredObject,
+    spec: RunSpec,
+    status: RunStatus,
+    pipeline: Option<PipelineSpec>,
+    policy: Option<RunPolicy>,
+    containers: Vec<ContainerState>,
+}
+
+/// A run that cannot start for a reason a retry will not fix.
+struct StartFailure {
+    reason: &'static str,
+    message: String,
+}
+
+impl<R: ContainerRuntime> RunController<R> {
+    /// Reconciles one run; returns when to look again.
+    pub(super) async fn reconcile(self: &Arc<Self>, key: &ObjectKey) -> Option<Duration> {
+        match self.reconcile_once(key).await {
+            Ok(requeue) => {
+                lock(&self.failures).remove(key);
+                requeue
+            }
+            Err(error) => {
+                let failures = {
+                    let mut failures = lock(&self.failures);
+                    let count = failures.entry(key.clone()).or_default();
+                    *count += 1;
+                    *count
+                };
+                let delay = Duration::from_millis(250 * 2u64.pow(failures.min(8)));
+                tracing::warn!(run = %key, code = error.code(), retry_in = ?delay, "reconcile failed: {error}");
+                if let ReconcileError::Runtime(RuntimeError::Unavailable(_)) = &error {
+                    self.note_runtime_unavailable(key, &error).await;
+                }
+                Some(delay)
+            }
+        }
+    }
+
+    async fn reconcile_once(
+        self: &Arc<Self>,
+        key: &ObjectKey,
+    ) -> Result<Option<Duration>, ReconcileError> {
+        let Some(observed) = self.observe(key).await? else {
+            // Deleted: free its slot; garbage collection removes its containers.
+            lock(&self.active).remove(key);
+            self.release_slot(key);
+            return Ok(None);
+        };
+        let container = observed
+            .containers
+            .iter()
+            .filter_map(|c| {
+                c.labels
+                    .get(labels::ATTEMPT)
+                    .and_then(|a| a.parse::<u32>().ok())
+                    .map(|n| (n, c))
+            })
+            .max_by_key(|(n, _)| *n);
+        let facts = RunFacts {
+            now: Utc::now(),
+            status: &observed.status,
+            cancel_requested: observed.spec.cancel,
+            policy: observed.policy.as_ref(),
+            container,
+            admitted: lock(&self.slots).holds(key),
+        };
+        let mut decision = decide_run_action(&facts);
+        if decision.wants_slot && !facts.admitted {
+            let max_instances = observed.pipeline.as_ref().and_then(|p| p.max_instances);
+            let pipeline = observed.spec.pipeline_ref.name.clone();
+            let admitted =
+                lock(&self.slots).request(key, &pipeline, observed.run.created_at, max_instances);
+            if admitted {
+                decision = decide_run_action(&RunFacts {
+                    admitted: true,
+                    ..facts.clone()
+                });
+            }
+        }
+        self.act(key, &observed, decision).await
+    }
+
+    async fn observe(&self, key: &ObjectKey) -> Result<Option<Observed>, ReconcileError> {
+        let Some(run) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        let spec: RunSpec = serde_json::from_value(run.spec.clone()).unwrap_or_default();
+        let status: RunStatus = run
+            .status
+            .clone()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .unwrap_or_default();
+        let pipeline_key = ObjectKey::new(
+            Kind::Pipeline,
+            key.namespace.clone(),
+            spec.pipeline_ref.name.clone(),
+        );
+        let pipeline: Option<PipelineSpec> = self
+            .store
+            .get(&pipeline_key)
+            .await?
+            .and_then(|p| serde_json::from_value(p.spec).ok());
+        let policy = pipeline.as_ref().map(|p| self.policy_of(p));
+        let containers = self.runtime.list(labels::RUN, &run.uid).await?;
+        Ok(Some(Observed {
+            run,
+            spec,
+            status,
+            pipeline,
+            policy,
+            containers,
+        }))
+    }
+
+    fn policy_of(&self, pipeline: &PipelineSpec) -> RunPolicy {
+        let mut policy = RunPolicy {
+            stop_grace: self.config.stop_grace,
+            ..RunPolicy::default()
+        };
+        policy.timeout = pipeline
+            .timeout
+            .as_deref()
+            .and_then(|t| parse_duration(t).ok());
+        if let Some(retries) = &pipeline.retries {
+            policy.retry_limit = retries.limit;
+            if let Some(backoff) = &retries.backoff {
+                policy.backoff_kind = backoff.kind;
+                if let Some(initial) = backoff
+                    .initial
+                    .as_deref()
+                    .and_then(|d| parse_duration(d).ok())
+                {
+                    policy.backoff_initial = initial;
+                }
+                if let Some(max) = backoff.max.as_deref().and_then(|d| parse_duration(d).ok()) {
+                    policy.backoff_max = max;
+                }
+            }
+        }
+        policy
+    }
+
+    async fn act(
+        self: &Arc<Self>,
+        key: &ObjectKey,
+        observed: &Observed,
+        decision: Decision,
+    ) -> Result<Option<Duration>, ReconcileError> {
+        let current = observed.status.attempts.len() as u32;
+        let mut status = decision.status.clone();
+        for effect in &decision.before {
+            match effect {
+                Effect::CreateAndStart { attempt } => {
+                    match self.create_and_start(observed, *attempt).await? {
+                        Ok(()) => {}
+                        Err(failure) => {
+                            let mut failed = observed.status.clone();
+                            failed.phase = if failure.reason == "ContainerNameConflict" {
+                                RunPhase::Pending
+                            } else {
+                                RunPhase::Failed
+                            };
+                            failed.reason = Some(failure.reason.to_owned());
+                            failed.message = Some(failure.message);
+                            self.write_status(observed, &failed).await?;
+                            if failed.phase == RunPhase::Failed {
+                                self.finish(key);
+                                return Ok(None);
+                            }
+                            return Ok(Some(Duration::from_secs(30)));
+                        }
+                    }
+                }
+                Effect::Stop => {
+                    self.stop_in_background(key, &container_name(&observed.run.uid, current))
+                }
+                Effect::DrainLogs => {
+                    self.drain_logs(&observed.run.uid, current).await;
+                    if let Some(next) = status.as_mut() {
+                        self.record_setup_time(&observed.run.uid, next);
+                    }
+                }
+                Effect::Remove => {}
+            }
+        }
+        if let Some(next) = &status {
+            self.write_status(observed, next).await?;
+        }
+        for effect in &decision.after {
+            if let Effect::Remove = effect {
+                for container in &observed.containers {
+                    self.stop_watcher(&container.name);
+                    self.runtime.remove(&container.name).await?;
+                }
+            }
+        }
+        let phase = status.as_ref().map_or(observed.status.phase, |s| s.phase);
+        if decision.releases_slot {
+            self.release_slot(key);
+        }
+        if phase.is_finished() {
+            self.finish(key);
+        } else if phase == RunPhase::Running {
+            if let Some((_, container)) = observed
+                .containers
+                .iter()
+                .filter_map(|c| {
+                    c.labels
+                        .get(labels::ATTEMPT)
+                        .and_then(|a| a.parse::<u32>().ok())
+                        .map(|n| (n, c))
+                })
+                .max_by_key(|(n, _)| *n)
+            {
+                let attempt = status.as_ref().map_or(current, |s| s.attempts.len() as u32);
+                self.ensure_watching(key, &observed.run.uid, attempt, &container.name);
+            }
+        }
+        Ok(decision.requeue_after)
+    }
+
+    fn finish(&self, key: &ObjectKey) {
+        lock(&self.active).remove(key);
+        self.release_slot(key);
+    }
+
+    fn release_slot(&self, key: &ObjectKey) {
+        let admitted = lock(&self.slots).release(key);
+        for next in admitted {
+            self.queue.add(next);
+        }
+    }
+
+    async fn write_status(
+        &self,
+        observed: &Observed,
+        status: &RunStatus,
+    ) -> Result<(), ReconcileError> {
+        let value = serde_json::to_value(status).unwrap_or_default();
+        self.store
+            .update_status(
+                &observed.run.key,
+                Some(observed.run.resource_version),
+                value,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Creates (or adopts) and starts the container of `attempt`. The outer error is
+    /// transient (retried); the inner one fails or parks the run.
+    async fn create_and_start(
+        self: &Arc<Self>,
+        observed: &Observed,
+        attempt: u32,
+    ) -> Result<Result<(), StartFailure>, ReconcileError> {
+        let Some(pipeline) = &observed.pipeline else {
+            return Ok(Err(StartFailure {
+                reason: "PipelineNotFound",
+                message: "the pipeline does not exist".into(),
+            }));
+        };
+        let key = &observed.run.key;
+        let source_path = pipeline.source.as_ref().map_or_else(
+            || observed.spec.pipeline_ref.name.clone(),
+            |s| s.path.clone(),
+        );
+        let local = self.config.source_root.join(&source_path);
+        let entrypoint = pipeline
+            .entrypoint
+            .clone()
+            .unwrap_or_else(|| "main.py".to_owned());
+        if !local.join(&entrypoint).is_file() {
+            return Ok(Err(StartFailure {
+                reason: "SourceNotFound",
+                message: format!(
+                    "{} does not exist under the source root {}",
+                    Path::new(&source_path).join(&entrypoint).display(),
+                    self.config.source_root.display()
+                ),
+            }));
+        }
+        let has_requirements = local.join("requirements.txt").is_file();
+        let schedule_env = self.schedule_env(key, &observed.spec).await?;
+        let secret_env = match self.secret_env(key, pipeline).await? {
+            Ok(env) => env,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let run_name = format!("{}/{}", key.namespace, key.name);
+        let id = AttemptIdentity {
+            run_uid: &observed.run.uid,
+            run_name: &run_name,
+            pipeline: &observed.spec.pipeline_ref.name,
+            attempt,
+        };
+        let layers = EnvLayers {
+            schedule: schedule_env.as_ref(),
+            secrets: Some(&secret_env),
+            run: Some(&observed.spec.env),
+        };
+        let spec = build_container_spec(
+            &self.config.runner,
+            &id,
+            pipeline,
+            &source_path,
+            has_requirements,
+            &layers,
+        );
+        match self.runtime.create(&spec).await {
+            Ok(Created::New) => {}
+            Ok(Created::Existing(existing)) => {
+                if existing.labels.get(labels::RUN) != Some(&observed.run.uid) {
+                    return Ok(Err(StartFailure {
+                        reason: "ContainerNameConflict",
+                        message: format!(
+                            "container.name.conflict: a container named {} exists and is not this run's; remove it (docker rm -f {})",
+                            spec.name, spec.name
+                        ),
+                    }));
+                }
+            }
+            Err(RuntimeError::ImageNotFound { image, message }) => {
+                return Ok(Err(StartFailure {
+                    reason: "ImageNotFound",
+                    message: format!(
+                        "image {image} is not available on the Docker host ({message}); build it with `make runner-image` or set --runner-image"
+                    ),
+                }));
+            }
+            Err(RuntimeError::Refused { message, .. }) => {
+                return Ok(Err(StartFailure {
+                    reason: "StartError",
+                    message: format!("the container could not be created: {message}"),
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        match self.runtime.start(&spec.name).await {
+            Ok(()) => {}
+            Err(RuntimeError::Refused { message, .. }) => {
+                let _ = self.runtime.remove(&spec.name).await;
+                return Ok(Err(StartFailure {
+                    reason: "StartError",
+                    message: format!("the container did not start: {message}"),
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(run = %key, container = %spec.name, attempt, "started");
+        self.ensure_watching(key, &observed.run.uid, attempt, &spec.name);
+        Ok(Ok(()))
+    }
+
+    async fn schedule_env(
+        &self,
+        key: &ObjectKey,
+        spec: &RunSpec,
+    ) -> Result<Option<BTreeMap<String, String>>, ReconcileError> {
+        let Some(schedule) = &spec.schedule_ref else {
+            return Ok(None);
+        };
+        let schedule_key =
+            ObjectKey::new(Kind::Schedule, key.namespace.clone(), schedule.name.clone());
+        Ok(self
+            .store
+            .get(&schedule_key)
+            .await?
+            .and_then(|s| serde_json::from_value::<ScheduleSpec>(s.spec).ok())
+            .map(|s| s.env))
+    }
+
+    /// Decrypts the pipeline's secrets for injection. Values exist only in this map and
+    /// in the container's environment.
+    async fn secret_env(
+        &self,
+        key: &ObjectKey,
+        pipeline: &PipelineSpec,
+    ) -> Result<Result<BTreeMap<String, String>, StartFailure>, ReconcileError> {
+        let mut env = BTreeMap::new();
+        for reference in &pipeline.secret_refs {
+            let secret_key =
+                ObjectKey::new(Kind::Secret, key.namespace.clone(), reference.name.clone());
+            let Some(secret) = self.store.get(&secret_key).await? else {
+                return Ok(Err(StartFailure {
+                    reason: "SecretNotFound",
+                    message: format!(
+                        "secret {} referenced by the pipeline does not exist",
+                        reference.name
+                    ),
+                }));
+            };
+            let spec: SecretSpec = serde_json::from_value(secret.spec).unwrap_or_default();
+            let Some(keyring) = &self.keyring else {
+                return Ok(Err(StartFailure {
+                    reason: "SecretUnreadable",
+                    message: "no ENCRYPTION_KEY is configured".into(),
+                }));
+            };
+            for (name, token) in &spec.encrypted_data {
+                if !reference.keys.is_empty() && !reference.keys.contains(name) {
+                    continue;
+                }
+                let what = format!("Secret/{}/{} key {name}", key.namespace, reference.name);
+                match keyring.decrypt(token, &what) {
+                    Ok(value) => {
+                        env.insert(name.clone(), value);
+                    }
+                    Err(e) => {
+                        return Ok(Err(StartFailure {
+                            reason: "SecretUnreadable",
+                            message: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            for wanted in &reference.keys {
+                if !spec.encrypted_data.contains_key(wanted) {
+                    return Ok(Err(StartFailure {
+                        reason: "SecretNotFound",
+                        message: format!("secret {} has no key {wanted}", reference.name),
+                    }));
+                }
+            }
+        }
+        Ok(Ok(env))
+    }
+
+    /// Starts the log follower and resource sampler of a container unless running.
+    fn ensure_watching(
+        self: &Arc<Self>,
+        key: &ObjectKey,
+        run_uid: &str,
+        attempt: u32,
+        container: &str,
+    ) {
+        let mut watchers = lock(&self.watchers);
+        if watchers.get(container).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let this = self.clone();
+        let key = key.clone();
+        let container = container.to_owned();
+        let log_path = self.files.attempt_log(run_uid, attempt);
+        let metrics_path = self.files.metrics(run_uid);
+        let name = container.clone();
+        let handle = tokio::spawn(async move {
+            let sampler = {
+                let runtime = this.runtime.clone();
+                let container = container.clone();
+                let every = this.config.sample_every;
+                tokio::spawn(async move {
+                    sample_attempt(runtime.as_ref(), &container, &metrics_path, every).await
+                })
+            };
+            let filter = this.redactor_for(&key).await;
+            if let Err(e) = follow_attempt(
+                this.runtime.as_ref(),
+                &container,
+                &log_path,
+                filter.as_ref(),
+            )
+            .await
+            {
+                tracing::warn!(container, code = e.code(), "log follower stopped: {e}");
+            }
+            sampler.abort();
+            this.queue.add(key);
+        });
+        watchers.insert(name, handle);
+    }
+
+    /// Waits until the follower of an exited container has stored all output.
+    async fn drain_logs(self: &Arc<Self>, run_uid: &str, attempt: u32) {
+        let container = container_name(run_uid, attempt);
+        let handle = lock(&self.watchers).remove(&container);
+        match handle {
+            Some(handle) => {
+                if tokio::time::timeout(Duration::from_secs(60), handle)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(container, "log follower did not finish within 60 s");
+                }
+            }
+            None => {
+                let path = self.files.attempt_log(run_uid, attempt);
+                let key_filter = None;
+                if let Err(e) =
+                    follow_attempt(self.runtime.as_ref(), &container, &path, key_filter).await
+                {
+                    tracing::warn!(
+                        container,
+                        code = e.code(),
+                        "could not read the remaining output: {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn record_setup_time(&self, run_uid: &str, status: &mut RunStatus) {
+        let Some(attempt) = status.attempts.last_mut() else {
+            return;
+        };
+        let started = attempt
+            .started_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        let first = first_line_at(&self.files.attempt_log(run_uid, attempt.number));
+        if let (Some(started), Some(first)) = (started, first) {
+            let seconds = (first - started.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0;
+            attempt.setup_seconds = Some(seconds.max(0.0));
+        }
+    }
+
+    fn stop_in_background(self: &Arc<Self>, key: &ObjectKey, container: &str) {
+        let this = self.clone();
+        let key = key.clone();
+        let container = container.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = this.runtime.stop(&container, this.config.stop_grace).await {
+                tracing::warn!(container, code = e.code(), "stop failed: {e}");
+            }
+            this.queue.add(key);
+        });
+    }
+
+    async fn note_runtime_unavailable(&self, key: &ObjectKey, error: &ReconcileError) {
+        let Ok(Some(run)) = self.store.get(key).await else {
+            return;
+        };
+        let mut status: RunStatus = run
+            .status
+            .clone()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .unwrap_or_default();
+        if status.phase != RunPhase::Pending
+            || status.reason.as_deref() == Some("ContainerRuntimeUnavailable")
+        {
+            return;
+        }
+        status.reason = Some("ContainerRuntimeUnavailable".to_owned());
+        status.message = Some(format!(
+            "container.runtime.unavailable: {error}; retrying with backoff"
+        ));
+        let value = serde_json::to_value(&status).unwrap_or_default();
+        let _ = self
+            .store
+            .update_status(key, Some(run.resource_version), value)
+            .await;
+    }
+
+    /// The line filter that redacts this run's secret values (none without secrets).
+    async fn redactor_for(&self, _key: &ObjectKey) -> Option<super::logs::LineFilter> {
+        None
+    }
+}

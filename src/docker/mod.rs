@@ -1,0 +1,372 @@
+//! The Docker adapter: implements the controller's [`ContainerRuntime`] with bollard,
+//! through a socket proxy (`DOCKER_HOST=tcp://proxy:2375`) or a local socket. It
+//! translates Docker's wire types and errors and holds no policy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount as DockerMount, MountType,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::controller::runtime::{
+    ContainerRuntime, ContainerSpec, ContainerState, ContainerStatus, Created, LogChunk, LogStream,
+    ResourceSample, RuntimeError,
+};
+
+/// A Docker engine reached over HTTP or a unix socket.
+#[derive(Clone, Debug)]
+pub struct DockerRuntime {
+    docker: Docker,
+    host: String,
+}
+
+impl DockerRuntime {
+    /// Connects to `host` (`tcp://127.0.0.1:2375`, `unix:///var/run/docker.sock`) and
+    /// negotiates the API version with the daemon. Connection problems surface on the
+    /// first call, not here, so the operator can start while Docker is down.
+    pub fn connect(host: &str) -> Result<Self, RuntimeError> {
+        let url = host.replacen("tcp://", "http://", 1);
+        let docker = if url.starts_with("http://") {
+            Docker::connect_with_http(&url, 120, bollard::API_DEFAULT_VERSION)
+        } else {
+            Docker::connect_with_host(host)
+        }
+        .map_err(|e| RuntimeError::Unavailable(format!("cannot use DOCKER_HOST {host}: {e}")))?;
+        Ok(Self {
+            docker,
+            host: host.to_owned(),
+        })
+    }
+
+    /// Lowers the client API version to what the daemon speaks.
+    pub async fn negotiate(self) -> Result<Self, RuntimeError> {
+        let host = self.host.clone();
+        let docker = self
+            .docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(Self { docker, host })
+    }
+}
+
+fn unavailable(error: &DockerError) -> RuntimeError {
+    RuntimeError::Unavailable(error.to_string())
+}
+
+/// HTTP status of a Docker error response, if it is one.
+fn status_of(error: &DockerError) -> Option<u16> {
+    match error {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn message_of(error: &DockerError) -> String {
+    match error {
+        DockerError::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn refused(operation: &'static str, target: &str, error: &DockerError) -> RuntimeError {
+    match status_of(error) {
+        Some(_) => RuntimeError::Refused {
+            operation,
+            target: target.to_owned(),
+            message: message_of(error),
+        },
+        None => unavailable(error),
+    }
+}
+
+fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
+    text.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .filter(|t| t.timestamp() > 0) // Docker reports "0001-01-01T00:00:00Z" for never
+}
+
+fn state_from_inspect(response: ContainerInspectResponse) -> ContainerState {
+    let state = response.state.unwrap_or_default();
+    let status = match state.status.map(|s| s.to_string()).as_deref() {
+        Some("created") => ContainerStatus::Created,
+        Some("running" | "paused" | "restarting") => ContainerStatus::Running,
+        _ if state.running == Some(true) => ContainerStatus::Running,
+        _ => ContainerStatus::Exited,
+    };
+    let labels: BTreeMap<String, String> = response
+        .config
+        .and_then(|c| c.labels)
+        .map(|l| l.into_iter().collect())
+        .unwrap_or_default();
+    ContainerState {
+        name: response
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        labels,
+        status,
+        started_at: parse_time(state.started_at.as_deref()),
+        finished_at: parse_time(state.finished_at.as_deref()),
+        exit_code: (status == ContainerStatus::Exited)
+            .then_some(state.exit_code)
+            .flatten(),
+        oom_killed: state.oom_killed.unwrap_or(false),
+        error: state.error.filter(|e| !e.is_empty()),
+    }
+}
+
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| DockerMount {
+            source: Some(m.source.clone()),
+            target: Some(m.target.clone()),
+            read_only: Some(m.read_only),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        })
+        .collect();
+    let tmpfs: HashMap<String, String> = spec.tmpfs.clone().into_iter().collect();
+    let host_config = HostConfig {
+        mounts: Some(mounts),
+        tmpfs: Some(tmpfs),
+        memory: spec.memory_bytes,
+        memory_swap: spec.memory_bytes,
+        nano_cpus: spec.nano_cpus,
+        pids_limit: spec.pids_limit,
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        readonly_rootfs: Some(true),
+        network_mode: Some("bridge".to_owned()),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(spec.command.clone()),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        working_dir: Some(spec.working_dir.clone()),
+        user: Some(spec.user.clone()),
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
+        tty: Some(false),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+impl ContainerRuntime for DockerRuntime {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn list(&self, label: &str, value: &str) -> Result<Vec<ContainerState>, RuntimeError> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| refused("list", label, &e))?;
+        let mut states = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            let Some(id) = summary.id else { continue };
+            // A container can vanish between list and inspect; that is not an error.
+            if let Some(state) = self.inspect(&id).await? {
+                states.push(state);
+            }
+        }
+        Ok(states)
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerState>, RuntimeError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(response) => Ok(Some(state_from_inspect(response))),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(refused("inspect", name, &e)),
+        }
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<Created, RuntimeError> {
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        match self
+            .docker
+            .create_container(Some(options), create_body(spec))
+            .await
+        {
+            Ok(_) => Ok(Created::New),
+            Err(e) if status_of(&e) == Some(409) => match self.inspect(&spec.name).await? {
+                Some(existing) => Ok(Created::Existing(existing)),
+                None => Err(refused("create", &spec.name, &e)),
+            },
+            Err(e) if status_of(&e) == Some(404) => Err(RuntimeError::ImageNotFound {
+                image: spec.image.clone(),
+                message: message_of(&e),
+            }),
+            Err(e) => Err(refused("create", &spec.name, &e)),
+        }
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(refused("start", name, &e)),
+        }
+    }
+
+    async fn stop(&self, name: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let seconds = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(seconds).build();
+        match self.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(status_of(&e), Some(304 | 404)) => Ok(()),
+            Err(e) => Err(refused("stop", name, &e)),
+        }
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 409: removal already in progress.
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
+            Err(e) => Err(refused("remove", name, &e)),
+        }
+    }
+
+    fn logs(&self, name: &str, since: i64) -> BoxStream<'static, Result<LogChunk, RuntimeError>> {
+        let options = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(i32::try_from(since).unwrap_or(0))
+            .build();
+        let target = name.to_owned();
+        self.docker
+            .logs(name, Some(options))
+            .filter_map(|item| async move {
+                match item {
+                    Ok(bollard::container::LogOutput::StdOut { message }) => Some(Ok(LogChunk {
+                        stream: LogStream::Stdout,
+                        bytes: message,
+                    })),
+                    Ok(bollard::container::LogOutput::StdErr { message }) => Some(Ok(LogChunk {
+                        stream: LogStream::Stderr,
+                        bytes: message,
+                    })),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .map_err(move |e| refused("logs", &target, &e))
+            .boxed()
+    }
+
+    async fn sample(&self, name: &str) -> Result<Option<ResourceSample>, RuntimeError> {
+        let options = StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(false)
+            .build();
+        let mut stream = self.docker.stats(name, Some(options));
+        let stats = match stream.next().await {
+            Some(Ok(stats)) => stats,
+            Some(Err(e)) if status_of(&e) == Some(404) => return Ok(None),
+            Some(Err(e)) => return Err(refused("stats", name, &e)),
+            None => return Ok(None),
+        };
+        let cpu = stats.cpu_stats.unwrap_or_default();
+        let pre = stats.precpu_stats.unwrap_or_default();
+        let total = |c: &bollard::models::ContainerCpuStats| {
+            c.cpu_usage
+                .as_ref()
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0)
+        };
+        let cpu_delta = total(&cpu).saturating_sub(total(&pre)) as f64;
+        let system_delta = cpu
+            .system_cpu_usage
+            .unwrap_or(0)
+            .saturating_sub(pre.system_cpu_usage.unwrap_or(0)) as f64;
+        let cpus = f64::from(cpu.online_cpus.unwrap_or(1).max(1));
+        let cpu_percent = if system_delta > 0.0 {
+            cpu_delta / system_delta * cpus * 100.0
+        } else {
+            0.0
+        };
+        let memory = stats.memory_stats.unwrap_or_default();
+        // Like `docker stats`: usage minus page cache.
+        let cache = memory
+            .stats
+            .as_ref()
+            .and_then(|s| {
+                s.get("total_inactive_file")
+                    .or_else(|| s.get("inactive_file"))
+                    .copied()
+            })
+            .unwrap_or(0);
+        Ok(Some(ResourceSample {
+            at: Utc::now(),
+            cpu_percent: (cpu_percent * 100.0).round() / 100.0,
+            memory_bytes: memory.usage.unwrap_or(0).saturating_sub(cache),
+        }))
+    }
+
+    fn events(&self, label: &str, value: &str) -> BoxStream<'static, Result<String, RuntimeError>> {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            ("label".to_owned(), vec![format!("{label}={value}")]),
+            (
+                "event".to_owned(),
+                vec![
+                    "start".to_owned(),
+                    "die".to_owned(),
+                    "oom".to_owned(),
+                    "destroy".to_owned(),
+                ],
+            ),
+        ]);
+        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .filter_map(|item| async move {
+                match item {
+                    Ok(event) => event
+                        .actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|attrs| attrs.get("name").cloned())
+                        .map(Ok),
+                    Err(e) => Some(Err(unavailable(&e))),
+                }
+            })
+            .boxed()
+    }
+}

@@ -1,0 +1,200 @@
+//! The two database backends behind one narrow interface.
+//!
+//! Everything backend-specific lives here: connecting, connection settings, migrations and
+//! the dispatch from one SQL text to the SQLite or PostgreSQL pool. Statements are written
+//! once with `$1, $2` placeholders (both backends accept them) and run through
+//! [`Backend::fetch`] or [`Tx::fetch`] with [`Param`]s, so the rest of the store never
+//! names a backend.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Database, Encode, FromRow, Postgres, SqlSafeStr, Sqlite, Transaction, Type};
+
+use super::error::StoreError;
+
+/// How long a SQLite writer waits for the write lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection pool to one of the supported databases.
+#[derive(Clone, Debug)]
+pub(super) enum Backend {
+    /// An SQLite file (the embedded default).
+    Sqlite(SqlitePool),
+    /// A PostgreSQL database (for replicated operators).
+    Postgres(PgPool),
+}
+
+/// An open write transaction; dropping it without [`Tx::commit`] rolls it back.
+pub(super) enum Tx {
+    /// On SQLite, begun with `BEGIN IMMEDIATE` so the write lock is taken up front.
+    Sqlite(Transaction<'static, Sqlite>),
+    /// On PostgreSQL, `READ COMMITTED`; writers serialise on the revision row lock.
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// A bind parameter, owned so one value list can go to either backend.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Param {
+    /// BIGINT.
+    Int(i64),
+    /// Nullable BIGINT.
+    OptInt(Option<i64>),
+    /// TEXT.
+    Text(String),
+    /// Nullable TEXT.
+    OptText(Option<String>),
+}
+
+/// A row type both backends can decode (tuples and `#[derive(sqlx::FromRow)]` structs).
+pub(super) trait FromEitherRow:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+impl<T> FromEitherRow for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+/// Runs `$body` with `$inner` bound to the payload of whichever variant `$value` is, so a
+/// body written once compiles against each backend's concrete types.
+macro_rules! dispatch {
+    ($enum:ident, $value:expr, $inner:ident => $body:expr) => {
+        match $value {
+            $enum::Sqlite($inner) => $body,
+            $enum::Postgres($inner) => $body,
+        }
+    };
+}
+
+impl Backend {
+    /// Opens (creating if missing) the SQLite database `options` names, in WAL mode, and
+    /// brings its schema up to date.
+    pub(super) async fn open_sqlite(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Backend::Sqlite(pool))
+    }
+
+    /// Connects to the PostgreSQL database `options` names and brings its schema up to
+    /// date.
+    pub(super) async fn open_postgres(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new().connect_with(options).await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Backend::Postgres(pool))
+    }
+
+    /// Picks the backend from the URL scheme: `sqlite:` or `postgres:`/`postgresql:`.
+    pub(super) async fn open_url(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Self::open_sqlite(SqliteConnectOptions::from_str(url)?).await,
+            "postgres" | "postgresql" => {
+                Self::open_postgres(PgConnectOptions::from_str(url)?).await
+            }
+            _ => Err(StoreError::Database(sqlx::Error::Configuration(
+                format!(
+                    "unsupported database URL scheme {scheme:?}: \
+                     expected sqlite://PATH or postgres://USER@HOST/DATABASE"
+                )
+                .into(),
+            ))),
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Runs one statement outside any explicit transaction and decodes every row.
+    pub(super) async fn fetch<T: FromEitherRow>(
+        &self,
+        sql: impl SqlSafeStr,
+        params: Vec<Param>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        dispatch!(Backend, self, pool => {
+            let rows = bind(sqlx::query(sql), params).fetch_all(pool).await?;
+            rows.iter().map(|row| T::from_row(row)).collect()
+        })
+    }
+
+    /// Begins a write transaction.
+    pub(super) async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Backend::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Closes every pooled connection (on SQLite this also checkpoints the WAL).
+    pub(super) async fn close(&self) {
+        dispatch!(Backend, self, pool => pool.close().await)
+    }
+}
+
+impl Tx {
+    /// Runs one statement inside the transaction and decodes every row.
+    pub(super) async fn fetch<T: FromEitherRow>(
+        &mut self,
+        sql: impl SqlSafeStr,
+        params: Vec<Param>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        dispatch!(Tx, self, tx => {
+            let rows = bind(sqlx::query(sql), params).fetch_all(&mut **tx).await?;
+            rows.iter().map(|row| T::from_row(row)).collect()
+        })
+    }
+
+    /// Whether generated statements should use anonymous `?` placeholders instead of
+    /// `$N`. SQLite resolves each numbered placeholder with a linear scan of all of them,
+    /// so binding a multi-row insert with thousands of `$N` costs O(n²); PostgreSQL only
+    /// accepts `$N`.
+    pub(super) fn wants_anonymous_placeholders(&self) -> bool {
+        matches!(self, Tx::Sqlite(_))
+    }
+
+    /// Commits the transaction.
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        dispatch!(Tx, self, tx => tx.commit().await)
+    }
+}
+
+/// Binds `params` to `query` in order.
+fn bind<DB>(
+    mut query: Query<'_, DB, <DB as Database>::Arguments>,
+    params: Vec<Param>,
+) -> Query<'_, DB, <DB as Database>::Arguments>
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+{
+    for param in params {
+        query = match param {
+            Param::Int(value) => query.bind(value),
+            Param::OptInt(value) => query.bind(value),
+            Param::Text(value) => query.bind(value),
+            Param::OptText(value) => query.bind(value),
+        };
+    }
+    query
+}

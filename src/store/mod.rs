@@ -1,0 +1,274 @@
+//! Persistence of resources in SQLite (the embedded default) or PostgreSQL.
+//!
+//! The store owns the `objects` table and the store-wide revision counter: it assigns
+//! uids, generations and resourceVersions, enforces optimistic concurrency and applies
+//! batches of [`Change`]s atomically. It knows nothing of kinds' specs, sources or HTTP;
+//! spec and status are opaque JSON here.
+//!
+//! Every write takes the next number of one counter, like etcd's revision, so
+//! resourceVersions are unique and strictly increasing across all kinds.
+
+mod backend;
+mod error;
+mod insert;
+mod row;
+mod statement;
+mod write;
+
+use std::path::Path;
+
+use serde_json::Value;
+use sqlx::sqlite::SqliteConnectOptions;
+use tokio::sync::broadcast;
+
+use self::backend::{Backend, Param};
+use self::row::{ObjectRow, key_params, object_columns};
+use self::write::{Write, apply};
+use crate::resource::kind::Kind;
+use crate::resource::object::{Change, DesiredObject, ObjectKey, StoredObject};
+
+pub use self::error::StoreError;
+
+const CURRENT_REVISION: &str = "SELECT value FROM revision WHERE id = 1";
+
+const GET: &str = concat!(
+    "SELECT ",
+    object_columns!(),
+    " FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3"
+);
+
+const LIST_KIND: &str = concat!(
+    "SELECT ",
+    object_columns!(),
+    " FROM objects WHERE kind = $1 ORDER BY namespace, name"
+);
+
+const LIST_KIND_IN_NAMESPACE: &str = concat!(
+    "SELECT ",
+    object_columns!(),
+    " FROM objects WHERE kind = $1 AND namespace = $2 ORDER BY name"
+);
+
+const LIST_MANAGED_BY: &str = concat!(
+    "SELECT ",
+    object_columns!(),
+    " FROM objects WHERE managed_by = $1 ORDER BY kind, namespace, name"
+);
+
+/// A handle on the database; clones share one connection pool and one change feed.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+    changes: broadcast::Sender<StoreEvent>,
+}
+
+/// What a write did, announced to [`Store::subscribe`]rs in this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreEvent {
+    /// The object written.
+    pub key: ObjectKey,
+    /// Its resourceVersion after the write (before, for deletes).
+    pub resource_version: i64,
+    /// Created, spec/metadata changed, status changed or deleted.
+    pub change: ChangeKind,
+}
+
+/// Kind of a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A new object.
+    Added,
+    /// Spec, labels, annotations or manager changed.
+    Modified,
+    /// Only the status changed.
+    StatusModified,
+    /// The object was deleted.
+    Deleted,
+}
+
+/// How many unread events a slow subscriber may fall behind before it is told it lagged.
+const CHANGE_FEED_CAPACITY: usize = 16_384;
+
+impl Store {
+    /// Connects to `sqlite://PATH` (created if missing) or `postgres://…` and brings the
+    /// schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Ok(Self::with_backend(Backend::open_url(url).await?))
+    }
+
+    /// Opens (creating if missing) the SQLite database at `path`.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new().filename(path);
+        Ok(Self::with_backend(Backend::open_sqlite(options).await?))
+    }
+
+    fn with_backend(backend: Backend) -> Self {
+        let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
+        Self { backend, changes }
+    }
+
+    /// A feed of every write made through this process's stores (clones share it).
+    /// Writes by other processes sharing the database are not seen: pair it with a
+    /// periodic re-list.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.changes.subscribe()
+    }
+
+    /// Applies writes and announces them.
+    async fn write(&self, writes: Vec<Write>) -> Result<Vec<StoredObject>, StoreError> {
+        let kinds: Vec<ChangeKind> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Create { .. } => ChangeKind::Added,
+                Write::Update { .. } => ChangeKind::Modified,
+                Write::Status { .. } => ChangeKind::StatusModified,
+                Write::Delete { .. } => ChangeKind::Deleted,
+            })
+            .collect();
+        let written = apply(&self.backend, writes).await?;
+        if self.changes.receiver_count() > 0 {
+            for (object, change) in written.iter().zip(kinds) {
+                let _ = self.changes.send(StoreEvent {
+                    key: object.key.clone(),
+                    resource_version: object.resource_version,
+                    change,
+                });
+            }
+        }
+        Ok(written)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Closes the pool shared by every clone; later calls fail with
+    /// [`StoreError::Database`].
+    pub async fn close(&self) {
+        self.backend.close().await;
+    }
+
+    /// Checks that the database answers and holds the schema (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: Vec<(i64,)> = self.backend.fetch(CURRENT_REVISION, Vec::new()).await?;
+        Ok(())
+    }
+
+    /// The object at `key`, if any.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>, StoreError> {
+        let rows = self.fetch(GET, key_params(key).to_vec()).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Every object of `kind`, in one namespace or all, ordered by namespace then name.
+    pub async fn list(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        let kind = Param::Text(kind.as_str().to_owned());
+        match namespace {
+            Some(namespace) => {
+                let params = vec![kind, Param::Text(namespace.to_owned())];
+                self.fetch(LIST_KIND_IN_NAMESPACE, params).await
+            }
+            None => self.fetch(LIST_KIND, vec![kind]).await,
+        }
+    }
+
+    /// Every object, of any kind, whose field manager is `manager`, ordered by kind,
+    /// namespace and name.
+    pub async fn list_managed_by(&self, manager: &str) -> Result<Vec<StoredObject>, StoreError> {
+        self.fetch(LIST_MANAGED_BY, vec![Param::Text(manager.to_owned())])
+            .await
+    }
+
+    /// Applies `changes` in order in one transaction: all of them or, on the first error,
+    /// none. Returns the objects after each change (for a delete, the object as it was).
+    ///
+    /// Creates get a new uid and generation 1; updates bump the generation only when the
+    /// spec changes and leave the status alone; every change takes the next
+    /// resourceVersion.
+    pub async fn commit(&self, changes: Vec<Change>) -> Result<Vec<StoredObject>, StoreError> {
+        self.write(changes.into_iter().map(Write::from).collect())
+            .await
+    }
+
+    /// Creates one object; [`StoreError::AlreadyExists`] if the key is taken.
+    pub async fn create(
+        &self,
+        object: DesiredObject,
+        managed_by: Option<String>,
+        status: Option<Value>,
+    ) -> Result<StoredObject, StoreError> {
+        let key = object.key.clone();
+        let write = Write::Create {
+            object,
+            managed_by,
+            status,
+        };
+        only(self.write(vec![write]).await?, key)
+    }
+
+    /// Deletes one object and returns it as it was. With `expected_rv`, a different stored
+    /// resourceVersion is a [`StoreError::Conflict`]; without, the delete is unconditional.
+    pub async fn delete(
+        &self,
+        key: &ObjectKey,
+        expected_rv: Option<i64>,
+    ) -> Result<StoredObject, StoreError> {
+        let write = Write::Delete {
+            key: key.clone(),
+            expected: expected_rv,
+        };
+        only(self.write(vec![write]).await?, key.clone())
+    }
+
+    /// Replaces the status of one object, leaving spec and generation alone, and bumps its
+    /// resourceVersion. With `expected_rv`, a different stored resourceVersion is a
+    /// [`StoreError::Conflict`].
+    pub async fn update_status(
+        &self,
+        key: &ObjectKey,
+        expected_rv: Option<i64>,
+        status: Value,
+    ) -> Result<StoredObject, StoreError> {
+        let write = Write::Status {
+            key: key.clone(),
+            expected: expected_rv,
+            status,
+        };
+        only(self.write(vec![write]).await?, key.clone())
+    }
+
+    async fn fetch(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        let rows: Vec<ObjectRow> = self.backend.fetch(sql, params).await?;
+        rows.into_iter().map(ObjectRow::into_object).collect()
+    }
+}
+
+/// The single result of a one-write batch.
+fn only(objects: Vec<StoredObject>, key: ObjectKey) -> Result<StoredObject, StoreError> {
+    // A successful one-write batch always returns exactly one object.
+    objects.into_iter().next().ok_or(StoreError::NotFound(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Handlers and controllers run store calls on tokio tasks, so the futures must be Send.
+    #[allow(dead_code)]
+    fn futures_are_send(store: &Store, key: &ObjectKey) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(store.commit(Vec::new()));
+        is_send(store.get(key));
+        is_send(store.list(Kind::Run, None));
+        is_send(store.update_status(key, None, Value::Null));
+    }
+}

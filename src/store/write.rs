@@ -1,0 +1,149 @@
+//! Atomic batches of writes.
+//!
+//! A batch runs in one transaction: it first reserves one revision per write from the
+//! `revision` counter row (which also serialises writers), then applies the writes in
+//! order. Runs of creates are buffered and go in as multi-row inserts ([`super::insert`]);
+//! updates, status writes and deletes are single conditional statements
+//! ([`super::statement`]). Any error drops the transaction, which rolls everything back.
+
+use serde_json::Value;
+
+use super::backend::{Backend, Param};
+use super::error::StoreError;
+use super::insert::{INSERT_CHUNK, insert};
+use super::row::now;
+use super::statement::Statement;
+use crate::resource::object::{Change, DesiredObject, ObjectKey, StoredObject};
+
+const RESERVE_REVISIONS: &str =
+    "UPDATE revision SET value = value + $1 WHERE id = 1 RETURNING value";
+
+/// One write of a batch: a public [`Change`] or one of the store's own operations.
+pub(super) enum Write {
+    /// See [`Change::Create`].
+    Create {
+        object: DesiredObject,
+        managed_by: Option<String>,
+        status: Option<Value>,
+    },
+    /// See [`Change::Update`].
+    Update {
+        object: DesiredObject,
+        managed_by: Option<String>,
+        expected: i64,
+    },
+    /// Replace the status only; `None` skips the resourceVersion check.
+    Status {
+        key: ObjectKey,
+        expected: Option<i64>,
+        status: Value,
+    },
+    /// See [`Change::Delete`]; `None` skips the resourceVersion check.
+    Delete {
+        key: ObjectKey,
+        expected: Option<i64>,
+    },
+}
+
+impl From<Change> for Write {
+    fn from(change: Change) -> Self {
+        match change {
+            Change::Create {
+                object,
+                managed_by,
+                status,
+            } => Write::Create {
+                object,
+                managed_by,
+                status,
+            },
+            Change::Update {
+                object,
+                managed_by,
+                expected_resource_version,
+            } => Write::Update {
+                object,
+                managed_by,
+                expected: expected_resource_version,
+            },
+            Change::Delete {
+                key,
+                expected_resource_version,
+            } => Write::Delete {
+                key,
+                expected: Some(expected_resource_version),
+            },
+        }
+    }
+}
+
+/// Applies `writes` in order in one transaction and returns the objects after each write
+/// (for a delete, the object as it was).
+pub(super) async fn apply(
+    backend: &Backend,
+    writes: Vec<Write>,
+) -> Result<Vec<StoredObject>, StoreError> {
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = i64::try_from(writes.len()).unwrap_or(i64::MAX);
+    let mut tx = backend.begin().await?;
+    let last = tx
+        .fetch::<(i64,)>(RESERVE_REVISIONS, vec![Param::Int(count)])
+        .await?
+        .first()
+        .map(|(value,)| *value)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: "revision".into(),
+            reason: "the revision counter row is missing".into(),
+        })?;
+    let mut revision = last - count;
+    let now = now();
+    let now_millis = now.timestamp_millis();
+    let mut results = Vec::with_capacity(writes.len());
+    let mut pending_creates = Vec::new();
+    for write in writes {
+        revision += 1;
+        let statement = match write {
+            Write::Create {
+                object,
+                managed_by,
+                status,
+            } => {
+                pending_creates.push(StoredObject {
+                    key: object.key,
+                    uid: uuid::Uuid::new_v4().to_string(),
+                    generation: 1,
+                    resource_version: revision,
+                    managed_by,
+                    labels: object.labels,
+                    annotations: object.annotations,
+                    spec: object.spec,
+                    status,
+                    created_at: now,
+                    updated_at: now,
+                });
+                if pending_creates.len() == INSERT_CHUNK {
+                    insert(&mut tx, &mut pending_creates, &mut results).await?;
+                }
+                continue;
+            }
+            Write::Update {
+                object,
+                managed_by,
+                expected,
+            } => Statement::update(object, managed_by, expected, revision, now_millis),
+            Write::Status {
+                key,
+                expected,
+                status,
+            } => Statement::status(key, expected, status, revision, now_millis),
+            Write::Delete { key, expected } => Statement::delete(key, expected),
+        };
+        insert(&mut tx, &mut pending_creates, &mut results).await?;
+        results.push(statement.run(&mut tx).await?);
+    }
+    insert(&mut tx, &mut pending_creates, &mut results).await?;
+    tx.commit().await?;
+    Ok(results)
+}

@@ -1,0 +1,4 @@
+//! Helpers shared by integration tests: real services started per test, no mocks.
+
+pub mod postgres;
+pub mod server;
