@@ -109,6 +109,30 @@ impl ApiClient {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// `GET` returning the raw response (for streams); error statuses become errors.
+    pub async fn raw_get(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                server: self.base.clone(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Err(problem(status, &bytes))
+    }
+
     /// `GET` returning JSON.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
         self.request::<(), Value>(Method::GET, path, None).await

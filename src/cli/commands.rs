@@ -81,6 +81,35 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             };
             delete(&client.client(), &keys, ignore_not_found).await
         }
+        Command::Run {
+            pipeline,
+            env,
+            wait,
+            namespace,
+            client,
+        } => super::runs::run(&client.client(), &namespace, &pipeline, env, wait).await,
+        Command::Cancel {
+            run,
+            namespace,
+            client,
+        } => super::runs::cancel(&client.client(), &namespace, &run).await,
+        Command::Logs {
+            run,
+            follow,
+            attempt,
+            timestamps,
+            namespace,
+            client,
+        } => super::runs::logs(
+            &client.client(),
+            &namespace,
+            &run,
+            follow,
+            attempt,
+            timestamps,
+        )
+        .await
+        .map(|_| ()),
         Command::Crds => {
             print!("{}", crate::resource::types::crds_yaml()?);
             Ok(())

@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod output;
+mod runs;
 mod serve;
 
 use std::path::PathBuf;
@@ -147,6 +148,54 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Start a run of a pipeline.
+    Run {
+        /// Pipeline name.
+        pipeline: String,
+        /// Environment variable for this run (repeatable): `--env KEY=VALUE`.
+        #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
+        env: Vec<(String, String)>,
+        /// Follow the logs and exit with the run's exit code.
+        #[arg(long)]
+        wait: bool,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a run: its container is stopped (SIGTERM, grace period, SIGKILL).
+    Cancel {
+        /// Run name.
+        run: String,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the output of a run.
+    Logs {
+        /// Run name.
+        run: String,
+        /// Keep streaming until the run ends.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Attempt number (default: the latest).
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Prefix lines with their timestamp and stream.
+        #[arg(long)]
+        timestamps: bool,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Print the CustomResourceDefinitions of every Flotilla kind as YAML.
     Crds,
     /// Print the client version and, when reachable, the server's.
@@ -174,6 +223,13 @@ pub enum SecretCommand {
         #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
         encryption_key: Option<String>,
     },
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 /// Runs the CLI and returns the process exit code: 0 success, 1 error (2, usage, is

@@ -4,11 +4,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use crate::controller::run::container::RunnerConfig;
+use crate::controller::run::logs::RunFiles;
+use crate::controller::run::{RunController, RunControllerConfig};
+use crate::controller::runtime::Mount;
+use crate::docker::DockerRuntime;
 use crate::secrets::Keyring;
 use crate::server::{self, AppState};
 use crate::source::dir::DirSource;
@@ -48,6 +54,59 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Run execution on Docker.
+    #[command(flatten)]
+    pub docker: DockerArgs,
+}
+
+/// How runs execute on Docker.
+#[derive(Debug, Args)]
+pub struct DockerArgs {
+    /// Docker endpoint: a socket proxy (`tcp://127.0.0.1:2375`) or a socket.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub docker_host: String,
+    /// Image runs use unless a pipeline sets `spec.image`.
+    #[arg(long, env = "FLOTILLA_RUNNER_IMAGE", default_value = concat!("flotilla/runner:", env!("CARGO_PKG_VERSION")))]
+    pub runner_image: String,
+    /// Host directory of the shared uv cache; default `<data-dir>/uv-cache`.
+    #[arg(long, env = "FLOTILLA_UV_CACHE_DIR")]
+    pub uv_cache_dir: Option<PathBuf>,
+    /// The pipelines directory as the Docker host sees it, when Flotilla itself runs in a
+    /// container; default the pipelines directory.
+    #[arg(long, env = "FLOTILLA_HOST_PIPELINES_DIR")]
+    pub host_pipelines_dir: Option<String>,
+    /// Most runs executing at once; further runs wait in Pending (FIFO).
+    #[arg(long, env = "FLOTILLA_MAX_CONCURRENT_RUNS")]
+    pub max_concurrent_runs: Option<usize>,
+    /// Value of the `flotilla.dev/managed-by` label; operators sharing a Docker host need
+    /// different values.
+    #[arg(long, env = "FLOTILLA_INSTANCE", default_value = "flotilla")]
+    pub instance: String,
+    /// Time between SIGTERM and SIGKILL when a run is cancelled or times out.
+    #[arg(long, env = "FLOTILLA_STOP_GRACE_PERIOD", default_value = "10s", value_parser = parse_duration_arg)]
+    pub stop_grace_period: Duration,
+    /// `uid:gid` run containers use.
+    #[arg(long, env = "FLOTILLA_RUN_USER", default_value = "10001:10001")]
+    pub run_user: String,
+    /// CA bundle (PEM) mounted into runs as `SSL_CERT_FILE`, for package indexes behind
+    /// a TLS-intercepting proxy or a private CA.
+    #[arg(long, env = "FLOTILLA_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Directory of wheels mounted into runs at `/wheels` and offered to uv as
+    /// `UV_FIND_LINKS` (with `UV_OFFLINE=1` runs need no index at all).
+    #[arg(long, env = "FLOTILLA_WHEELHOUSE")]
+    pub wheelhouse: Option<PathBuf>,
+    /// Parallel reconciles of runs.
+    #[arg(long, env = "FLOTILLA_WORKERS", default_value_t = 8)]
+    pub workers: usize,
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    crate::resource::quantity::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Runs the operator until SIGINT or SIGTERM.
@@ -78,15 +137,42 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let keyring = Arc::new(keyring);
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(dir) = &args.pipelines_dir {
-        let dir = std::fs::canonicalize(dir)
-            .with_context(|| format!("the pipelines dir {} does not exist", dir.display()))?;
-        let source = DirSource::new(dir);
+    let data_dir = std::fs::canonicalize(&args.data_dir).context("the data dir vanished")?;
+    let source_root = match &args.pipelines_dir {
+        Some(dir) => std::fs::canonicalize(dir)
+            .with_context(|| format!("the pipelines dir {} does not exist", dir.display()))?,
+        None => {
+            let dir = data_dir.join("pipelines");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            dir
+        }
+    };
+    if args.pipelines_dir.is_some() {
+        let source = DirSource::new(source_root.clone());
         tasks.spawn(source.run(store.clone(), Some(keyring.clone()), shutdown.clone()));
     }
+    let controller_config = run_controller_config(&args.docker, &data_dir, &source_root)?;
+    let files = RunFiles::new(&data_dir);
+    let runtime = Arc::new(DockerRuntime::connect(&args.docker.docker_host)?);
+    let runtime = match runtime.as_ref().clone().negotiate().await {
+        Ok(negotiated) => Arc::new(negotiated),
+        Err(e) => {
+            tracing::warn!(docker = %args.docker.docker_host, "Docker is not reachable yet ({e}); runs wait until it is");
+            runtime
+        }
+    };
+    let controller = RunController::new(
+        store.clone(),
+        runtime,
+        controller_config,
+        Some(keyring.clone()),
+    );
+    tasks.spawn(controller.run(shutdown.clone()));
     let state = AppState {
         store: store.clone(),
         keyring: Some(keyring),
+        files,
     };
     tracing::info!(store = store.backend_name(), %address, "flotilla {} serving", env!("CARGO_PKG_VERSION"));
     println!("Flotilla API:       http://{address}/apis/flotilla.dev/v1alpha1/pipelines");
@@ -105,6 +191,76 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     while tasks.join_next().await.is_some() {}
     store.close().await;
     Ok(())
+}
+
+fn run_controller_config(
+    args: &DockerArgs,
+    data_dir: &std::path::Path,
+    source_root: &std::path::Path,
+) -> anyhow::Result<RunControllerConfig> {
+    let uv_cache = args
+        .uv_cache_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("uv-cache"));
+    let uv_python = uv_cache.with_file_name("uv-python");
+    for dir in [&uv_cache, &uv_python] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Run containers use an unprivileged uid that must write the shared cache.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777));
+        }
+    }
+    let mut uv_env: std::collections::BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("UV_"))
+        .collect();
+    let mut extra_mounts = Vec::new();
+    if let Some(bundle) = &args.ca_bundle {
+        let bundle = std::fs::canonicalize(bundle)
+            .with_context(|| format!("the CA bundle {} does not exist", bundle.display()))?;
+        extra_mounts.push(Mount {
+            source: bundle.display().to_string(),
+            target: "/etc/flotilla/ca.pem".into(),
+            read_only: true,
+        });
+        uv_env.insert("SSL_CERT_FILE".into(), "/etc/flotilla/ca.pem".into());
+    }
+    if let Some(wheels) = &args.wheelhouse {
+        let wheels = std::fs::canonicalize(wheels)
+            .with_context(|| format!("the wheelhouse {} does not exist", wheels.display()))?;
+        extra_mounts.push(Mount {
+            source: wheels.display().to_string(),
+            target: "/wheels".into(),
+            read_only: true,
+        });
+        uv_env
+            .entry("UV_FIND_LINKS".into())
+            .or_insert_with(|| "/wheels".into());
+    }
+    Ok(RunControllerConfig {
+        runner: RunnerConfig {
+            image: args.runner_image.clone(),
+            source_root: args
+                .host_pipelines_dir
+                .clone()
+                .unwrap_or_else(|| source_root.display().to_string()),
+            uv_cache_dir: uv_cache.display().to_string(),
+            uv_python_dir: uv_python.display().to_string(),
+            user: args.run_user.clone(),
+            uv_env,
+            extra_mounts,
+            instance: args.instance.clone(),
+            tmp_size: "256m".to_owned(),
+        },
+        source_root: source_root.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
+        max_concurrent_runs: args.max_concurrent_runs,
+        workers: args.workers,
+        resync_every: Duration::from_secs(30),
+        stop_grace: args.stop_grace_period,
+        sample_every: Duration::from_secs(2),
+    })
 }
 
 async fn wait_for_signal() {

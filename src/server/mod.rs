@@ -5,6 +5,7 @@
 mod apply;
 pub mod error;
 mod resources;
+mod runs;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::controller::run::logs::RunFiles;
 use crate::secrets::Keyring;
 use crate::store::Store;
 
@@ -27,6 +29,8 @@ pub struct AppState {
     pub store: Store,
     /// Secret encryption keys, when configured.
     pub keyring: Option<Arc<Keyring>>,
+    /// Where run logs and samples are stored.
+    pub files: RunFiles,
 }
 
 const API_PREFIX: &str = "/apis/flotilla.dev/v1alpha1";
@@ -36,6 +40,19 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/apply", post(apply::apply))
         .route("/{plural}", get(resources::list_all))
+        .route(
+            "/namespaces/{namespace}/runs",
+            post(runs::create).get(resources::list_runs),
+        )
+        .route(
+            "/namespaces/{namespace}/runs/{name}/cancel",
+            post(runs::cancel),
+        )
+        .route("/namespaces/{namespace}/runs/{name}/log", get(runs::log))
+        .route(
+            "/namespaces/{namespace}/runs/{name}/metrics",
+            get(runs::metrics),
+        )
         .route(
             "/namespaces/{namespace}/{plural}",
             get(resources::list_namespaced),

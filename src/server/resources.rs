@@ -53,6 +53,14 @@ async fn list(
     })))
 }
 
+/// `GET …/namespaces/{ns}/runs` (a static route beside `POST`).
+pub(super) async fn list_runs(
+    State(state): State<AppState>,
+    Path(namespace): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    list(state, Kind::Run, Some(namespace)).await
+}
+
 /// `GET …/namespaces/{ns}/{plural}/{name}`.
 pub(super) async fn get(
     State(state): State<AppState>,

@@ -22,6 +22,8 @@ pub struct RunnerConfig {
     pub user: String,
     /// `UV_*` settings passed from the operator's environment into every run.
     pub uv_env: BTreeMap<String, String>,
+    /// Further read-only mounts of every run (CA bundle, wheelhouse).
+    pub extra_mounts: Vec<Mount>,
     /// Value of the `flotilla.dev/managed-by` label (operator instance).
     pub instance: String,
     /// Size of the writable `/tmp`.
@@ -174,6 +176,7 @@ mod tests {
             uv_python_dir: "/var/cache/python".into(),
             user: "10001:10001".into(),
             uv_env: BTreeMap::from([("UV_OFFLINE".into(), "1".into())]),
+            extra_mounts: Vec::new(),
             instance: "test".into(),
             tmp_size: "64m".into(),
         }

@@ -322,7 +322,7 @@ impl<R: ContainerRuntime> RunController<R> {
                 ),
             }));
         }
-        let has_requirements = local.join("requirements.txt").is_file();
+        let has_requirements = declares_requirements(&local.join("requirements.txt"));
         let schedule_env = self.schedule_env(key, &observed.spec).await?;
         let secret_env = match self.secret_env(key, pipeline).await? {
             Ok(env) => env,
@@ -596,4 +596,14 @@ impl<R: ContainerRuntime> RunController<R> {
     async fn redactor_for(&self, _key: &ObjectKey) -> Option<super::logs::LineFilter> {
         None
     }
+}
+
+/// True when `requirements.txt` exists and names at least one requirement (uv warns
+/// about, and needs no `--with-requirements` for, an empty one).
+fn declares_requirements(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.lines()
+            .map(str::trim)
+            .any(|line| !line.is_empty() && !line.starts_with('#'))
+    })
 }

@@ -1,0 +1,158 @@
+//! `flotilla run`, `cancel` and `logs`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::client::{API_PREFIX, ApiClient};
+use crate::controller::run::logs::LogLine;
+
+/// Creates a run; with `wait`, follows its logs and exits with its exit code.
+pub async fn run(
+    client: &ApiClient,
+    namespace: &str,
+    pipeline: &str,
+    env: Vec<(String, String)>,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let env: serde_json::Map<String, Value> = env
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let body =
+        json!({ "spec": { "pipelineRef": { "name": pipeline }, "trigger": "manual", "env": env } });
+    let created: Value = client
+        .request(
+            Method::POST,
+            &format!("{API_PREFIX}/namespaces/{namespace}/runs"),
+            Some(&body),
+        )
+        .await?;
+    let name = created["metadata"]["name"]
+        .as_str()
+        .context("the server returned a run without a name")?
+        .to_owned();
+    if !wait {
+        println!("run/{name} created");
+        return Ok(());
+    }
+    eprintln!("run/{name} created; following its output");
+    let run = logs(client, namespace, &name, true, None, false).await?;
+    let status = &run["status"];
+    let phase = status["phase"].as_str().unwrap_or("Unknown");
+    let exit_code = status["attempts"]
+        .as_array()
+        .and_then(|a| a.last())
+        .and_then(|a| a["exitCode"].as_i64());
+    eprintln!(
+        "run/{name} {phase}{}",
+        status["reason"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    let code = match (phase, exit_code) {
+        ("Succeeded", _) => 0,
+        (_, Some(code)) if code != 0 => code,
+        _ => 1,
+    };
+    if code != 0 {
+        std::process::exit(i32::try_from(code.clamp(1, 255)).unwrap_or(1));
+    }
+    let _ = ExitCode::SUCCESS;
+    Ok(())
+}
+
+/// Cancels a run.
+pub async fn cancel(client: &ApiClient, namespace: &str, run: &str) -> anyhow::Result<()> {
+    let _: Value = client
+        .request::<(), Value>(
+            Method::POST,
+            &format!("{API_PREFIX}/namespaces/{namespace}/runs/{run}/cancel"),
+            None,
+        )
+        .await?;
+    println!("run/{run} cancel requested");
+    Ok(())
+}
+
+/// Prints a run's output (following attempts until it finishes when `follow`); returns
+/// the run as it is at the end.
+pub async fn logs(
+    client: &ApiClient,
+    namespace: &str,
+    run: &str,
+    follow: bool,
+    attempt: Option<u32>,
+    timestamps: bool,
+) -> anyhow::Result<Value> {
+    let run_path = format!("{API_PREFIX}/namespaces/{namespace}/runs/{run}");
+    let mut current = attempt;
+    loop {
+        let state = client.get(&run_path).await?;
+        let attempts = state["status"]["attempts"].as_array().map_or(0, Vec::len) as u32;
+        let number = current.unwrap_or(attempts.max(1));
+        if follow {
+            // Wait for the attempt to exist (the run may still be queued).
+            if attempts < number && !is_finished(&state) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+        }
+        if attempts == 0 && is_finished(&state) {
+            return Ok(state);
+        }
+        stream_attempt(
+            client,
+            &format!("{run_path}/log?attempt={number}&follow={follow}"),
+            timestamps,
+        )
+        .await?;
+        let state = client.get(&run_path).await?;
+        let attempts = state["status"]["attempts"].as_array().map_or(0, Vec::len) as u32;
+        if !follow || attempt.is_some() || (is_finished(&state) && attempts <= number) {
+            return Ok(state);
+        }
+        if attempts > number {
+            eprintln!("--- attempt {} ---", number + 1);
+        }
+        current = Some(number + 1);
+    }
+}
+
+fn is_finished(run: &Value) -> bool {
+    matches!(
+        run["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed" | "Cancelled")
+    )
+}
+
+async fn stream_attempt(client: &ApiClient, path: &str, timestamps: bool) -> anyhow::Result<()> {
+    let response = client.raw_get(path).await?;
+    let mut body = response.bytes_stream();
+    let mut pending = Vec::new();
+    let stdout = std::io::stdout();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("the log stream was cut")?;
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches('\n');
+            let mut out = stdout.lock();
+            match (timestamps, LogLine::parse(text)) {
+                (false, Some(parsed)) => writeln!(out, "{}", parsed.text)?,
+                _ => writeln!(out, "{text}")?,
+            }
+        }
+    }
+    if !pending.is_empty() {
+        bail!("the log stream ended in the middle of a line");
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! Run routes: create (`POST …/runs`, honouring `Idempotency-Key`), cancel, logs (plain
+//! text, optionally followed until the run ends) and resource samples.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::controller::run::logs::read_samples;
+use crate::resource::manifest::Document;
+use crate::resource::types::{RunSpec, RunStatus};
+use crate::resource::validate::validate_document;
+use crate::resource::{API_VERSION, Change, Kind, ObjectKey, StoredObject};
+use crate::store::StoreError;
+
+/// `POST …/namespaces/{ns}/runs`: body is a Run manifest (`metadata.name` optional) or
+/// just its spec. With `Idempotency-Key`, a retry returns the run the first call made.
+pub(super) async fn create(
+    State(state): State<AppState>,
+    Path(namespace): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let spec = body.get("spec").cloned().unwrap_or_else(|| body.clone());
+    let pipeline = spec["pipelineRef"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let name = match (body["metadata"]["name"].as_str(), &idempotency_key) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(key)) => run_name(
+            &pipeline,
+            &hex::encode(Sha256::digest(format!("{namespace}/{key}")))[..10],
+        ),
+        (None, None) => run_name(&pipeline, &random_suffix()),
+    };
+    let manifest = json!({
+        "apiVersion": API_VERSION,
+        "kind": "Run",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": spec,
+    });
+    let object = validate_document(&Document::synthetic("<request>", 1, manifest))
+        .map_err(|errors| ApiError::Invalid(crate::resource::error::ManifestErrors(errors)))?;
+    let status = serde_json::to_value(RunStatus::default()).ok();
+    match state.store.create(object, None, status).await {
+        Ok(run) => Ok((axum::http::StatusCode::CREATED, Json(run.to_manifest()))),
+        Err(StoreError::AlreadyExists(key)) if idempotency_key.is_some() => {
+            let existing = state
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("{key} not found")))?;
+            Ok((axum::http::StatusCode::OK, Json(existing.to_manifest())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A run name `<pipeline>-<suffix>` that fits a DNS-1123 label.
+fn run_name(pipeline: &str, suffix: &str) -> String {
+    let room = 63 - suffix.len() - 1;
+    let stem: String = pipeline.chars().take(room).collect();
+    format!("{}-{suffix}", stem.trim_end_matches('-'))
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..6)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+async fn get_run(
+    state: &AppState,
+    namespace: String,
+    name: String,
+) -> Result<StoredObject, ApiError> {
+    let key = ObjectKey::new(Kind::Run, namespace, name);
+    state
+        .store
+        .get(&key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{key} not found")))
+}
+
+/// `POST …/namespaces/{ns}/runs/{name}/cancel`: sets `spec.cancel`; the controller stops
+/// the container (SIGTERM, grace period, SIGKILL) and the run ends `Cancelled`.
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    for _ in 0..5 {
+        let run = get_run(&state, namespace.clone(), name.clone()).await?;
+        let mut spec: RunSpec = serde_json::from_value(run.spec.clone()).unwrap_or_default();
+        if spec.cancel {
+            return Ok(Json(run.to_manifest()));
+        }
+        spec.cancel = true;
+        let change = Change::Update {
+            object: crate::resource::DesiredObject {
+                key: run.key.clone(),
+                labels: run.labels.clone(),
+                annotations: run.annotations.clone(),
+                spec: serde_json::to_value(&spec).unwrap_or_default(),
+            },
+            managed_by: run.managed_by.clone(),
+            expected_resource_version: run.resource_version,
+        };
+        match state.store.commit(vec![change]).await {
+            Ok(mut written) => {
+                if let Some(run) = written.pop() {
+                    return Ok(Json(run.to_manifest()));
+                }
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::bad_request(
+        "resource.conflict",
+        "the run kept changing; retry the cancel",
+    ))
+}
+
+/// Query of the log route.
+#[derive(Debug, Deserialize)]
+pub(super) struct LogQuery {
+    /// 1-based attempt; default the latest.
+    attempt: Option<u32>,
+    /// Keep the response open and stream new lines until the run ends.
+    #[serde(default)]
+    follow: bool,
+}
+
+/// `GET …/namespaces/{ns}/runs/{name}/log`: stored lines `<timestamp> <stream> <text>`.
+pub(super) async fn log(
+    State(state): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let run = get_run(&state, namespace, name).await?;
+    let status: RunStatus = run
+        .status
+        .clone()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    let latest = status.attempts.len().max(1) as u32;
+    let attempt = query.attempt.unwrap_or(latest);
+    if attempt == 0 || attempt > latest {
+        return Err(ApiError::NotFound(format!(
+            "run {} has no attempt {attempt} (it has {latest})",
+            run.key.name
+        )));
+    }
+    let path = state.files.attempt_log(&run.uid, attempt);
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if !query.follow {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        return Ok((text_plain, text).into_response());
+    }
+    let stream = follow_file(state, run.key.clone(), path, attempt);
+    Ok((text_plain, Body::from_stream(stream)).into_response())
+}
+
+/// Streams a log file as it grows; ends once the run has finished (or moved on to a
+/// later attempt) and everything written is sent.
+fn follow_file(
+    state: AppState,
+    key: ObjectKey,
+    path: PathBuf,
+    attempt: u32,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::unfold((0u64, false), move |(offset, done)| {
+        let state = state.clone();
+        let key = key.clone();
+        let path = path.clone();
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                let chunk = read_from(&path, offset);
+                if !chunk.is_empty() {
+                    let next = offset + chunk.len() as u64;
+                    return Some((Ok(chunk), (next, false)));
+                }
+                let finished = match state.store.get(&key).await {
+                    Ok(Some(run)) => {
+                        let status: RunStatus = run
+                            .status
+                            .and_then(|s| serde_json::from_value(s).ok())
+                            .unwrap_or_default();
+                        status.phase.is_finished() || status.attempts.len() as u32 > attempt
+                    }
+                    _ => true,
+                };
+                if finished {
+                    // One last read: the follower drains before the status is written.
+                    let rest = read_from(&path, offset);
+                    return if rest.is_empty() {
+                        None
+                    } else {
+                        Some((Ok(rest), (offset, true)))
+                    };
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    })
+}
+
+/// Whole lines from `offset` on (a partially written last line waits for the next read).
+fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    if file.seek(SeekFrom::Start(offset)).is_err() {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(end) => {
+            bytes.truncate(end + 1);
+            bytes
+        }
+        None => Vec::new(),
+    }
+}
+
+/// `GET …/namespaces/{ns}/runs/{name}/metrics`: CPU/memory samples of the run.
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let run = get_run(&state, namespace, name).await?;
+    let samples = read_samples(&state.files.metrics(&run.uid));
+    Ok(Json(json!({ "run": run.key.name, "samples": samples })))
+}
