@@ -41,7 +41,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             namespace,
             all_namespaces,
             client,
+            involved,
         } => {
+            if matches!(kind.as_str(), "events" | "event" | "ev") {
+                let namespace = (!all_namespaces).then_some(namespace.as_str());
+                return events(&client.client(), namespace, involved.as_deref(), output).await;
+            }
             let kind = parse_kind(&kind)?;
             let namespace = (!all_namespaces).then_some(namespace);
             get(
@@ -356,6 +361,50 @@ async fn describe(client: &ApiClient, key: &ObjectKey) -> anyhow::Result<()> {
     if !object["status"].is_null() {
         println!("Status:");
         print!("{}", indent(&output::yaml(&object["status"])));
+    }
+    super::describe::extra(client, key, &object).await?;
+    let path = format!(
+        "{API_PREFIX}/namespaces/{}/events?for={}/{}",
+        key.namespace,
+        key.kind.singular(),
+        urlencode(&key.name)
+    );
+    let events = client.get(&path).await?;
+    let items = events["items"].as_array().cloned().unwrap_or_default();
+    println!("Events:");
+    if items.is_empty() {
+        println!("  <none>");
+    } else {
+        print!("{}", indent(&output::events_table(&items, Utc::now())));
+    }
+    Ok(())
+}
+
+async fn events(
+    client: &ApiClient,
+    namespace: Option<&str>,
+    involved: Option<&str>,
+    format: Option<OutputFormat>,
+) -> anyhow::Result<()> {
+    let mut path = match namespace {
+        Some(ns) => format!("{API_PREFIX}/namespaces/{ns}/events"),
+        None => format!("{API_PREFIX}/events"),
+    };
+    if let Some(involved) = involved {
+        path.push_str(&format!("?for={}", urlencode(involved)));
+    }
+    let answer = client.get(&path).await?;
+    match format {
+        Some(OutputFormat::Json) => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Some(OutputFormat::Yaml) => print!("{}", output::yaml(&answer)),
+        _ => {
+            let items = answer["items"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                eprintln!("No events found.");
+                return Ok(());
+            }
+            print!("{}", output::events_table(&items, Utc::now()));
+        }
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod describe;
 mod output;
 mod runs;
 mod serve;
@@ -99,7 +100,7 @@ pub enum Command {
     },
     /// List resources, or show one.
     Get {
-        /// Kind: pipeline(s)/pl, schedule(s)/sched, secret(s)/sec, run(s)/rn.
+        /// Kind: pipeline(s)/pl, schedule(s)/sched, secret(s)/sec, run(s)/rn, events/ev.
         kind: String,
         /// Name of one resource.
         name: Option<String>,
@@ -112,6 +113,9 @@ pub enum Command {
         /// List across all namespaces.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
+        /// With `get events`: only events of this object, e.g. `schedule/nightly`.
+        #[arg(long = "for", value_name = "KIND/NAME")]
+        involved: Option<String>,
         /// Server connection.
         #[command(flatten)]
         client: ClientArgs,

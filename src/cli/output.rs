@@ -176,6 +176,36 @@ pub fn row(kind: Kind, object: &Value, wide: bool, now: DateTime<Utc>) -> Vec<St
     cells
 }
 
+/// The events table of `get events` and `describe`.
+pub fn events_table(items: &[Value], now: DateTime<Utc>) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|e| {
+            vec![
+                age(e["lastSeen"].as_str(), now),
+                text(&e["type"]),
+                text(&e["reason"]),
+                format!(
+                    "{}/{}",
+                    e["involved"]["kind"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_ascii_lowercase(),
+                    e["involved"]["name"].as_str().unwrap_or("?")
+                ),
+                e["count"]
+                    .as_i64()
+                    .map_or("1".to_owned(), |c| c.to_string()),
+                text(&e["message"]),
+            ]
+        })
+        .collect();
+    table(
+        &["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"],
+        &rows,
+    )
+}
+
 /// YAML text of a JSON value.
 pub fn yaml(value: &Value) -> String {
     serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# cannot render as YAML: {e}\n"))

@@ -14,6 +14,7 @@ use crate::controller::run::container::RunnerConfig;
 use crate::controller::run::logs::RunFiles;
 use crate::controller::run::{RunController, RunControllerConfig};
 use crate::controller::runtime::Mount;
+use crate::controller::schedule::ScheduleController;
 use crate::docker::DockerRuntime;
 use crate::secrets::Keyring;
 use crate::server::{self, AppState};
@@ -169,6 +170,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(keyring.clone()),
     );
     tasks.spawn(controller.run(shutdown.clone()));
+    let schedules = ScheduleController::new(store.clone(), files.clone());
+    tasks.spawn(schedules.run(shutdown.clone()));
     let state = AppState {
         store: store.clone(),
         keyring: Some(keyring),

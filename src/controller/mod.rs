@@ -5,3 +5,4 @@
 pub mod queue;
 pub mod run;
 pub mod runtime;
+pub mod schedule;

@@ -4,6 +4,7 @@
 
 mod apply;
 pub mod error;
+mod events;
 mod resources;
 mod runs;
 
@@ -39,6 +40,11 @@ const API_PREFIX: &str = "/apis/flotilla.dev/v1alpha1";
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/apply", post(apply::apply))
+        .route("/events", get(events::list_all))
+        .route(
+            "/namespaces/{namespace}/events",
+            get(events::list_namespaced),
+        )
         .route("/{plural}", get(resources::list_all))
         .route(
             "/namespaces/{namespace}/runs",

@@ -20,11 +20,12 @@ pub(super) const INSERT_CHUNK: usize = 500;
 
 /// Inserts `pending` (emptying it) with one multi-row statement and appends the objects to
 /// `results`; an object whose key is taken, already or earlier in the same run, is
-/// [`StoreError::AlreadyExists`].
+/// [`StoreError::AlreadyExists`] — or, with `skip_taken`, silently left out.
 pub(super) async fn insert(
     tx: &mut Tx,
     pending: &mut Vec<StoredObject>,
     results: &mut Vec<StoredObject>,
+    skip_taken: bool,
 ) -> Result<(), StoreError> {
     if pending.is_empty() {
         return Ok(());
@@ -37,7 +38,9 @@ pub(super) async fn insert(
     let inserted: Vec<(String,)> = tx.fetch(AssertSqlSafe(sql), params).await?;
     if inserted.len() != pending.len() {
         let inserted: HashSet<String> = inserted.into_iter().map(|(uid,)| uid).collect();
-        if let Some(taken) = pending.iter().find(|o| !inserted.contains(&o.uid)) {
+        if skip_taken {
+            pending.retain(|o| inserted.contains(&o.uid));
+        } else if let Some(taken) = pending.iter().find(|o| !inserted.contains(&o.uid)) {
             return Err(StoreError::AlreadyExists(taken.key.clone()));
         }
     }

@@ -10,6 +10,7 @@
 
 mod backend;
 mod error;
+pub mod events;
 mod insert;
 mod row;
 mod statement;
@@ -23,7 +24,7 @@ use tokio::sync::broadcast;
 
 use self::backend::{Backend, Param};
 use self::row::{ObjectRow, key_params, object_columns};
-use self::write::{Write, apply};
+use self::write::{Write, apply_with};
 use crate::resource::kind::Kind;
 use crate::resource::object::{Change, DesiredObject, ObjectKey, StoredObject};
 
@@ -114,8 +115,51 @@ impl Store {
         self.changes.subscribe()
     }
 
+    /// Creates every object whose key is free, in one transaction, and returns those
+    /// created; taken keys are skipped. This is how "exactly once per slot" is enforced:
+    /// the second create of a slot's run finds its key taken, whoever made the first.
+    pub async fn create_absent(
+        &self,
+        objects: Vec<(DesiredObject, Option<Value>)>,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        let writes = objects
+            .into_iter()
+            .map(|(object, status)| Write::Create {
+                object,
+                managed_by: None,
+                status,
+            })
+            .collect();
+        self.write_with(writes, true).await
+    }
+
+    /// Writes several statuses in one transaction (all or none), each with the
+    /// resourceVersion check of [`Store::update_status`].
+    pub async fn update_statuses(
+        &self,
+        statuses: Vec<(ObjectKey, Option<i64>, Value)>,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        let writes = statuses
+            .into_iter()
+            .map(|(key, expected, status)| Write::Status {
+                key,
+                expected,
+                status,
+            })
+            .collect();
+        self.write(writes).await
+    }
+
     /// Applies writes and announces them.
     async fn write(&self, writes: Vec<Write>) -> Result<Vec<StoredObject>, StoreError> {
+        self.write_with(writes, false).await
+    }
+
+    async fn write_with(
+        &self,
+        writes: Vec<Write>,
+        skip_taken: bool,
+    ) -> Result<Vec<StoredObject>, StoreError> {
         let kinds: Vec<ChangeKind> = writes
             .iter()
             .map(|w| match w {
@@ -125,8 +169,13 @@ impl Store {
                 Write::Delete { .. } => ChangeKind::Deleted,
             })
             .collect();
-        let written = apply(&self.backend, writes).await?;
+        let written = apply_with(&self.backend, writes, skip_taken).await?;
         if self.changes.receiver_count() > 0 {
+            let kinds = if skip_taken {
+                vec![ChangeKind::Added; written.len()]
+            } else {
+                kinds
+            };
             for (object, change) in written.iter().zip(kinds) {
                 let _ = self.changes.send(StoreEvent {
                     key: object.key.clone(),

@@ -79,9 +79,13 @@ impl From<Change> for Write {
 
 /// Applies `writes` in order in one transaction and returns the objects after each write
 /// (for a delete, the object as it was).
-pub(super) async fn apply(
+///
+/// With `skip_taken`, creates of taken keys are skipped (and absent from the result)
+/// instead of failing the transaction.
+pub(super) async fn apply_with(
     backend: &Backend,
     writes: Vec<Write>,
+    skip_taken: bool,
 ) -> Result<Vec<StoredObject>, StoreError> {
     if writes.is_empty() {
         return Ok(Vec::new());
@@ -124,7 +128,7 @@ pub(super) async fn apply(
                     updated_at: now,
                 });
                 if pending_creates.len() == INSERT_CHUNK {
-                    insert(&mut tx, &mut pending_creates, &mut results).await?;
+                    insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
                 }
                 continue;
             }
@@ -140,10 +144,10 @@ pub(super) async fn apply(
             } => Statement::status(key, expected, status, revision, now_millis),
             Write::Delete { key, expected } => Statement::delete(key, expected),
         };
-        insert(&mut tx, &mut pending_creates, &mut results).await?;
+        insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
         results.push(statement.run(&mut tx).await?);
     }
-    insert(&mut tx, &mut pending_creates, &mut results).await?;
+    insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
     tx.commit().await?;
     Ok(results)
 }

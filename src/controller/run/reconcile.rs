@@ -227,6 +227,7 @@ impl<R: ContainerRuntime> RunController<R> {
         }
         if let Some(next) = &status {
             self.write_status(observed, next).await?;
+            self.record_transition(key, &observed.status, next).await;
         }
         for effect in &decision.after {
             if let Effect::Remove = effect {
@@ -259,6 +260,51 @@ impl<R: ContainerRuntime> RunController<R> {
             }
         }
         Ok(decision.requeue_after)
+    }
+
+    /// Records the lifecycle event of a phase or attempt change.
+    async fn record_transition(&self, key: &ObjectKey, before: &RunStatus, after: &RunStatus) {
+        use crate::store::events::EventType;
+        let attempt = after.attempts.last();
+        let event = if after.attempts.len() > before.attempts.len() {
+            attempt.map(|a| {
+                (
+                    EventType::Normal,
+                    "Started",
+                    format!("attempt {} started in container {}", a.number, a.container),
+                )
+            })
+        } else if after.phase != before.phase || after.reason != before.reason {
+            let message = after.message.clone().unwrap_or_default();
+            match (after.phase, after.reason.as_deref()) {
+                (RunPhase::Succeeded, _) => Some((
+                    EventType::Normal,
+                    "Succeeded",
+                    "the run succeeded".to_owned(),
+                )),
+                (RunPhase::Cancelled, _) => Some((EventType::Normal, "Cancelled", message)),
+                (RunPhase::Failed, Some(reason)) => Some((EventType::Warning, reason, message)),
+                (RunPhase::Pending, Some("BackOff")) => {
+                    Some((EventType::Warning, "BackOff", message))
+                }
+                (
+                    RunPhase::Pending,
+                    Some(reason @ ("PipelineNotFound" | "ContainerNameConflict")),
+                ) => Some((EventType::Warning, reason, message)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some((event_type, reason, message)) = event {
+            if let Err(e) = self
+                .store
+                .record_event(key, event_type, reason, &message)
+                .await
+            {
+                tracing::warn!(run = %key, code = e.code(), "cannot record an event: {e}");
+            }
+        }
     }
 
     fn finish(&self, key: &ObjectKey) {

@@ -1,0 +1,149 @@
+//! Kind-specific sections of `flotilla describe`: a schedule's next slots, a run's
+//! attempts and resource samples.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::client::{API_PREFIX, ApiClient};
+use super::output::table;
+use crate::controller::schedule::slots::CompiledSchedule;
+use crate::resource::types::ScheduleSpec;
+use crate::resource::{Kind, ObjectKey};
+
+/// Prints the extra sections for `key`'s kind.
+pub async fn extra(client: &ApiClient, key: &ObjectKey, object: &Value) -> anyhow::Result<()> {
+    match key.kind {
+        Kind::Schedule => next_slots(object),
+        Kind::Run => run_details(client, key, object).await?,
+        Kind::Pipeline | Kind::Secret => {}
+    }
+    Ok(())
+}
+
+fn next_slots(object: &Value) {
+    let Ok(spec) = serde_json::from_value::<ScheduleSpec>(object["spec"].clone()) else {
+        return;
+    };
+    println!("Next Slots:");
+    let zone: chrono_tz::Tz = spec
+        .time_zone
+        .as_deref()
+        .and_then(|z| z.parse().ok())
+        .unwrap_or(chrono_tz::UTC);
+    match CompiledSchedule::compile(&spec) {
+        Ok(schedule) => {
+            let mut cursor = Utc::now();
+            let mut any = false;
+            for _ in 0..5 {
+                let Some(next) = schedule.next_after(cursor) else {
+                    break;
+                };
+                println!(
+                    "  {}  ({})",
+                    next.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z"),
+                    next.format("%Y-%m-%dT%H:%M:%SZ")
+                );
+                cursor = next;
+                any = true;
+            }
+            if !any {
+                println!("  <none>");
+            }
+        }
+        Err(e) => println!("  <invalid: {e:?}>"),
+    }
+}
+
+async fn run_details(client: &ApiClient, key: &ObjectKey, object: &Value) -> anyhow::Result<()> {
+    let attempts = object["status"]["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    println!("Attempts:");
+    if attempts.is_empty() {
+        println!("  <none>");
+    } else {
+        let rows: Vec<Vec<String>> = attempts
+            .iter()
+            .map(|a| {
+                let cell = |v: &Value| {
+                    v.as_str().map(str::to_owned).unwrap_or_else(|| {
+                        if v.is_null() {
+                            "-".into()
+                        } else {
+                            v.to_string()
+                        }
+                    })
+                };
+                vec![
+                    cell(&a["number"]),
+                    cell(&a["startedAt"]),
+                    cell(&a["finishedAt"]),
+                    cell(&a["exitCode"]),
+                    cell(&a["reason"]),
+                    a["setupSeconds"]
+                        .as_f64()
+                        .map_or("-".into(), |s| format!("{s:.2}s")),
+                ]
+            })
+            .collect();
+        for line in table(
+            &["#", "STARTED", "FINISHED", "EXIT", "REASON", "SETUP"],
+            &rows,
+        )
+        .lines()
+        {
+            println!("  {line}");
+        }
+    }
+    let metrics = client
+        .get(&format!(
+            "{API_PREFIX}/namespaces/{}/runs/{}/metrics",
+            key.namespace, key.name
+        ))
+        .await?;
+    let samples = metrics["samples"].as_array().cloned().unwrap_or_default();
+    println!("Resources:");
+    if samples.is_empty() {
+        println!("  <no samples>");
+        return Ok(());
+    }
+    let cpu: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s["cpu_percent"].as_f64())
+        .collect();
+    let memory: Vec<u64> = samples
+        .iter()
+        .filter_map(|s| s["memory_bytes"].as_u64())
+        .collect();
+    let last = samples
+        .last()
+        .and_then(|s| s["at"].as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+    println!(
+        "  Samples:      {} (every ~2 s){}",
+        samples.len(),
+        last.map(|t| format!(", last at {}", t.format("%H:%M:%S")))
+            .unwrap_or_default()
+    );
+    println!(
+        "  CPU:          avg {:.1}%  max {:.1}%",
+        cpu.iter().sum::<f64>() / cpu.len().max(1) as f64,
+        cpu.iter().copied().fold(0.0, f64::max)
+    );
+    println!(
+        "  Memory:       last {}  peak {}",
+        human_bytes(memory.last().copied().unwrap_or(0)),
+        human_bytes(memory.iter().copied().max().unwrap_or(0))
+    );
+    Ok(())
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}

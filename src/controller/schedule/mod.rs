@@ -1,0 +1,564 @@
+//! The schedule controller: turns Schedule slots into Runs, exactly once per slot.
+//!
+//! Schedules are held in memory (refreshed from store changes and a periodic re-list)
+//! with a timeline of their next slots; one loop sleeps until the earliest slot, then
+//! evaluates every schedule due at that instant together and creates their runs in one
+//! transaction. Run names are derived from the slot (see [`naming`]), so a repeated
+//! evaluation, a restart or a second operator on the same database finds the name taken
+//! instead of creating a duplicate.
+
+pub mod naming;
+pub mod slots;
+#[cfg(test)]
+mod slots_tests;
+mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use self::naming::slot_run_name;
+use self::slots::{CompileError, due_slots};
+use self::state::{Entry, FinishedRun};
+use crate::controller::run::logs::RunFiles;
+use crate::resource::quantity::parse_duration;
+use crate::resource::types::{
+    ConcurrencyPolicy, Condition, LocalRef, RunSpec, RunStatus, ScheduleSpec, Trigger,
+};
+use crate::resource::{Change, DesiredObject, Kind, ObjectKey};
+use crate::store::events::EventType;
+use crate::store::{ChangeKind, Store, StoreEvent};
+
+/// Label on runs created by a schedule, naming it.
+pub const SCHEDULE_LABEL: &str = "flotilla.dev/schedule";
+
+/// Evaluations and run creations are batched per wake-up; this bounds one batch.
+const MAX_BATCH: usize = 20_000;
+
+/// The schedule controller.
+pub struct ScheduleController {
+    store: Store,
+    files: RunFiles,
+    state: Mutex<State>,
+    resync_every: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    schedules: HashMap<ObjectKey, Entry>,
+    timeline: BTreeSet<(DateTime<Utc>, ObjectKey)>,
+    suspended_pipelines: HashSet<ObjectKey>,
+}
+
+impl State {
+    fn set_next(&mut self, key: &ObjectKey, next: Option<DateTime<Utc>>) {
+        if let Some(entry) = self.schedules.get_mut(key) {
+            if let Some(previous) = entry.next.take() {
+                self.timeline.remove(&(previous, key.clone()));
+            }
+            entry.next = next;
+            if let Some(next) = next {
+                self.timeline.insert((next, key.clone()));
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        self.set_next(key, None);
+        self.schedules.remove(key);
+    }
+}
+
+/// Writes one evaluation produces.
+#[derive(Default)]
+struct Plan {
+    runs: Vec<(DesiredObject, Option<serde_json::Value>)>,
+    cancels: Vec<ObjectKey>,
+    events: Vec<(ObjectKey, EventType, String, String)>,
+    statuses: Vec<ObjectKey>,
+}
+
+impl ScheduleController {
+    /// A controller over `store`; run data under `files` is deleted with pruned runs.
+    pub fn new(store: Store, files: RunFiles) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            store,
+            files,
+            state: Mutex::new(State::default()),
+            resync_every: Duration::from_secs(60),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self: std::sync::Arc<Self>, shutdown: CancellationToken) {
+        let mut changes = self.store.subscribe();
+        self.resync().await;
+        let mut resync = tokio::time::interval(self.resync_every);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.tick().await;
+        loop {
+            let earliest = self.lock().timeline.first().map(|(at, _)| *at);
+            let sleep = earliest
+                .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(sleep) => self.evaluate_due().await,
+                _ = resync.tick() => self.resync().await,
+                change = changes.recv() => match change {
+                    Ok(event) => self.on_change(event).await,
+                    Err(RecvError::Lagged(_)) => self.resync().await,
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    /// Reloads schedules, pipelines and schedule runs from the store, then evaluates all.
+    async fn resync(&self) {
+        let loaded = async {
+            Ok::<_, crate::store::StoreError>((
+                self.store.list(Kind::Schedule, None).await?,
+                self.store.list(Kind::Pipeline, None).await?,
+                self.store.list(Kind::Run, None).await?,
+            ))
+        }
+        .await;
+        let (schedules, pipelines, runs) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(code = e.code(), "schedule resync failed: {e}");
+                return;
+            }
+        };
+        let keys: Vec<ObjectKey> = {
+            let mut state = self.lock();
+            let live: HashSet<ObjectKey> = schedules.iter().map(|s| s.key.clone()).collect();
+            let gone: Vec<ObjectKey> = state
+                .schedules
+                .keys()
+                .filter(|k| !live.contains(k))
+                .cloned()
+                .collect();
+            for key in gone {
+                state.remove(&key);
+            }
+            state.suspended_pipelines = pipelines
+                .iter()
+                .filter(|p| p.spec["suspend"].as_bool() == Some(true))
+                .map(|p| p.key.clone())
+                .collect();
+            let mut by_schedule: HashMap<ObjectKey, (Vec<String>, Vec<FinishedRun>)> =
+                HashMap::new();
+            for run in &runs {
+                let Some(schedule) = run.labels.get(SCHEDULE_LABEL) else {
+                    continue;
+                };
+                let key =
+                    ObjectKey::new(Kind::Schedule, run.key.namespace.clone(), schedule.clone());
+                let slot = by_schedule.entry(key).or_default();
+                match FinishedRun::of(run) {
+                    Some(finished) => slot.1.push(finished),
+                    None => slot.0.push(run.key.name.clone()),
+                }
+            }
+            for object in schedules {
+                let (active, history) = by_schedule.remove(&object.key).unwrap_or_default();
+                let mut entry = Entry::from_object(&object);
+                entry.status.active = active;
+                entry.status.active.sort();
+                entry.history = history;
+                let key = object.key.clone();
+                let next = state.schedules.get(&key).and_then(|e| e.next);
+                entry.next = next;
+                state.schedules.insert(key, entry);
+            }
+            state.schedules.keys().cloned().collect()
+        };
+        self.evaluate(keys).await;
+    }
+
+    async fn on_change(&self, event: StoreEvent) {
+        match (event.key.kind, event.change) {
+            (Kind::Schedule, ChangeKind::StatusModified) => {}
+            (Kind::Schedule, ChangeKind::Deleted) => self.lock().remove(&event.key),
+            (Kind::Schedule, _) => {
+                let Ok(Some(object)) = self.store.get(&event.key).await else {
+                    return;
+                };
+                {
+                    let mut state = self.lock();
+                    let mut entry = Entry::from_object(&object);
+                    if let Some(previous) = state.schedules.get(&object.key) {
+                        entry.status.active = previous.status.active.clone();
+                        entry.history = previous.history.clone();
+                        entry.next = previous.next;
+                    }
+                    state.schedules.insert(object.key.clone(), entry);
+                }
+                self.evaluate(vec![event.key]).await;
+            }
+            (Kind::Pipeline, _) => {
+                let suspended = match self.store.get(&event.key).await {
+                    Ok(Some(p)) => p.spec["suspend"].as_bool() == Some(true),
+                    _ => false,
+                };
+                let mut state = self.lock();
+                if suspended {
+                    state.suspended_pipelines.insert(event.key);
+                } else {
+                    state.suspended_pipelines.remove(&event.key);
+                }
+            }
+            (Kind::Run, ChangeKind::Added) => {}
+            (Kind::Run, _) => self.on_run_change(&event.key).await,
+            (Kind::Secret, _) => {}
+        }
+    }
+
+    /// Keeps `status.active` and the history of the run's schedule current, pruning
+    /// finished runs beyond the history limits.
+    async fn on_run_change(&self, key: &ObjectKey) {
+        let run = match self.store.get(key).await {
+            Ok(run) => run,
+            Err(_) => return,
+        };
+        let schedule_key = match &run {
+            Some(run) => match run.labels.get(SCHEDULE_LABEL) {
+                Some(name) => ObjectKey::new(Kind::Schedule, key.namespace.clone(), name.clone()),
+                None => return,
+            },
+            None => {
+                // Deleted: drop it from whichever schedule lists it.
+                let mut state = self.lock();
+                for entry in state.schedules.values_mut() {
+                    entry.status.active.retain(|n| n != &key.name);
+                    entry.history.retain(|h| h.name != key.name);
+                }
+                return;
+            }
+        };
+        let Some(run) = run else { return };
+        let Some(finished) = FinishedRun::of(&run) else {
+            return;
+        };
+        let prune = {
+            let mut state = self.lock();
+            let Some(entry) = state.schedules.get_mut(&schedule_key) else {
+                return;
+            };
+            let was_active = entry.status.active.iter().any(|n| n == &key.name);
+            entry.status.active.retain(|n| n != &key.name);
+            if !entry.history.iter().any(|h| h.name == finished.name) {
+                entry.history.push(finished);
+            }
+            let prune = entry.prune_history();
+            if !was_active && prune.is_empty() {
+                return;
+            }
+            prune
+        };
+        for run in prune {
+            let run_key = ObjectKey::new(Kind::Run, key.namespace.clone(), run.name.clone());
+            if let Err(e) = self.store.delete(&run_key, None).await {
+                tracing::warn!(run = %run_key, code = e.code(), "cannot prune: {e}");
+                continue;
+            }
+            let _ = self.store.delete_events(&run_key).await;
+            if let Err(e) = self.files.delete_run(&run.uid) {
+                tracing::warn!(run = %run_key, "cannot delete logs of a pruned run: {e}");
+            }
+        }
+        self.write_statuses(vec![schedule_key]).await;
+    }
+
+    async fn evaluate_due(&self) {
+        let now = Utc::now();
+        let due: Vec<ObjectKey> = {
+            let state = self.lock();
+            state
+                .timeline
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .take(MAX_BATCH)
+                .map(|(_, k)| k.clone())
+                .collect()
+        };
+        self.evaluate(due).await;
+    }
+
+    /// Evaluates schedules at the current time and writes the outcome.
+    async fn evaluate(&self, keys: Vec<ObjectKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let mut plan = Plan::default();
+        {
+            let mut state = self.lock();
+            for key in keys {
+                let suspended_pipeline = state.schedules.get(&key).is_some_and(|e| {
+                    state.suspended_pipelines.contains(&ObjectKey::new(
+                        Kind::Pipeline,
+                        key.namespace.clone(),
+                        e.spec.pipeline_ref.name.clone(),
+                    ))
+                });
+                let Some(entry) = state.schedules.get_mut(&key) else {
+                    continue;
+                };
+                let next = plan_one(&key, entry, now, suspended_pipeline, &mut plan);
+                state.set_next(&key, next);
+            }
+        }
+        self.execute(plan, now).await;
+    }
+
+    async fn execute(&self, plan: Plan, now: DateTime<Utc>) {
+        for run in &plan.cancels {
+            self.cancel(run).await;
+        }
+        if !plan.runs.is_empty() {
+            match self.store.create_absent(plan.runs).await {
+                Ok(created) => {
+                    for run in &created {
+                        if let Some(slot) = run.spec["slot"]
+                            .as_str()
+                            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                        {
+                            let skew = (now - slot.with_timezone(&Utc)).num_milliseconds();
+                            tracing::debug!(run = %run.key.name, skew_ms = skew, "run created for slot");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(code = e.code(), "cannot create scheduled runs: {e}"),
+            }
+        }
+        if let Err(e) = self.store.record_events(plan.events).await {
+            tracing::warn!(code = e.code(), "cannot record schedule events: {e}");
+        }
+        self.write_statuses(plan.statuses).await;
+    }
+
+    async fn write_statuses(&self, keys: Vec<ObjectKey>) {
+        let statuses: Vec<(ObjectKey, Option<i64>, serde_json::Value)> = {
+            let state = self.lock();
+            keys.into_iter()
+                .filter_map(|key| {
+                    let entry = state.schedules.get(&key)?;
+                    let mut status = entry.status.clone();
+                    status.next_slot = entry
+                        .next
+                        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+                    let value = serde_json::to_value(status).ok()?;
+                    (Some(&value) != entry.written.as_ref()).then_some((key, None, value))
+                })
+                .collect()
+        };
+        if statuses.is_empty() {
+            return;
+        }
+        let written: BTreeMap<ObjectKey, serde_json::Value> = statuses
+            .iter()
+            .map(|(k, _, v)| (k.clone(), v.clone()))
+            .collect();
+        match self.store.update_statuses(statuses).await {
+            Ok(_) => {
+                let mut state = self.lock();
+                for (key, value) in written {
+                    if let Some(entry) = state.schedules.get_mut(&key) {
+                        entry.written = Some(value);
+                    }
+                }
+            }
+            // A schedule deleted meanwhile fails the batch; the next resync rewrites.
+            Err(e) => tracing::warn!(code = e.code(), "cannot write schedule statuses: {e}"),
+        }
+    }
+
+    async fn cancel(&self, key: &ObjectKey) {
+        let Ok(Some(run)) = self.store.get(key).await else {
+            return;
+        };
+        let mut spec: RunSpec = serde_json::from_value(run.spec.clone()).unwrap_or_default();
+        if spec.cancel {
+            return;
+        }
+        spec.cancel = true;
+        let change = Change::Update {
+            object: DesiredObject {
+                key: run.key.clone(),
+                labels: run.labels.clone(),
+                annotations: run.annotations.clone(),
+                spec: serde_json::to_value(&spec).unwrap_or_default(),
+            },
+            managed_by: run.managed_by.clone(),
+            expected_resource_version: run.resource_version,
+        };
+        if let Err(e) = self.store.commit(vec![change]).await {
+            tracing::warn!(run = %key, code = e.code(), "cannot cancel the replaced run: {e}");
+        }
+    }
+}
+
+/// Decides one schedule at `now`, adding its writes to `plan`; returns its next slot.
+fn plan_one(
+    key: &ObjectKey,
+    entry: &mut Entry,
+    now: DateTime<Utc>,
+    pipeline_suspended: bool,
+    plan: &mut Plan,
+) -> Option<DateTime<Utc>> {
+    let compiled = match &entry.compiled {
+        Ok(compiled) => compiled.clone(),
+        Err(error) => {
+            let (reason, message) = match error {
+                CompileError::UnknownTimeZone(m) => ("UnknownTimeZone", m.clone()),
+                CompileError::Invalid(m) => ("InvalidSchedule", m.clone()),
+            };
+            if entry.set_condition(Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: Some(reason.into()),
+                message: Some(message.clone()),
+                last_transition_time: Some(now.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            }) {
+                plan.events
+                    .push((key.clone(), EventType::Warning, reason.into(), message));
+            }
+            plan.statuses.push(key.clone());
+            return None;
+        }
+    };
+    entry.set_condition(Condition {
+        type_: "Ready".into(),
+        status: "True".into(),
+        reason: Some("Scheduled".into()),
+        message: None,
+        last_transition_time: Some(now.to_rfc3339_opts(SecondsFormat::Secs, true)),
+    });
+    plan.statuses.push(key.clone());
+    if entry.spec.suspend || pipeline_suspended {
+        // Missed slots accrue while suspended; on resume only the latest may run.
+        return compiled.next_after(now);
+    }
+    let last = entry
+        .status
+        .last_slot
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let deadline = entry
+        .spec
+        .starting_deadline
+        .as_deref()
+        .and_then(|d| parse_duration(d).ok());
+    let due = due_slots(&compiled, last, entry.created, now, deadline);
+    if let Some(considered) = due.considered {
+        entry.status.last_slot = Some(considered.to_rfc3339_opts(SecondsFormat::Secs, true));
+    }
+    let format = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    if due.missed_older > 0 {
+        plan.events.push((
+            key.clone(),
+            EventType::Warning,
+            "MissedSchedule".into(),
+            format!("{} earlier slot(s) were missed (operator down or schedule suspended); only the most recent is considered", due.missed_older),
+        ));
+    }
+    if let Some(skipped) = due.skipped {
+        plan.events.push((
+            key.clone(),
+            EventType::Warning,
+            "MissedSchedule".into(),
+            format!(
+                "slot {} was missed by more than startingDeadline {}; skipped",
+                format(skipped),
+                entry.spec.starting_deadline.clone().unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(slot) = due.run {
+        let policy = entry.spec.concurrency_policy.unwrap_or_default();
+        if !entry.status.active.is_empty() {
+            match policy {
+                ConcurrencyPolicy::Forbid => {
+                    plan.events.push((
+                        key.clone(),
+                        EventType::Normal,
+                        "RunAlreadyActive".into(),
+                        format!(
+                            "slot {} skipped: {} is still active (concurrencyPolicy Forbid)",
+                            format(slot),
+                            entry.status.active.join(", ")
+                        ),
+                    ));
+                    return due.next;
+                }
+                ConcurrencyPolicy::Replace => {
+                    for active in std::mem::take(&mut entry.status.active) {
+                        plan.events.push((
+                            key.clone(),
+                            EventType::Normal,
+                            "RunReplaced".into(),
+                            format!(
+                                "{active} cancelled for slot {} (concurrencyPolicy Replace)",
+                                format(slot)
+                            ),
+                        ));
+                        plan.cancels
+                            .push(ObjectKey::new(Kind::Run, key.namespace.clone(), active));
+                    }
+                }
+                ConcurrencyPolicy::Allow => {}
+            }
+        }
+        let name = slot_run_name(&key.name, slot);
+        plan.runs.push(scheduled_run(key, &entry.spec, &name, slot));
+        plan.events.push((
+            key.clone(),
+            EventType::Normal,
+            "RunCreated".into(),
+            format!("created {name} for slot {}", format(slot)),
+        ));
+        if !entry.status.active.contains(&name) {
+            entry.status.active.push(name);
+        }
+    }
+    due.next
+}
+
+fn scheduled_run(
+    key: &ObjectKey,
+    spec: &ScheduleSpec,
+    name: &str,
+    slot: DateTime<Utc>,
+) -> (DesiredObject, Option<serde_json::Value>) {
+    let run = RunSpec {
+        pipeline_ref: spec.pipeline_ref.clone(),
+        trigger: Trigger::Schedule,
+        schedule_ref: Some(LocalRef {
+            name: key.name.clone(),
+        }),
+        slot: Some(slot.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        ..RunSpec::default()
+    };
+    let object = DesiredObject {
+        key: ObjectKey::new(Kind::Run, key.namespace.clone(), name.to_owned()),
+        labels: BTreeMap::from([(SCHEDULE_LABEL.to_owned(), key.name.clone())]),
+        annotations: BTreeMap::new(),
+        spec: serde_json::to_value(run).unwrap_or_else(|_| json!({})),
+    };
+    (object, serde_json::to_value(RunStatus::default()).ok())
+}

@@ -1,0 +1,123 @@
+//! What the schedule controller remembers about each schedule.
+
+use chrono::{DateTime, Utc};
+
+use super::slots::{CompileError, CompiledSchedule};
+use crate::resource::StoredObject;
+use crate::resource::types::{Condition, RunPhase, RunStatus, ScheduleSpec, ScheduleStatus};
+
+/// Kept when no `history` is set, like CronJob's defaults.
+const DEFAULT_SUCCEEDED: u32 = 3;
+const DEFAULT_FAILED: u32 = 1;
+
+/// A finished run of a schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct FinishedRun {
+    pub name: String,
+    pub uid: String,
+    pub succeeded: bool,
+    pub finished: DateTime<Utc>,
+}
+
+impl FinishedRun {
+    /// The run as history, if it has finished.
+    pub fn of(run: &StoredObject) -> Option<FinishedRun> {
+        let status: RunStatus = run
+            .status
+            .clone()
+            .and_then(|s| serde_json::from_value(s).ok())?;
+        if !status.phase.is_finished() {
+            return None;
+        }
+        Some(FinishedRun {
+            name: run.key.name.clone(),
+            uid: run.uid.clone(),
+            succeeded: status.phase == RunPhase::Succeeded,
+            finished: run.updated_at,
+        })
+    }
+}
+
+/// One schedule in memory.
+#[derive(Clone, Debug)]
+pub(super) struct Entry {
+    pub spec: ScheduleSpec,
+    pub compiled: Result<CompiledSchedule, CompileError>,
+    pub created: DateTime<Utc>,
+    pub status: ScheduleStatus,
+    /// The status as last written, to skip writes that change nothing.
+    pub written: Option<serde_json::Value>,
+    pub next: Option<DateTime<Utc>>,
+    pub history: Vec<FinishedRun>,
+}
+
+impl Entry {
+    pub fn from_object(object: &StoredObject) -> Entry {
+        let spec: ScheduleSpec = serde_json::from_value(object.spec.clone()).unwrap_or_default();
+        let status: ScheduleStatus = object
+            .status
+            .clone()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .unwrap_or_default();
+        Entry {
+            compiled: CompiledSchedule::compile(&spec),
+            spec,
+            created: object.created_at,
+            written: object.status.clone(),
+            status,
+            next: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// Sets a condition; true when its status or reason changed.
+    pub fn set_condition(&mut self, condition: Condition) -> bool {
+        let conditions = &mut self.status.conditions;
+        match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
+            Some(existing)
+                if existing.status == condition.status && existing.reason == condition.reason =>
+            {
+                existing.message = condition.message;
+                false
+            }
+            Some(existing) => {
+                *existing = condition;
+                true
+            }
+            None => {
+                conditions.push(condition);
+                true
+            }
+        }
+    }
+
+    /// Removes and returns the finished runs beyond the history limits, oldest first.
+    pub fn prune_history(&mut self) -> Vec<FinishedRun> {
+        let limits = self.spec.history.clone().unwrap_or_default();
+        let keep_succeeded = limits.succeeded.unwrap_or(DEFAULT_SUCCEEDED) as usize;
+        let keep_failed = limits.failed.unwrap_or(DEFAULT_FAILED) as usize;
+        self.history.sort_by(|a, b| {
+            b.finished
+                .cmp(&a.finished)
+                .then_with(|| b.name.cmp(&a.name))
+        });
+        let (mut succeeded, mut failed) = (0, 0);
+        let mut pruned = Vec::new();
+        self.history.retain(|run| {
+            let (seen, keep) = if run.succeeded {
+                (&mut succeeded, keep_succeeded)
+            } else {
+                (&mut failed, keep_failed)
+            };
+            *seen += 1;
+            if *seen > keep {
+                pruned.push(run.clone());
+                false
+            } else {
+                true
+            }
+        });
+        pruned.reverse();
+        pruned
+    }
+}
