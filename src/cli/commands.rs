@@ -120,6 +120,26 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Version { client } => version(&client.client()).await,
+        Command::Secret(SecretCommand::Set {
+            name,
+            pairs,
+            namespace,
+            client,
+        }) => secret_set(&client.client(), &namespace, &name, pairs).await,
+        Command::Secret(SecretCommand::Rotate { client }) => {
+            let report: Value = client
+                .client()
+                .request::<(), Value>(Method::POST, &format!("{API_PREFIX}/secrets/rotate"), None)
+                .await?;
+            println!(
+                "re-encrypted {} value(s) in {} of {} secret(s) with the newest key",
+                report["values"], report["updated"], report["secrets"]
+            );
+            for problem in report["unreadable"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", problem.as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
         Command::Secret(SecretCommand::GenKey) => {
             println!("{}", Keyring::generate_key());
             Ok(())
@@ -278,6 +298,14 @@ async fn get(
     namespace: Option<&str>,
     format: Option<OutputFormat>,
 ) -> anyhow::Result<()> {
+    if let (Kind::Secret, Some(name), None) = (kind, name, format) {
+        let path = format!(
+            "{API_PREFIX}/namespaces/{}/secrets/{name}/keys",
+            namespace.unwrap_or("default")
+        );
+        print_secret_keys(&client.get(&path).await?);
+        return Ok(());
+    }
     let answer = match name {
         Some(name) => {
             let key = ObjectKey::new(kind, namespace.unwrap_or("default"), name);
@@ -407,6 +435,57 @@ async fn events(
         }
     }
     Ok(())
+}
+
+async fn secret_set(
+    client: &ApiClient,
+    namespace: &str,
+    name: &str,
+    pairs: Vec<(String, String)>,
+) -> anyhow::Result<()> {
+    let mut data = serde_json::Map::new();
+    for (key, value) in pairs {
+        let value = match value.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("{key}=@{path}: cannot read {path}"))?,
+            None => value,
+        };
+        data.insert(key, Value::String(value));
+    }
+    let path = format!("{API_PREFIX}/namespaces/{namespace}/secrets/{name}/data");
+    let answer: Value = client
+        .request(Method::PUT, &path, Some(&json!({ "data": data })))
+        .await?;
+    print_secret_keys(&answer);
+    Ok(())
+}
+
+fn print_secret_keys(answer: &Value) {
+    println!(
+        "secret/{} ({} keys, updated {})",
+        answer["name"].as_str().unwrap_or("?"),
+        answer["keys"].as_array().map_or(0, Vec::len),
+        answer["updatedAt"].as_str().unwrap_or("?")
+    );
+    let rows: Vec<Vec<String>> = answer["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            vec![
+                k["key"].as_str().unwrap_or("?").to_owned(),
+                k["size"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |s| format!("{s} bytes")),
+                if k["readable"].as_bool() == Some(true) {
+                    "yes".to_owned()
+                } else {
+                    format!("no: {}", k["error"].as_str().unwrap_or("?"))
+                },
+            ]
+        })
+        .collect();
+    print!("{}", output::table(&["KEY", "SIZE", "READABLE"], &rows));
 }
 
 fn indent(text: &str) -> String {

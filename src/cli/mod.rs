@@ -218,6 +218,27 @@ pub enum Command {
 pub enum SecretCommand {
     /// Print a new random Fernet key for ENCRYPTION_KEY.
     GenKey,
+    /// Create a secret or set some of its keys through the API: `KEY=VALUE` or
+    /// `KEY=@FILE`. Values are encrypted by the server and never shown again.
+    Set {
+        /// Secret name.
+        name: String,
+        /// `KEY=VALUE` or `KEY=@FILE` (repeatable).
+        #[arg(required = true, value_parser = parse_key_value)]
+        pairs: Vec<(String, String)>,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Re-encrypt every stored secret value with the newest ENCRYPTION_KEY of the server.
+    Rotate {
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Encrypt a value (stdin or --from-file) with ENCRYPTION_KEY and print the token.
     Encrypt {
         /// Read the value from this file instead of stdin.

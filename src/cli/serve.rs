@@ -101,6 +101,14 @@ pub struct DockerArgs {
     /// `UV_FIND_LINKS` (with `UV_OFFLINE=1` runs need no index at all).
     #[arg(long, env = "FLOTILLA_WHEELHOUSE")]
     pub wheelhouse: Option<PathBuf>,
+    /// RAM-backed host directory where `mountAs: files` secrets are written for the
+    /// lifetime of a container (mounted read-only at /run/secrets/<secret>).
+    #[arg(
+        long,
+        env = "FLOTILLA_SECRETS_DIR",
+        default_value = "/dev/shm/flotilla-secrets"
+    )]
+    pub secrets_dir: PathBuf,
     /// Parallel reconciles of runs.
     #[arg(long, env = "FLOTILLA_WORKERS", default_value_t = 8)]
     pub workers: usize,
@@ -263,6 +271,7 @@ fn run_controller_config(
         resync_every: Duration::from_secs(30),
         stop_grace: args.stop_grace_period,
         sample_every: Duration::from_secs(2),
+        secrets_dir: args.secrets_dir.clone(),
     })
 }
 

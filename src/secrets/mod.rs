@@ -156,3 +156,77 @@ mod tests {
         ));
     }
 }
+
+/// Values shorter than this are not redacted: too likely to match ordinary output.
+pub const MIN_REDACTED_LEN: usize = 4;
+
+/// Replaces secret values in output lines with `[secret]`.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    /// Longest first, so a value containing another is replaced whole.
+    values: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} values)", self.values.len())
+    }
+}
+
+impl Redactor {
+    /// A redactor of `values` (those of at least [`MIN_REDACTED_LEN`] characters; each
+    /// line of a multi-line value on its own, since output is stored line by line).
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut values: Vec<String> = values
+            .into_iter()
+            .flat_map(|v| std::iter::once(v).chain(v.lines()))
+            .map(|v| v.trim_end_matches(['\r', '\n']))
+            .filter(|v| v.chars().count() >= MIN_REDACTED_LEN)
+            .map(str::to_owned)
+            .collect();
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        values.dedup();
+        Self { values }
+    }
+
+    /// True when there is nothing to redact.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The line with every secret value replaced by `[secret]`.
+    pub fn redact(&self, line: &str) -> String {
+        let mut out = line.to_owned();
+        for value in &self.values {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), "[secret]");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::Redactor;
+
+    #[test]
+    fn values_are_replaced_longest_first_and_short_ones_kept() {
+        let redactor = Redactor::new(["hunter22", "hunter22-extended", "abc", "line1\nline2-long"]);
+        assert_eq!(redactor.redact("pw=hunter22-extended!"), "pw=[secret]!");
+        assert_eq!(
+            redactor.redact("pw=hunter22 and abc"),
+            "pw=[secret] and abc"
+        );
+        assert_eq!(redactor.redact("second: line2-long"), "second: [secret]");
+    }
+
+    #[test]
+    fn a_value_written_in_two_chunks_of_one_line_is_redacted() {
+        // The follower stores whole lines; a line assembled from two writes is redacted
+        // as one.
+        let redactor = Redactor::new(["s3cr3t-token"]);
+        let line = ["token=s3cr3", "t-token done"].concat();
+        assert_eq!(redactor.redact(&line), "token=[secret] done");
+    }
+}

@@ -7,6 +7,7 @@ pub mod error;
 mod events;
 mod resources;
 mod runs;
+mod secrets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +42,15 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/apply", post(apply::apply))
         .route("/events", get(events::list_all))
+        .route("/secrets/rotate", post(secrets::rotate))
+        .route(
+            "/namespaces/{namespace}/secrets/{name}/data",
+            axum::routing::put(secrets::set_data),
+        )
+        .route(
+            "/namespaces/{namespace}/secrets/{name}/keys",
+            get(secrets::keys),
+        )
         .route(
             "/namespaces/{namespace}/events",
             get(events::list_namespaced),

@@ -52,6 +52,8 @@ pub struct RunControllerConfig {
     pub stop_grace: Duration,
     /// CPU/memory sampling period.
     pub sample_every: Duration,
+    /// RAM-backed host directory for `mountAs: files` secrets.
+    pub secrets_dir: PathBuf,
 }
 
 /// The run controller and its shared state.
@@ -234,6 +236,7 @@ impl<R: ContainerRuntime> RunController<R> {
             } else {
                 tracing::info!(container = %container.name, "removing a container whose run no longer exists");
                 self.stop_watcher(&container.name);
+                reconcile::remove_secret_files(&self.config.secrets_dir, &container.name);
                 if let Err(e) = self.runtime.remove(&container.name).await {
                     tracing::warn!(container = %container.name, code = e.code(), "cannot remove: {e}");
                 }

@@ -14,7 +14,7 @@ use super::{RunController, lock};
 use crate::controller::runtime::{ContainerRuntime, ContainerState, Created, RuntimeError, labels};
 use crate::resource::quantity::parse_duration;
 use crate::resource::types::{
-    PipelineSpec, RunPhase, RunSpec, RunStatus, ScheduleSpec, SecretSpec,
+    PipelineSpec, RunPhase, RunSpec, RunStatus, ScheduleSpec, SecretMount, SecretSpec,
 };
 use crate::resource::{Kind, ObjectKey, StoredObject};
 use crate::store::StoreError;
@@ -217,7 +217,7 @@ impl<R: ContainerRuntime> RunController<R> {
                     self.stop_in_background(key, &container_name(&observed.run.uid, current))
                 }
                 Effect::DrainLogs => {
-                    self.drain_logs(&observed.run.uid, current).await;
+                    self.drain_logs(key, &observed.run.uid, current).await;
                     if let Some(next) = status.as_mut() {
                         self.record_setup_time(&observed.run.uid, next);
                     }
@@ -233,6 +233,7 @@ impl<R: ContainerRuntime> RunController<R> {
             if let Effect::Remove = effect {
                 for container in &observed.containers {
                     self.stop_watcher(&container.name);
+                    remove_secret_files(&self.config.secrets_dir, &container.name);
                     self.runtime.remove(&container.name).await?;
                 }
             }
@@ -383,10 +384,10 @@ impl<R: ContainerRuntime> RunController<R> {
         };
         let layers = EnvLayers {
             schedule: schedule_env.as_ref(),
-            secrets: Some(&secret_env),
+            secrets: Some(&secret_env.env),
             run: Some(&observed.spec.env),
         };
-        let spec = build_container_spec(
+        let mut spec = build_container_spec(
             &self.config.runner,
             &id,
             pipeline,
@@ -394,6 +395,25 @@ impl<R: ContainerRuntime> RunController<R> {
             has_requirements,
             &layers,
         );
+        if !secret_env.files.is_empty() {
+            match write_secret_files(
+                &self.config.secrets_dir,
+                &spec.name,
+                &spec.user,
+                &secret_env.files,
+            ) {
+                Ok(mounts) => spec.mounts.extend(mounts),
+                Err(e) => {
+                    return Ok(Err(StartFailure {
+                        reason: "SecretMountFailed",
+                        message: format!(
+                            "cannot write secret files under {}: {e}",
+                            self.config.secrets_dir.display()
+                        ),
+                    }));
+                }
+            }
+        }
         match self.runtime.create(&spec).await {
             Ok(Created::New) => {}
             Ok(Created::Existing(existing)) => {
@@ -463,9 +483,10 @@ impl<R: ContainerRuntime> RunController<R> {
         &self,
         key: &ObjectKey,
         pipeline: &PipelineSpec,
-    ) -> Result<Result<BTreeMap<String, String>, StartFailure>, ReconcileError> {
-        let mut env = BTreeMap::new();
+    ) -> Result<Result<ResolvedSecrets, StartFailure>, ReconcileError> {
+        let mut resolved = ResolvedSecrets::default();
         for reference in &pipeline.secret_refs {
+            let as_files = reference.mount_as == Some(SecretMount::Files);
             let secret_key =
                 ObjectKey::new(Kind::Secret, key.namespace.clone(), reference.name.clone());
             let Some(secret) = self.store.get(&secret_key).await? else {
@@ -490,8 +511,15 @@ impl<R: ContainerRuntime> RunController<R> {
                 }
                 let what = format!("Secret/{}/{} key {name}", key.namespace, reference.name);
                 match keyring.decrypt(token, &what) {
+                    Ok(value) if as_files => {
+                        resolved
+                            .files
+                            .entry(reference.name.clone())
+                            .or_default()
+                            .insert(name.clone(), value);
+                    }
                     Ok(value) => {
-                        env.insert(name.clone(), value);
+                        resolved.env.insert(name.clone(), value);
                     }
                     Err(e) => {
                         return Ok(Err(StartFailure {
@@ -510,7 +538,7 @@ impl<R: ContainerRuntime> RunController<R> {
                 }
             }
         }
-        Ok(Ok(env))
+        Ok(Ok(resolved))
     }
 
     /// Starts the log follower and resource sampler of a container unless running.
@@ -558,7 +586,7 @@ impl<R: ContainerRuntime> RunController<R> {
     }
 
     /// Waits until the follower of an exited container has stored all output.
-    async fn drain_logs(self: &Arc<Self>, run_uid: &str, attempt: u32) {
+    async fn drain_logs(self: &Arc<Self>, key: &ObjectKey, run_uid: &str, attempt: u32) {
         let container = container_name(run_uid, attempt);
         let handle = lock(&self.watchers).remove(&container);
         match handle {
@@ -572,9 +600,14 @@ impl<R: ContainerRuntime> RunController<R> {
             }
             None => {
                 let path = self.files.attempt_log(run_uid, attempt);
-                let key_filter = None;
-                if let Err(e) =
-                    follow_attempt(self.runtime.as_ref(), &container, &path, key_filter).await
+                let key_filter = self.redactor_for(key).await;
+                if let Err(e) = follow_attempt(
+                    self.runtime.as_ref(),
+                    &container,
+                    &path,
+                    key_filter.as_ref(),
+                )
+                .await
                 {
                     tracing::warn!(
                         container,
@@ -639,8 +672,29 @@ impl<R: ContainerRuntime> RunController<R> {
     }
 
     /// The line filter that redacts this run's secret values (none without secrets).
-    async fn redactor_for(&self, _key: &ObjectKey) -> Option<super::logs::LineFilter> {
-        None
+    async fn redactor_for(&self, key: &ObjectKey) -> Option<super::logs::LineFilter> {
+        let run = self.store.get(key).await.ok()??;
+        let spec: RunSpec = serde_json::from_value(run.spec).ok()?;
+        let pipeline_key = ObjectKey::new(
+            Kind::Pipeline,
+            key.namespace.clone(),
+            spec.pipeline_ref.name,
+        );
+        let pipeline: PipelineSpec =
+            serde_json::from_value(self.store.get(&pipeline_key).await.ok()??.spec).ok()?;
+        let resolved = match self.secret_env(key, &pipeline).await {
+            Ok(Ok(resolved)) => resolved,
+            _ => return None,
+        };
+        let values = resolved
+            .env
+            .values()
+            .chain(resolved.files.values().flat_map(|f| f.values()));
+        let redactor = crate::secrets::Redactor::new(values.map(String::as_str));
+        if redactor.is_empty() {
+            return None;
+        }
+        Some(Arc::new(move |line: &str| redactor.redact(line)))
     }
 }
 
@@ -652,4 +706,58 @@ fn declares_requirements(path: &Path) -> bool {
             .map(str::trim)
             .any(|line| !line.is_empty() && !line.starts_with('#'))
     })
+}
+
+/// Decrypted secret values of one attempt: never stored, logged or returned.
+#[derive(Default)]
+struct ResolvedSecrets {
+    env: BTreeMap<String, String>,
+    /// Secret name → key → value, for `mountAs: files`.
+    files: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Writes `mountAs: files` secrets under `<dir>/<container>/<secret>/<key>` (the dir
+/// must be RAM-backed, e.g. /dev/shm) readable only by the run's user, and returns the
+/// read-only mounts at `/run/secrets/<secret>`.
+fn write_secret_files(
+    dir: &Path,
+    container: &str,
+    user: &str,
+    files: &BTreeMap<String, BTreeMap<String, String>>,
+) -> std::io::Result<Vec<crate::controller::runtime::Mount>> {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let ids: Vec<u32> = user.split(':').filter_map(|p| p.parse().ok()).collect();
+    let (uid, gid) = (ids.first().copied(), ids.get(1).copied());
+    let root = dir.join(container);
+    let mut mounts = Vec::new();
+    for (secret, values) in files {
+        let secret_dir = root.join(secret);
+        std::fs::create_dir_all(&secret_dir)?;
+        for (key, value) in values {
+            let path = secret_dir.join(key);
+            std::fs::write(&path, value)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400))?;
+            // Without root the files stay the operator's; then they must be readable.
+            if chown(&path, uid, gid).is_err() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))?;
+            }
+        }
+        std::fs::set_permissions(&secret_dir, std::fs::Permissions::from_mode(0o555))?;
+        mounts.push(crate::controller::runtime::Mount {
+            source: secret_dir.display().to_string(),
+            target: format!("/run/secrets/{secret}"),
+            read_only: true,
+        });
+    }
+    Ok(mounts)
+}
+
+/// Removes the secret files of a container (after it ended).
+pub(super) fn remove_secret_files(dir: &Path, container: &str) {
+    let path = dir.join(container);
+    if path.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!(container, "cannot remove secret files: {e}");
+        }
+    }
 }
