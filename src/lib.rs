@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod controller;
 pub mod docker;
+pub mod metrics;
 pub mod resource;
 pub mod secrets;
 pub mod server;

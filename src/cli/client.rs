@@ -110,8 +110,15 @@ impl ApiClient {
     }
 
     /// `GET` returning the raw response (for streams); error statuses become errors.
-    pub async fn raw_get(&self, path: &str) -> Result<reqwest::Response, ClientError> {
+    pub async fn raw_get(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

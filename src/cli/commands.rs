@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::client::{API_PREFIX, ApiClient, ClientError};
 use super::output::{self, OutputFormat};
-use super::{ClientArgs, Command, SecretCommand};
+use super::{ClientArgs, Command, SecretCommand, TokenCommand};
 use crate::resource::manifest::{MAX_MANIFEST_BYTES, parse_documents};
 use crate::resource::validate::validate_document;
 use crate::resource::{Kind, ObjectKey};
@@ -138,6 +138,21 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             for problem in report["unreadable"].as_array().into_iter().flatten() {
                 eprintln!("warning: {}", problem.as_str().unwrap_or_default());
             }
+            Ok(())
+        }
+        Command::Token(command) => tokens(command).await,
+        Command::Login { server, token } => {
+            let client = ApiClient::new(&server, Some(token.clone()));
+            let version = client.get("/version").await?;
+            let path = super::config::save(&super::config::ClientConfig {
+                server: server.clone(),
+                token: Some(token),
+            })?;
+            println!(
+                "logged in to {server} (server {}); saved to {}",
+                version["version"].as_str().unwrap_or("?"),
+                path.display()
+            );
             Ok(())
         }
         Command::Secret(SecretCommand::GenKey) => {
@@ -432,6 +447,63 @@ async fn events(
                 return Ok(());
             }
             print!("{}", output::events_table(&items, Utc::now()));
+        }
+    }
+    Ok(())
+}
+
+async fn tokens(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            name,
+            scopes,
+            expires,
+            client,
+        } => {
+            let body = json!({ "name": name, "scopes": scopes, "expires": expires });
+            let created: Value = client
+                .client()
+                .request(Method::POST, &format!("{API_PREFIX}/tokens"), Some(&body))
+                .await?;
+            eprintln!("token {name} created; it is shown only now:");
+            println!("{}", created["token"].as_str().unwrap_or_default());
+        }
+        TokenCommand::List { client } => {
+            let answer = client.client().get(&format!("{API_PREFIX}/tokens")).await?;
+            let rows: Vec<Vec<String>> = answer["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let scopes: Vec<&str> = t["scopes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    vec![
+                        t["name"].as_str().unwrap_or("?").to_owned(),
+                        scopes.join(","),
+                        t["createdAt"].as_str().unwrap_or("?").to_owned(),
+                        t["expiresAt"].as_str().unwrap_or("never").to_owned(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(&["NAME", "SCOPES", "CREATED", "EXPIRES"], &rows)
+            );
+        }
+        TokenCommand::Revoke { name, client } => {
+            let _: Value = client
+                .client()
+                .request::<(), Value>(
+                    Method::DELETE,
+                    &format!("{API_PREFIX}/tokens/{}", urlencode(&name)),
+                    None,
+                )
+                .await?;
+            println!("token {name} revoked");
         }
     }
     Ok(())

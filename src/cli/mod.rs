@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod config;
 mod describe;
 mod output;
 mod runs;
@@ -30,22 +31,25 @@ pub struct Cli {
 /// How clients reach the server.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// URL of the Flotilla server.
-    #[arg(
-        long,
-        env = "FLOTILLA_SERVER",
-        default_value = "http://127.0.0.1:8000",
-        global = true
-    )]
-    pub server: String,
-    /// Bearer token for the API.
+    /// URL of the Flotilla server (default: from `flotilla login`, else
+    /// http://127.0.0.1:8000).
+    #[arg(long, env = "FLOTILLA_SERVER", global = true)]
+    pub server: Option<String>,
+    /// Bearer token for the API (default: from `flotilla login`).
     #[arg(long, env = "FLOTILLA_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
 }
 
 impl ClientArgs {
     fn client(&self) -> ApiClient {
-        ApiClient::new(&self.server, self.token.clone())
+        let saved = config::load();
+        let server = self
+            .server
+            .clone()
+            .or_else(|| saved.as_ref().map(|c| c.server.clone()))
+            .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
+        let token = self.token.clone().or_else(|| saved.and_then(|c| c.token));
+        ApiClient::new(&server, token)
     }
 }
 
@@ -211,6 +215,54 @@ pub enum Command {
     /// Secret helpers.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// API tokens (needs an admin token).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Save a server URL and token for later commands (in ~/.config/flotilla/config.json,
+    /// mode 0600).
+    Login {
+        /// Server URL.
+        #[arg(long)]
+        server: String,
+        /// Bearer token.
+        #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+}
+
+/// `flotilla token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: resources:read, resources:write, runs:read, runs:write,
+        /// secrets:write, sources:write, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. 30d (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List tokens (names, scopes, expiry; never the tokens).
+    List {
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// Token name.
+        name: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `flotilla secret …`.

@@ -133,26 +133,63 @@ fn is_finished(run: &Value) -> bool {
 }
 
 async fn stream_attempt(client: &ApiClient, path: &str, timestamps: bool) -> anyhow::Result<()> {
-    let response = client.raw_get(path).await?;
-    let mut body = response.bytes_stream();
-    let mut pending = Vec::new();
-    let stdout = std::io::stdout();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.context("the log stream was cut")?;
-        pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches('\n');
-            let mut out = stdout.lock();
-            match (timestamps, LogLine::parse(text)) {
-                (false, Some(parsed)) => writeln!(out, "{}", parsed.text)?,
-                _ => writeln!(out, "{text}")?,
+    let print = |text: &str| -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        match (timestamps, LogLine::parse(text)) {
+            (false, Some(parsed)) => writeln!(out, "{}", parsed.text),
+            _ => writeln!(out, "{text}"),
+        }
+    };
+    if !path.contains("follow=true") {
+        let response = client.raw_get(path, None).await?;
+        let text = response.text().await.context("the log could not be read")?;
+        for line in text.lines() {
+            print(line)?;
+        }
+        return Ok(());
+    }
+    // Server-sent events; a cut connection resumes after the last received line.
+    let mut last_id: Option<String> = None;
+    let mut failures = 0u32;
+    loop {
+        let response = match client.raw_get(path, last_id.as_deref()).await {
+            Ok(response) => response,
+            Err(e) if failures < 10 => {
+                failures += 1;
+                eprintln!("warning: {e}; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(failures))).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut body = response.bytes_stream();
+        let mut pending = Vec::new();
+        let mut event = String::new();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let raw: Vec<u8> = pending.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&raw);
+                let line = line.trim_end_matches('\n');
+                if let Some(id) = line.strip_prefix("id: ") {
+                    last_id = Some(id.to_owned());
+                } else if let Some(name) = line.strip_prefix("event: ") {
+                    event = name.to_owned();
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    if event == "end" {
+                        return Ok(());
+                    }
+                    print(data)?;
+                } else if line.is_empty() {
+                    event.clear();
+                }
             }
         }
+        failures += 1;
+        if failures > 10 {
+            bail!("the log stream kept breaking; giving up");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    if !pending.is_empty() {
-        bail!("the log stream ended in the middle of a line");
-    }
-    Ok(())
 }

@@ -13,11 +13,14 @@ use tokio_util::sync::CancellationToken;
 use crate::controller::run::container::RunnerConfig;
 use crate::controller::run::logs::RunFiles;
 use crate::controller::run::{RunController, RunControllerConfig};
+use crate::controller::runtime::ContainerRuntime;
 use crate::controller::runtime::Mount;
 use crate::controller::schedule::ScheduleController;
 use crate::docker::DockerRuntime;
+use crate::metrics::Metrics;
 use crate::secrets::Keyring;
-use crate::server::{self, AppState};
+use crate::server::auth::{generate_token, hash_token};
+use crate::server::{self, AppState, HttpOptions};
 use crate::source::dir::DirSource;
 use crate::store::Store;
 
@@ -55,6 +58,19 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "FLOTILLA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Development mode: reads without a token (only on a loopback address).
+    #[arg(long, env = "FLOTILLA_DEV")]
+    pub dev: bool,
+    /// Origin allowed to call the API from a browser (repeatable); none: no CORS.
+    #[arg(
+        long = "cors-origin",
+        env = "FLOTILLA_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Admin token to install instead of generating one into `<data-dir>/admin-token`.
+    #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Run execution on Docker.
     #[command(flatten)]
     pub docker: DockerArgs,
@@ -136,12 +152,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(port) = args.port {
         listen.set_port(port);
     }
+    if args.dev && !listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--dev allows reads without a token and is refused on {listen}: listen on 127.0.0.1 or drop --dev"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| {
             format!("cannot listen on {listen} (port in use? set --listen or PORT)")
         })?;
     let address = listener.local_addr().context("listener has no address")?;
+    let admin_token_note = install_admin_token(&store, &args).await?;
 
     let shutdown = CancellationToken::new();
     let keyring = Arc::new(keyring);
@@ -164,6 +186,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let controller_config = run_controller_config(&args.docker, &data_dir, &source_root)?;
     let files = RunFiles::new(&data_dir);
     let runtime = Arc::new(DockerRuntime::connect(&args.docker.docker_host)?);
+    let metrics = Arc::new(Metrics::new());
     let runtime = match runtime.as_ref().clone().negotiate().await {
         Ok(negotiated) => Arc::new(negotiated),
         Err(e) => {
@@ -171,23 +194,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             runtime
         }
     };
+    let probe_runtime = runtime.clone();
+    let runtime_probe: server::RuntimeProbe = Arc::new(move || {
+        let runtime = probe_runtime.clone();
+        Box::pin(async move { runtime.ping().await.map_err(|e| e.to_string()) })
+    });
     let controller = RunController::new(
         store.clone(),
         runtime,
         controller_config,
         Some(keyring.clone()),
+        metrics.clone(),
     );
     tasks.spawn(controller.run(shutdown.clone()));
-    let schedules = ScheduleController::new(store.clone(), files.clone());
+    let schedules = ScheduleController::new(store.clone(), files.clone(), metrics.clone());
     tasks.spawn(schedules.run(shutdown.clone()));
     let state = AppState {
         store: store.clone(),
         keyring: Some(keyring),
         files,
+        metrics,
+        dev_mode: args.dev,
+        runtime_probe: Some(runtime_probe),
+        changes: server::ChangeLog::start(&store, shutdown.clone()),
     };
-    tracing::info!(store = store.backend_name(), %address, "flotilla {} serving", env!("CARGO_PKG_VERSION"));
+    tracing::info!(store = store.backend_name(), %address, dev = args.dev, "flotilla {} serving", env!("CARGO_PKG_VERSION"));
     println!("Flotilla API:       http://{address}/apis/flotilla.dev/v1alpha1/pipelines");
     println!("Flotilla dashboard: http://{address}/");
+    println!("{admin_token_note}");
 
     let signal_shutdown = shutdown.clone();
     tokio::spawn(async move {
@@ -195,13 +229,56 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down: finishing in-flight requests");
         signal_shutdown.cancel();
     });
-    server::serve(listener, state, shutdown.clone())
+    let http = HttpOptions {
+        cors_origins: args.cors_origins.clone(),
+    };
+    server::serve(listener, state, http, shutdown.clone())
         .await
         .context("API server failed")?;
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     store.close().await;
     Ok(())
+}
+
+/// Installs `--admin-token`, or on first start generates one into
+/// `<data-dir>/admin-token` (mode 0600). Returns a line telling the user where it is.
+async fn install_admin_token(store: &Store, args: &ServeArgs) -> anyhow::Result<String> {
+    let admin = vec!["admin".to_owned()];
+    if let Some(token) = &args.admin_token {
+        store.put_token("admin", &hash_token(token), &admin).await?;
+        return Ok("Admin token:        from FLOTILLA_ADMIN_TOKEN".to_owned());
+    }
+    let path = args.data_dir.join("admin-token");
+    if store.list_tokens().await?.iter().any(|t| t.name == "admin") {
+        return Ok(format!(
+            "Admin token:        {} (export FLOTILLA_TOKEN=$(cat {}))",
+            path.display(),
+            path.display()
+        ));
+    }
+    let token = generate_token();
+    {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    store
+        .put_token("admin", &hash_token(&token), &admin)
+        .await?;
+    Ok(format!(
+        "Admin token:        written to {} (export FLOTILLA_TOKEN=$(cat {}))",
+        path.display(),
+        path.display()
+    ))
 }
 
 fn run_controller_config(

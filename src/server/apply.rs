@@ -6,11 +6,12 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 
 use super::AppState;
+use super::auth::{Grant, Scope};
 use super::error::ApiError;
 use crate::resource::error::ManifestErrors;
 use crate::resource::manifest::{Document, MAX_MANIFEST_BYTES, parse_documents};
@@ -50,6 +51,7 @@ pub const MAX_APPLY_BODY: usize = 2 * MAX_MANIFEST_BYTES;
 pub(super) async fn apply(
     State(state): State<AppState>,
     Query(query): Query<ApplyQuery>,
+    Extension(grant): Extension<Grant>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApplyOutcome>, ApiError> {
@@ -70,6 +72,12 @@ pub(super) async fn apply(
         ));
     }
     let documents = parse_body(&headers, &body)?;
+    if documents
+        .iter()
+        .any(|d| d.value["kind"].as_str() == Some("Secret"))
+    {
+        grant.require(Scope::SecretsWrite)?;
+    }
     let request = ApplyRequest {
         documents: &documents,
         options: ApplyOptions {

@@ -24,6 +24,26 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// No or an invalid bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token lacks a scope.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with the stored state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A watch cannot resume from that far back.
+    #[error("{0}")]
+    Gone(String),
+    /// A dependency (store, Docker) does not answer.
+    #[error("{message}")]
+    Unavailable {
+        /// Stable machine code.
+        code: &'static str,
+        /// What is down.
+        message: String,
+    },
     /// Manifests failed validation.
     #[error("{0}")]
     Invalid(ManifestErrors),
@@ -47,6 +67,11 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "resource.not_found"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "auth.unauthenticated"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "auth.forbidden"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "resource.conflict"),
+            ApiError::Gone(_) => (StatusCode::GONE, "watch.expired"),
+            ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation.failed"),
             ApiError::Apply(ApplyError::Invalid(_)) => {
@@ -73,7 +98,9 @@ fn store_status(error: &StoreError) -> (StatusCode, &'static str) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let detail = if status.is_server_error() {
+        let detail = if matches!(self, ApiError::Unavailable { .. }) {
+            self.to_string()
+        } else if status.is_server_error() {
             tracing::error!(code, "request failed: {self}");
             "the server could not complete the request; see its log".to_owned()
         } else {

@@ -1,28 +1,45 @@
 //! The HTTP API (axum): resource routes shaped like Kubernetes', the apply endpoint,
-//! health and version. Handlers translate HTTP to store and source calls and back; they
-//! hold no domain logic.
+//! runs with logs and metrics, tokens, health and Prometheus metrics. Every route is
+//! declared once in [`routes::ROUTES`] with the scope it needs. Handlers translate HTTP
+//! to store and source calls and back; they hold no domain logic.
 
 mod apply;
+pub mod auth;
 pub mod error;
 mod events;
+mod ops;
 mod resources;
+pub mod routes;
 mod runs;
 mod secrets;
+mod sse;
+mod tokens;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::controller::run::logs::RunFiles;
+use crate::metrics::{Metrics, RouteStatus};
 use crate::secrets::Keyring;
 use crate::store::Store;
 
 pub use apply::MAX_APPLY_BODY;
+pub use watch::ChangeLog;
+
+/// Checks that the container runtime answers (for `/readyz`).
+pub type RuntimeProbe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -33,79 +50,88 @@ pub struct AppState {
     pub keyring: Option<Arc<Keyring>>,
     /// Where run logs and samples are stored.
     pub files: RunFiles,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+    /// `--dev`: unauthenticated reads allowed (loopback listeners only).
+    pub dev_mode: bool,
+    /// Readiness probe of the container runtime, when runs execute in this process.
+    pub runtime_probe: Option<RuntimeProbe>,
+    /// Recent object changes, for resumable watches.
+    pub changes: watch::ChangeLog,
 }
 
-const API_PREFIX: &str = "/apis/flotilla.dev/v1alpha1";
+/// HTTP settings of the server.
+#[derive(Clone, Debug, Default)]
+pub struct HttpOptions {
+    /// Origins allowed by CORS; none means no CORS headers at all.
+    pub cors_origins: Vec<String>,
+}
+
+/// Longest a non-streaming request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Builds the router.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/apply", post(apply::apply))
-        .route("/events", get(events::list_all))
-        .route("/secrets/rotate", post(secrets::rotate))
-        .route(
-            "/namespaces/{namespace}/secrets/{name}/data",
-            axum::routing::put(secrets::set_data),
-        )
-        .route(
-            "/namespaces/{namespace}/secrets/{name}/keys",
-            get(secrets::keys),
-        )
-        .route(
-            "/namespaces/{namespace}/events",
-            get(events::list_namespaced),
-        )
-        .route("/{plural}", get(resources::list_all))
-        .route(
-            "/namespaces/{namespace}/runs",
-            post(runs::create).get(resources::list_runs),
-        )
-        .route(
-            "/namespaces/{namespace}/runs/{name}/cancel",
-            post(runs::cancel),
-        )
-        .route("/namespaces/{namespace}/runs/{name}/log", get(runs::log))
-        .route(
-            "/namespaces/{namespace}/runs/{name}/metrics",
-            get(runs::metrics),
-        )
-        .route(
-            "/namespaces/{namespace}/{plural}",
-            get(resources::list_namespaced),
-        )
-        .route(
-            "/namespaces/{namespace}/{plural}/{name}",
-            get(resources::get).delete(resources::delete),
-        );
-    Router::new()
-        .nest(API_PREFIX, api)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/version", get(version))
+pub fn router(state: AppState, options: &HttpOptions) -> Router {
+    let mut router = routes::build(Router::new())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .layer(DefaultBodyLimit::max(MAX_APPLY_BODY))
-        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+    if !options.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = options
+            .cors_origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::CONTENT_TYPE,
+                ]),
+        );
+    }
+    router.with_state(state)
 }
 
-async fn version() -> Json<serde_json::Value> {
-    Json(
-        json!({ "version": env!("CARGO_PKG_VERSION"), "apiVersion": crate::resource::API_VERSION }),
-    )
-}
-
-async fn readyz(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<&'static str, error::ApiError> {
-    state.store.ping().await?;
-    Ok("ok")
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&RouteStatus {
+            method,
+            route,
+            status: response.status().as_u16().to_string(),
+        })
+        .inc();
+    response
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled; in-flight requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    options: HttpOptions,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state, &options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

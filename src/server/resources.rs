@@ -1,11 +1,13 @@
-//! Kubernetes-shaped resource routes: list, get and delete under
+//! Kubernetes-shaped resource routes: list (and watch), get and delete under
 //! `/apis/flotilla.dev/v1alpha1/[namespaces/{ns}/]{plural}[/{name}]`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::Grant;
 use super::error::ApiError;
 use crate::resource::{API_VERSION, Kind, ObjectKey};
 
@@ -17,48 +19,80 @@ pub(super) fn parse_kind(plural: &str) -> Result<Kind, ApiError> {
     })
 }
 
+/// Query of list routes.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListQuery {
+    /// Stream changes instead of answering a list.
+    #[serde(default)]
+    watch: bool,
+    /// With `watch`: resume after this resourceVersion.
+    resource_version: Option<String>,
+}
+
 /// `GET …/{plural}` across all namespaces.
 pub(super) async fn list_all(
     State(state): State<AppState>,
     Path(plural): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    list(state, parse_kind(&plural)?, None).await
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    list(state, parse_kind(&plural)?, None, query).await
 }
 
 /// `GET …/namespaces/{ns}/{plural}`.
 pub(super) async fn list_namespaced(
     State(state): State<AppState>,
     Path((namespace, plural)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    list(state, parse_kind(&plural)?, Some(namespace)).await
-}
-
-async fn list(
-    state: AppState,
-    kind: Kind,
-    namespace: Option<String>,
-) -> Result<Json<Value>, ApiError> {
-    let objects = state.store.list(kind, namespace.as_deref()).await?;
-    let revision = objects
-        .iter()
-        .map(|o| o.resource_version)
-        .max()
-        .unwrap_or(0);
-    let items: Vec<Value> = objects.iter().map(|o| o.to_manifest()).collect();
-    Ok(Json(json!({
-        "apiVersion": API_VERSION,
-        "kind": format!("{}List", kind.as_str()),
-        "metadata": { "resourceVersion": revision.to_string() },
-        "items": items,
-    })))
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    list(state, parse_kind(&plural)?, Some(namespace), query).await
 }
 
 /// `GET …/namespaces/{ns}/runs` (a static route beside `POST`).
 pub(super) async fn list_runs(
     State(state): State<AppState>,
     Path(namespace): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    list(state, Kind::Run, Some(namespace)).await
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    list(state, Kind::Run, Some(namespace), query).await
+}
+
+async fn list(
+    state: AppState,
+    kind: Kind,
+    namespace: Option<String>,
+    query: ListQuery,
+) -> Result<Response, ApiError> {
+    if query.watch {
+        let resource_version = match query.resource_version.as_deref() {
+            None | Some("" | "0") => None,
+            Some(text) => Some(text.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(
+                    "request.invalid",
+                    format!("resourceVersion {text:?} is not a number"),
+                )
+            })?),
+        };
+        return super::watch::watch(
+            &state.store,
+            &state.changes,
+            kind,
+            namespace,
+            resource_version,
+        )
+        .await;
+    }
+    // The revision is read first: a watch from it sees every later change.
+    let revision = state.store.revision().await?;
+    let objects = state.store.list(kind, namespace.as_deref()).await?;
+    let items: Vec<Value> = objects.iter().map(|o| o.to_manifest()).collect();
+    Ok(Json(json!({
+        "apiVersion": API_VERSION,
+        "kind": format!("{}List", kind.as_str()),
+        "metadata": { "resourceVersion": revision.to_string() },
+        "items": items,
+    }))
+    .into_response())
 }
 
 /// `GET …/namespaces/{ns}/{plural}/{name}`.
@@ -73,12 +107,19 @@ pub(super) async fn get(
     }
 }
 
-/// `DELETE …/namespaces/{ns}/{plural}/{name}`: answers the object as it was.
+/// `DELETE …/namespaces/{ns}/{plural}/{name}`: answers the object as it was. Deleting a
+/// run also deletes its logs and events (a running container is removed by the run
+/// controller's garbage collection).
 pub(super) async fn delete(
     State(state): State<AppState>,
+    Extension(_grant): Extension<Grant>,
     Path((namespace, plural, name)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let key = ObjectKey::new(parse_kind(&plural)?, namespace, name);
     let deleted = state.store.delete(&key, None).await?;
+    let _ = state.store.delete_events(&key).await;
+    if key.kind == Kind::Run {
+        let _ = state.files.delete_run(&deleted.uid);
+    }
     Ok(Json(deleted.to_manifest()))
 }

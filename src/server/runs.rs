@@ -1,11 +1,7 @@
 //! Run routes: create (`POST …/runs`, honouring `Idempotency-Key`), cancel, logs (plain
 //! text, optionally followed until the run ends) and resource samples.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -148,11 +144,13 @@ pub(super) struct LogQuery {
     follow: bool,
 }
 
-/// `GET …/namespaces/{ns}/runs/{name}/log`: stored lines `<timestamp> <stream> <text>`.
+/// `GET …/namespaces/{ns}/runs/{name}/log`: stored lines `<timestamp> <stream> <text>`
+/// as text, or with `follow=true` as server-sent events until the attempt ends.
 pub(super) async fn log(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
     Query(query): Query<LogQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let run = get_run(&state, namespace, name).await?;
     let status: RunStatus = run
@@ -169,82 +167,13 @@ pub(super) async fn log(
         )));
     }
     let path = state.files.attempt_log(&run.uid, attempt);
-    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    if !query.follow {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        return Ok((text_plain, text).into_response());
+    if query.follow {
+        let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+        let skip = super::sse::resume_after(last_event_id, attempt);
+        return Ok(super::sse::follow(state, run.key.clone(), path, attempt, skip).into_response());
     }
-    let stream = follow_file(state, run.key.clone(), path, attempt);
-    Ok((text_plain, Body::from_stream(stream)).into_response())
-}
-
-/// Streams a log file as it grows; ends once the run has finished (or moved on to a
-/// later attempt) and everything written is sent.
-fn follow_file(
-    state: AppState,
-    key: ObjectKey,
-    path: PathBuf,
-    attempt: u32,
-) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-    futures::stream::unfold((0u64, false), move |(offset, done)| {
-        let state = state.clone();
-        let key = key.clone();
-        let path = path.clone();
-        async move {
-            if done {
-                return None;
-            }
-            loop {
-                let chunk = read_from(&path, offset);
-                if !chunk.is_empty() {
-                    let next = offset + chunk.len() as u64;
-                    return Some((Ok(chunk), (next, false)));
-                }
-                let finished = match state.store.get(&key).await {
-                    Ok(Some(run)) => {
-                        let status: RunStatus = run
-                            .status
-                            .and_then(|s| serde_json::from_value(s).ok())
-                            .unwrap_or_default();
-                        status.phase.is_finished() || status.attempts.len() as u32 > attempt
-                    }
-                    _ => true,
-                };
-                if finished {
-                    // One last read: the follower drains before the status is written.
-                    let rest = read_from(&path, offset);
-                    return if rest.is_empty() {
-                        None
-                    } else {
-                        Some((Ok(rest), (offset, true)))
-                    };
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    })
-}
-
-/// Whole lines from `offset` on (a partially written last line waits for the next read).
-fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    if file.seek(SeekFrom::Start(offset)).is_err() {
-        return Vec::new();
-    }
-    let mut bytes = Vec::new();
-    if file.read_to_end(&mut bytes).is_err() {
-        return Vec::new();
-    }
-    match bytes.iter().rposition(|b| *b == b'\n') {
-        Some(end) => {
-            bytes.truncate(end + 1);
-            bytes
-        }
-        None => Vec::new(),
-    }
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 /// `GET …/namespaces/{ns}/runs/{name}/metrics`: CPU/memory samples of the run.

@@ -14,6 +14,7 @@ pub mod events;
 mod insert;
 mod row;
 mod statement;
+pub mod tokens;
 mod write;
 
 use std::path::Path;
@@ -64,7 +65,7 @@ pub struct Store {
 }
 
 /// What a write did, announced to [`Store::subscribe`]rs in this process.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StoreEvent {
     /// The object written.
     pub key: ObjectKey,
@@ -72,6 +73,8 @@ pub struct StoreEvent {
     pub resource_version: i64,
     /// Created, spec/metadata changed, status changed or deleted.
     pub change: ChangeKind,
+    /// The object after the write (before, for deletes).
+    pub object: std::sync::Arc<StoredObject>,
 }
 
 /// Kind of a write.
@@ -181,6 +184,7 @@ impl Store {
                     key: object.key.clone(),
                     resource_version: object.resource_version,
                     change,
+                    object: std::sync::Arc::new(object.clone()),
                 });
             }
         }
@@ -202,6 +206,12 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let _: Vec<(i64,)> = self.backend.fetch(CURRENT_REVISION, Vec::new()).await?;
         Ok(())
+    }
+
+    /// The store-wide revision: the resourceVersion of the latest write.
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        let rows: Vec<(i64,)> = self.backend.fetch(CURRENT_REVISION, Vec::new()).await?;
+        Ok(rows.first().map_or(0, |(value,)| *value))
     }
 
     /// The object at `key`, if any.

@@ -28,6 +28,7 @@ use self::container::RunnerConfig;
 use self::logs::RunFiles;
 use super::queue::WorkQueue;
 use super::runtime::{ContainerRuntime, labels};
+use crate::metrics::{Metrics, State};
 use crate::resource::types::{RunPhase, RunStatus};
 use crate::resource::{Kind, ObjectKey};
 use crate::secrets::Keyring;
@@ -68,6 +69,7 @@ pub struct RunController<R: ContainerRuntime> {
     watchers: Mutex<HashMap<String, JoinHandle<()>>>,
     failures: Mutex<HashMap<ObjectKey, u32>>,
     files: RunFiles,
+    metrics: Arc<Metrics>,
 }
 
 impl<R: ContainerRuntime> RunController<R> {
@@ -77,6 +79,7 @@ impl<R: ContainerRuntime> RunController<R> {
         runtime: Arc<R>,
         config: RunControllerConfig,
         keyring: Option<Arc<Keyring>>,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             files: RunFiles::new(&config.data_dir),
@@ -89,6 +92,7 @@ impl<R: ContainerRuntime> RunController<R> {
             active: Mutex::new(HashSet::new()),
             watchers: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            metrics,
         })
     }
 
@@ -135,8 +139,13 @@ impl<R: ContainerRuntime> RunController<R> {
 
     async fn work(self: Arc<Self>, shutdown: CancellationToken) {
         while let Some(key) = self.queue.next(&shutdown).await {
+            let started = std::time::Instant::now();
             let requeue = self.reconcile(&key).await;
+            self.metrics
+                .reconcile_seconds
+                .observe(started.elapsed().as_secs_f64());
             self.queue.done(&key);
+            self.publish_gauges();
             if let Some(delay) = requeue {
                 self.queue.add_after(key, delay);
             }
@@ -288,6 +297,26 @@ impl<R: ContainerRuntime> RunController<R> {
                 self.queue.add(ObjectKey::new(Kind::Run, namespace, name));
             }
         }
+    }
+
+    fn publish_gauges(&self) {
+        let (running, queued) = {
+            let slots = lock(&self.slots);
+            (slots.in_use(), slots.queued())
+        };
+        let gauge = |state: &str| {
+            self.metrics
+                .runs_active
+                .get_or_create(&State {
+                    state: state.to_owned(),
+                })
+                .clone()
+        };
+        gauge("running").set(i64::try_from(running).unwrap_or(i64::MAX));
+        gauge("queued").set(i64::try_from(queued).unwrap_or(i64::MAX));
+        self.metrics
+            .work_queue_depth
+            .set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
     }
 
     fn stop_watcher(&self, container: &str) {

@@ -12,6 +12,7 @@ use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
 use super::logs::{first_line_at, follow_attempt, sample_attempt};
 use super::{RunController, lock};
 use crate::controller::runtime::{ContainerRuntime, ContainerState, Created, RuntimeError, labels};
+use crate::metrics::{Metrics, PhaseReason};
 use crate::resource::quantity::parse_duration;
 use crate::resource::types::{
     PipelineSpec, RunPhase, RunSpec, RunStatus, ScheduleSpec, SecretMount, SecretSpec,
@@ -70,6 +71,10 @@ impl<R: ContainerRuntime> RunController<R> {
                 };
                 let delay = Duration::from_millis(250 * 2u64.pow(failures.min(8)));
                 tracing::warn!(run = %key, code = error.code(), retry_in = ?delay, "reconcile failed: {error}");
+                Metrics::count_error(&self.metrics.reconcile_errors, error.code());
+                if let ReconcileError::Runtime(e) = &error {
+                    Metrics::count_error(&self.metrics.docker_errors, e.code());
+                }
                 if let ReconcileError::Runtime(RuntimeError::Unavailable(_)) = &error {
                     self.note_runtime_unavailable(key, &error).await;
                 }
@@ -297,6 +302,13 @@ impl<R: ContainerRuntime> RunController<R> {
         } else {
             None
         };
+        if after.phase != before.phase || after.reason != before.reason {
+            let labels = PhaseReason {
+                phase: format!("{:?}", after.phase),
+                reason: after.reason.clone().unwrap_or_default(),
+            };
+            self.metrics.run_transitions.get_or_create(&labels).inc();
+        }
         if let Some((event_type, reason, message)) = event {
             if let Err(e) = self
                 .store

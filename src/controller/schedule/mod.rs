@@ -26,6 +26,7 @@ use self::naming::slot_run_name;
 use self::slots::{CompileError, due_slots};
 use self::state::{Entry, FinishedRun};
 use crate::controller::run::logs::RunFiles;
+use crate::metrics::Metrics;
 use crate::resource::quantity::parse_duration;
 use crate::resource::types::{
     ConcurrencyPolicy, Condition, LocalRef, RunSpec, RunStatus, ScheduleSpec, Trigger,
@@ -46,6 +47,7 @@ pub struct ScheduleController {
     files: RunFiles,
     state: Mutex<State>,
     resync_every: Duration,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -85,12 +87,17 @@ struct Plan {
 
 impl ScheduleController {
     /// A controller over `store`; run data under `files` is deleted with pruned runs.
-    pub fn new(store: Store, files: RunFiles) -> std::sync::Arc<Self> {
+    pub fn new(
+        store: Store,
+        files: RunFiles,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> std::sync::Arc<Self> {
         std::sync::Arc::new(Self {
             store,
             files,
             state: Mutex::new(State::default()),
             resync_every: Duration::from_secs(60),
+            metrics,
         })
     }
 
@@ -322,10 +329,10 @@ impl ScheduleController {
                 state.set_next(&key, next);
             }
         }
-        self.execute(plan, now).await;
+        self.execute(plan).await;
     }
 
-    async fn execute(&self, plan: Plan, now: DateTime<Utc>) {
+    async fn execute(&self, plan: Plan) {
         for run in &plan.cancels {
             self.cancel(run).await;
         }
@@ -337,7 +344,10 @@ impl ScheduleController {
                             .as_str()
                             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                         {
-                            let skew = (now - slot.with_timezone(&Utc)).num_milliseconds();
+                            let skew = (Utc::now() - slot.with_timezone(&Utc)).num_milliseconds();
+                            self.metrics
+                                .schedule_skew_seconds
+                                .observe(skew.max(0) as f64 / 1000.0);
                             tracing::debug!(run = %run.key.name, skew_ms = skew, "run created for slot");
                         }
                     }

@@ -1,0 +1,53 @@
+//! Operational routes: health, readiness, version, metrics and the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// `GET /healthz`: the process is alive.
+pub(super) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the store and the container runtime answer.
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    state.store.ping().await?;
+    if let Some(probe) = &state.runtime_probe {
+        probe().await.map_err(|message| ApiError::Unavailable {
+            code: "container.runtime.unavailable",
+            message: format!("the container runtime does not answer: {message}"),
+        })?;
+    }
+    Ok(Json(
+        json!({ "store": "ok", "docker": if state.runtime_probe.is_some() { "ok" } else { "not configured" } }),
+    ))
+}
+
+/// `GET /version`.
+pub(super) async fn version() -> Json<Value> {
+    Json(
+        json!({ "version": env!("CARGO_PKG_VERSION"), "apiVersion": crate::resource::API_VERSION }),
+    )
+}
+
+/// `GET /openapi.json`, generated from the route table.
+pub(super) async fn openapi() -> Json<Value> {
+    Json(super::routes::openapi())
+}
+
+/// `GET /metrics`: OpenMetrics text.
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}

@@ -1,0 +1,179 @@
+//! Watches: `?watch=true` on list routes streams `ADDED`/`MODIFIED`/`DELETED` events as
+//! newline-delimited JSON, like Kubernetes. A watch with `resourceVersion=N` resumes
+//! after N from a bounded log of recent changes; when N is older than the log, the
+//! answer is 410 Gone and the client re-lists, as with Kubernetes.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::error::ApiError;
+use crate::resource::{Kind, StoredObject};
+use crate::store::{ChangeKind, Store, StoreEvent};
+
+/// Changes kept for resuming watches.
+const RETAINED: usize = 20_000;
+/// Events a slow watcher may fall behind before it is dropped.
+const CLIENT_BUFFER: usize = 1_024;
+
+/// Recent store changes, fed by the store's change feed.
+#[derive(Clone)]
+pub struct ChangeLog {
+    recent: Arc<Mutex<VecDeque<StoreEvent>>>,
+    live: broadcast::Sender<StoreEvent>,
+}
+
+impl ChangeLog {
+    /// Starts recording `store`'s changes until `shutdown`.
+    pub fn start(store: &Store, shutdown: CancellationToken) -> Self {
+        let (live, _) = broadcast::channel(CLIENT_BUFFER * 4);
+        let log = Self {
+            recent: Arc::new(Mutex::new(VecDeque::with_capacity(RETAINED))),
+            live,
+        };
+        let mut feed = store.subscribe();
+        let recorder = log.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    event = feed.recv() => match event {
+                        Ok(event) => recorder.push(event),
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            // Resuming across the gap would lose events: forget the past.
+                            tracing::warn!(missed, "watch change log lagged; older resourceVersions expire");
+                            recorder.lock().clear();
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        });
+        log
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<StoreEvent>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, event: StoreEvent) {
+        {
+            let mut recent = self.lock();
+            if recent.len() == RETAINED {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
+        let _ = self.live.send(event);
+    }
+
+    /// Events after `after` (of `kind`, in `namespace`), or `None` when they are no
+    /// longer all retained.
+    fn since(&self, after: i64, kind: Kind, namespace: Option<&str>) -> Option<Vec<StoreEvent>> {
+        let recent = self.lock();
+        let oldest = recent.front().map_or(i64::MAX, |e| e.resource_version);
+        if after + 1 < oldest && !recent.is_empty() {
+            return None;
+        }
+        Some(
+            recent
+                .iter()
+                .filter(|e| e.resource_version > after && matches(e, kind, namespace))
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+fn matches(event: &StoreEvent, kind: Kind, namespace: Option<&str>) -> bool {
+    event.key.kind == kind && namespace.is_none_or(|ns| event.key.namespace == ns)
+}
+
+fn event_json(change: ChangeKind, object: &StoredObject) -> Value {
+    let kind = match change {
+        ChangeKind::Added => "ADDED",
+        ChangeKind::Modified | ChangeKind::StatusModified => "MODIFIED",
+        ChangeKind::Deleted => "DELETED",
+    };
+    json!({ "type": kind, "object": object.to_manifest() })
+}
+
+/// Answers a watch request.
+pub async fn watch(
+    store: &Store,
+    changes: &ChangeLog,
+    kind: Kind,
+    namespace: Option<String>,
+    resource_version: Option<i64>,
+) -> Result<Response, ApiError> {
+    let mut live = changes.live.subscribe();
+    let initial: Vec<Value> = match resource_version {
+        Some(after) => changes
+            .since(after, kind, namespace.as_deref())
+            .ok_or_else(|| ApiError::Gone(format!("resourceVersion {after} is too old to resume from; list again and watch from the list's resourceVersion")))?
+            .iter()
+            .map(|e| event_json(e.change, &e.object))
+            .collect(),
+        None => store
+            .list(kind, namespace.as_deref())
+            .await?
+            .iter()
+            .map(|o| event_json(ChangeKind::Added, o))
+            .collect(),
+    };
+    let mut high_water = resource_version.unwrap_or(0);
+    for event in &initial {
+        let rv = event["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        high_water = high_water.max(rv);
+    }
+    let (sender, receiver) =
+        tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(CLIENT_BUFFER);
+    tokio::spawn(async move {
+        for event in initial {
+            if sender.send(Ok(format!("{event}\n"))).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match live.recv().await {
+                Ok(event)
+                    if event.resource_version > high_water
+                        && matches(&event, kind, namespace.as_deref()) =>
+                {
+                    let line = format!("{}\n", event_json(event.change, &event.object));
+                    // A watcher that stops reading is dropped instead of buffering forever.
+                    if sender.try_send(Ok(line)).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_))
+                | Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let stream = tokio_stream_from(receiver);
+    Ok((
+        [(header::CONTENT_TYPE, "application/json; stream=watch")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn tokio_stream_from(
+    mut receiver: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<String, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+}
