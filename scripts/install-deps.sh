@@ -12,6 +12,9 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
     need+=(postgresql)
 fi
 command -v curl >/dev/null || need+=(curl)
+command -v git >/dev/null || need+=(git)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+dpkg -s pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "deps: haproxy, postgresql, debootstrap, wrk present"
