@@ -30,7 +30,7 @@ run: build runner-image
 	@mkdir -p $(DATA_DIR)
 	@test -s $(DATA_DIR)/dev-encryption-key || $(BIN) secret gen-key > $(DATA_DIR)/dev-encryption-key
 	ENCRYPTION_KEY=$${ENCRYPTION_KEY:-$$(cat $(DATA_DIR)/dev-encryption-key)} \
-		$(BIN) serve --data-dir $(DATA_DIR) --pipelines-dir examples
+		$(BIN) serve --dev --data-dir $(DATA_DIR) --pipelines-dir examples
 
 crds: build
 	@mkdir -p crds

@@ -21,6 +21,8 @@ pub mod labels {
     pub const ATTEMPT: &str = "flotilla.dev/attempt";
     /// Operator instance that owns the container (`--instance`).
     pub const MANAGED_BY: &str = "flotilla.dev/managed-by";
+    /// Revision (git commit) of the code the container runs.
+    pub const SOURCE_REVISION: &str = "flotilla.dev/source-revision";
 }
 
 /// Everything needed to create one attempt's container.

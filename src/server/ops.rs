@@ -9,6 +9,11 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 
+/// `GET /`: the dashboard, one static page that reads the API.
+pub(super) async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../../dashboard/index.html"))
+}
+
 /// `GET /healthz`: the process is alive.
 pub(super) async fn healthz() -> &'static str {
     "ok"

@@ -71,6 +71,7 @@ const WRITE: Access = ByKind {
 
 /// Every route of the API.
 pub static ROUTES: &[Route] = &[
+    route!(GET, "/", Public, "The read-only dashboard (its data calls need resources:read and runs:read)"),
     route!(GET, "/healthz", Public, "Liveness: the process is up"),
     route!(
         GET,
@@ -235,6 +236,7 @@ pub fn route_for(method: &Method, path: &str) -> Option<&'static Route> {
 fn handler(route: &Route) -> Option<MethodRouter<AppState>> {
     let suffix = route.path.strip_prefix(P).unwrap_or(route.path);
     Some(match (route.method.as_str(), suffix) {
+        ("GET", "/") => get(ops::dashboard),
         ("GET", "/healthz") => get(ops::healthz),
         ("GET", "/readyz") => get(ops::readyz),
         ("GET", "/version") => get(ops::version),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::controller::runtime::{ContainerState, ContainerStatus};
+use crate::controller::runtime::{ContainerState, ContainerStatus, labels};
 use crate::resource::types::{Attempt, BackoffKind, RunPhase, RunStatus};
 
 /// Retry and time limits of a pipeline, already parsed.
@@ -149,6 +149,9 @@ pub fn decide_run_action(facts: &RunFacts<'_>) -> Decision {
             });
             next.phase = RunPhase::Running;
             next.next_attempt_at = None;
+            if let Some(revision) = container.labels.get(labels::SOURCE_REVISION) {
+                next.source_revision = Some(revision.clone());
+            }
             return Decision {
                 status: Some(next),
                 requeue_after: Some(Duration::ZERO),

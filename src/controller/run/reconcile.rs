@@ -366,7 +366,18 @@ impl<R: ContainerRuntime> RunController<R> {
             || observed.spec.pipeline_ref.name.clone(),
             |s| s.path.clone(),
         );
-        let local = self.config.source_root.join(&source_path);
+        // A source root that is a symlink (the git source's `current`) is resolved now:
+        // the container keeps this commit's code even when the pointer moves on.
+        let resolved_root = std::fs::canonicalize(&self.config.source_root)
+            .unwrap_or_else(|_| self.config.source_root.clone());
+        let revision = (resolved_root != self.config.source_root)
+            .then(|| {
+                resolved_root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .flatten();
+        let local = resolved_root.join(&source_path);
         let entrypoint = pipeline
             .entrypoint
             .clone()
@@ -407,6 +418,13 @@ impl<R: ContainerRuntime> RunController<R> {
             has_requirements,
             &layers,
         );
+        if let Some(revision) = &revision {
+            spec.labels
+                .insert(labels::SOURCE_REVISION.to_owned(), revision.clone());
+            if let Some(mount) = spec.mounts.first_mut() {
+                mount.source = resolved_root.join(&source_path).display().to_string();
+            }
+        }
         if !secret_env.files.is_empty() {
             match write_secret_files(
                 &self.config.secrets_dir,
