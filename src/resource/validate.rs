@@ -289,10 +289,10 @@ impl Rules<'_> {
     }
 
     fn pipeline(&mut self, spec: &PipelineSpec) {
-        if let Some(source) = &spec.source {
-            if let Err(problem) = check_relative_path(&source.path) {
-                self.push("spec.source.path", problem);
-            }
+        if let Some(source) = &spec.source
+            && let Err(problem) = check_relative_path(&source.path)
+        {
+            self.push("spec.source.path", problem);
         }
         if let Some(entrypoint) = &spec.entrypoint {
             if let Err(problem) = check_relative_path(entrypoint) {
@@ -304,13 +304,13 @@ impl Rules<'_> {
                 );
             }
         }
-        if let Some(python) = &spec.python {
-            if python.is_empty() || python.contains(char::is_whitespace) {
-                self.push(
-                    "spec.python",
-                    format!("{python:?} is not a Python version such as \"3.12\""),
-                );
-            }
+        if let Some(python) = &spec.python
+            && (python.is_empty() || python.contains(char::is_whitespace))
+        {
+            self.push(
+                "spec.python",
+                format!("{python:?} is not a Python version such as \"3.12\""),
+            );
         }
         self.env_names("spec.env", spec.env.keys());
         for (i, secret) in spec.secret_refs.iter().enumerate() {
@@ -320,28 +320,28 @@ impl Rules<'_> {
             self.env_names(&format!("spec.secretRefs[{i}].keys"), secret.keys.iter());
         }
         if let Some(resources) = &spec.resources {
-            if let Some(memory) = &resources.memory {
-                if let Err(e) = parse_memory(memory) {
-                    self.push("spec.resources.memory", e.to_string());
-                }
+            if let Some(memory) = &resources.memory
+                && let Err(e) = parse_memory(memory)
+            {
+                self.push("spec.resources.memory", e.to_string());
             }
-            if let Some(cpus) = &resources.cpus {
-                if let Err(e) = parse_cpus(cpus) {
-                    self.push("spec.resources.cpus", e.to_string());
-                }
+            if let Some(cpus) = &resources.cpus
+                && let Err(e) = parse_cpus(cpus)
+            {
+                self.push("spec.resources.cpus", e.to_string());
             }
-            if let Some(pids) = resources.pids {
-                if pids < 1 {
-                    self.push("spec.resources.pids", format!("{pids} must be at least 1"));
-                }
+            if let Some(pids) = resources.pids
+                && pids < 1
+            {
+                self.push("spec.resources.pids", format!("{pids} must be at least 1"));
             }
         }
         self.positive_duration("spec.timeout", spec.timeout.as_deref());
-        if let Some(retries) = &spec.retries {
-            if let Some(backoff) = &retries.backoff {
-                self.positive_duration("spec.retries.backoff.initial", backoff.initial.as_deref());
-                self.positive_duration("spec.retries.backoff.max", backoff.max.as_deref());
-            }
+        if let Some(retries) = &spec.retries
+            && let Some(backoff) = &retries.backoff
+        {
+            self.positive_duration("spec.retries.backoff.initial", backoff.initial.as_deref());
+            self.positive_duration("spec.retries.backoff.max", backoff.max.as_deref());
         }
         if spec.max_instances == Some(0) {
             self.push(
@@ -371,10 +371,10 @@ impl Rules<'_> {
             0 => self.push("spec", "set one of cron, every or at"),
             _ => self.push("spec", "set only one of cron, every and at"),
         }
-        if let Some(cron) = &spec.cron {
-            if let Err(problem) = schedule_time::parse_cron(cron) {
-                self.push("spec.cron", problem);
-            }
+        if let Some(cron) = &spec.cron
+            && let Err(problem) = schedule_time::parse_cron(cron)
+        {
+            self.push("spec.cron", problem);
         }
         if let Some(every) = &spec.every {
             match parse_duration(every) {
@@ -386,15 +386,15 @@ impl Rules<'_> {
                 Err(e) => self.push("spec.every", e.to_string()),
             }
         }
-        if let Some(at) = &spec.at {
-            if let Err(problem) = schedule_time::parse_instant(at) {
-                self.push("spec.at", problem);
-            }
+        if let Some(at) = &spec.at
+            && let Err(problem) = schedule_time::parse_instant(at)
+        {
+            self.push("spec.at", problem);
         }
-        if let Some(zone) = &spec.time_zone {
-            if let Err(problem) = schedule_time::parse_zone(zone) {
-                self.push("spec.timeZone", problem);
-            }
+        if let Some(zone) = &spec.time_zone
+            && let Err(problem) = schedule_time::parse_zone(zone)
+        {
+            self.push("spec.timeZone", problem);
         }
         self.positive_duration("spec.startingDeadline", spec.starting_deadline.as_deref());
         if let Some(window) = &spec.window {
@@ -417,10 +417,10 @@ impl Rules<'_> {
             if let Some(Err(problem)) = &end {
                 self.push("spec.window.end", problem.clone());
             }
-            if let (Some(Ok(start)), Some(Ok(end))) = (start, end) {
-                if start >= end {
-                    self.push("spec.window.end", "must be after window.start");
-                }
+            if let (Some(Ok(start)), Some(Ok(end))) = (start, end)
+                && start >= end
+            {
+                self.push("spec.window.end", "must be after window.start");
             }
         }
         self.env_names("spec.env", spec.env.keys());
@@ -449,10 +449,10 @@ impl Rules<'_> {
         if let Err(problem) = check_dns_label(&spec.pipeline_ref.name) {
             self.push("spec.pipelineRef.name", problem);
         }
-        if let Some(schedule) = &spec.schedule_ref {
-            if let Err(problem) = check_dns_label(&schedule.name) {
-                self.push("spec.scheduleRef.name", problem);
-            }
+        if let Some(schedule) = &spec.schedule_ref
+            && let Err(problem) = check_dns_label(&schedule.name)
+        {
+            self.push("spec.scheduleRef.name", problem);
         }
         self.env_names("spec.env", spec.env.keys());
     }

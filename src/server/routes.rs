@@ -71,7 +71,12 @@ const WRITE: Access = ByKind {
 
 /// Every route of the API.
 pub static ROUTES: &[Route] = &[
-    route!(GET, "/", Public, "The read-only dashboard (its data calls need resources:read and runs:read)"),
+    route!(
+        GET,
+        "/",
+        Public,
+        "The read-only dashboard (its data calls need resources:read and runs:read)"
+    ),
     route!(GET, "/healthz", Public, "Liveness: the process is up"),
     route!(
         GET,

@@ -186,14 +186,15 @@ pub fn plan_apply(
                 });
             }
             Some(stored) => {
-                if let Some(owner) = &stored.managed_by {
-                    if owner != &options.manager && !options.force {
-                        return Err(ApplyError::Conflict {
-                            key: object.key,
-                            owner: owner.clone(),
-                            manager: options.manager.clone(),
-                        });
-                    }
+                if let Some(owner) = &stored.managed_by
+                    && owner != &options.manager
+                    && !options.force
+                {
+                    return Err(ApplyError::Conflict {
+                        key: object.key,
+                        owner: owner.clone(),
+                        manager: options.manager.clone(),
+                    });
                 }
                 let same = stored.spec == object.spec
                     && stored.labels == object.labels

@@ -123,10 +123,10 @@ impl Slots {
         }
         let admitted_set: HashSet<ObjectKey> = admitted.iter().cloned().collect();
         for key in &admitted {
-            if let Some(order) = self.waiting_index.remove(key) {
-                if let Some(waiting) = self.waiting.remove(&order) {
-                    self.holders.insert(key.clone(), waiting.pipeline);
-                }
+            if let Some(order) = self.waiting_index.remove(key)
+                && let Some(waiting) = self.waiting.remove(&order)
+            {
+                self.holders.insert(key.clone(), waiting.pipeline);
             }
         }
         debug_assert_eq!(admitted_set.len(), admitted.len());

@@ -138,26 +138,26 @@ pub fn decide_run_action(facts: &RunFacts<'_>) -> Decision {
     }
     // A container newer than the recorded attempts: we crashed between starting it and
     // recording it. Adopt it as the next attempt.
-    if let Some((number, container)) = facts.container {
-        if number > recorded {
-            let mut next = status.clone();
-            next.attempts.push(Attempt {
-                number,
-                container: container.name.clone(),
-                started_at: container.started_at.map(rfc3339),
-                ..Attempt::default()
-            });
-            next.phase = RunPhase::Running;
-            next.next_attempt_at = None;
-            if let Some(revision) = container.labels.get(labels::SOURCE_REVISION) {
-                next.source_revision = Some(revision.clone());
-            }
-            return Decision {
-                status: Some(next),
-                requeue_after: Some(Duration::ZERO),
-                ..Decision::default()
-            };
+    if let Some((number, container)) = facts.container
+        && number > recorded
+    {
+        let mut next = status.clone();
+        next.attempts.push(Attempt {
+            number,
+            container: container.name.clone(),
+            started_at: container.started_at.map(rfc3339),
+            ..Attempt::default()
+        });
+        next.phase = RunPhase::Running;
+        next.next_attempt_at = None;
+        if let Some(revision) = container.labels.get(labels::SOURCE_REVISION) {
+            next.source_revision = Some(revision.clone());
         }
+        return Decision {
+            status: Some(next),
+            requeue_after: Some(Duration::ZERO),
+            ..Decision::default()
+        };
     }
     let current = facts
         .container
@@ -384,14 +384,14 @@ fn decide_without_container(facts: &RunFacts<'_>) -> Decision {
             ..Decision::default()
         };
     }
-    if let Some(at) = parse(status.next_attempt_at.as_deref()) {
-        if at > facts.now {
-            return Decision {
-                requeue_after: Some((at - facts.now).to_std().unwrap_or_default()),
-                releases_slot: true,
-                ..Decision::default()
-            };
-        }
+    if let Some(at) = parse(status.next_attempt_at.as_deref())
+        && at > facts.now
+    {
+        return Decision {
+            requeue_after: Some((at - facts.now).to_std().unwrap_or_default()),
+            releases_slot: true,
+            ..Decision::default()
+        };
     }
     if !facts.admitted {
         let mut next = status.clone();

@@ -288,14 +288,13 @@ impl<R: ContainerRuntime> RunController<R> {
     }
 
     async fn on_container_event(&self, container: &str) {
-        if let Ok(Some(state)) = self.runtime.inspect(container).await {
-            if let Some((namespace, name)) = state
+        if let Ok(Some(state)) = self.runtime.inspect(container).await
+            && let Some((namespace, name)) = state
                 .labels
                 .get(labels::RUN_NAME)
                 .and_then(|n| n.split_once('/'))
-            {
-                self.queue.add(ObjectKey::new(Kind::Run, namespace, name));
-            }
+        {
+            self.queue.add(ObjectKey::new(Kind::Run, namespace, name));
         }
     }
 

@@ -249,8 +249,8 @@ impl<R: ContainerRuntime> RunController<R> {
         }
         if phase.is_finished() {
             self.finish(key);
-        } else if phase == RunPhase::Running {
-            if let Some((_, container)) = observed
+        } else if phase == RunPhase::Running
+            && let Some((_, container)) = observed
                 .containers
                 .iter()
                 .filter_map(|c| {
@@ -260,10 +260,9 @@ impl<R: ContainerRuntime> RunController<R> {
                         .map(|n| (n, c))
                 })
                 .max_by_key(|(n, _)| *n)
-            {
-                let attempt = status.as_ref().map_or(current, |s| s.attempts.len() as u32);
-                self.ensure_watching(key, &observed.run.uid, attempt, &container.name);
-            }
+        {
+            let attempt = status.as_ref().map_or(current, |s| s.attempts.len() as u32);
+            self.ensure_watching(key, &observed.run.uid, attempt, &container.name);
         }
         Ok(decision.requeue_after)
     }
@@ -309,14 +308,13 @@ impl<R: ContainerRuntime> RunController<R> {
             };
             self.metrics.run_transitions.get_or_create(&labels).inc();
         }
-        if let Some((event_type, reason, message)) = event {
-            if let Err(e) = self
+        if let Some((event_type, reason, message)) = event
+            && let Err(e) = self
                 .store
                 .record_event(key, event_type, reason, &message)
                 .await
-            {
-                tracing::warn!(run = %key, code = e.code(), "cannot record an event: {e}");
-            }
+        {
+            tracing::warn!(run = %key, code = e.code(), "cannot record an event: {e}");
         }
     }
 
@@ -785,9 +783,9 @@ fn write_secret_files(
 /// Removes the secret files of a container (after it ended).
 pub(super) fn remove_secret_files(dir: &Path, container: &str) {
     let path = dir.join(container);
-    if path.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&path) {
-            tracing::warn!(container, "cannot remove secret files: {e}");
-        }
+    if path.exists()
+        && let Err(e) = std::fs::remove_dir_all(&path)
+    {
+        tracing::warn!(container, "cannot remove secret files: {e}");
     }
 }

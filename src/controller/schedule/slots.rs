@@ -106,10 +106,10 @@ impl CompiledSchedule {
     /// The first slot strictly after `after`, inside the window.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let mut cursor = after;
-        if let Some(start) = self.window_start {
-            if cursor < start {
-                cursor = start - chrono::Duration::milliseconds(1);
-            }
+        if let Some(start) = self.window_start
+            && cursor < start
+        {
+            cursor = start - chrono::Duration::milliseconds(1);
         }
         let slot = match &self.recurrence {
             Recurrence::At(at) => (*at > cursor).then_some(*at),
@@ -211,10 +211,10 @@ fn next_cron(cron: &Cron, zone: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc
             best = Some(instant);
         }
         // Later wall-clock matches map to later instants once past the margin.
-        if let Some(b) = best {
-            if !near || local > b.with_timezone(&zone).naive_local() + MARGIN {
-                break;
-            }
+        if let Some(b) = best
+            && (!near || local > b.with_timezone(&zone).naive_local() + MARGIN)
+        {
+            break;
         }
         cursor = local;
     }
@@ -247,10 +247,10 @@ fn latest_cron(
         if instant <= at && best.is_none_or(|b| instant > b) {
             best = Some(instant);
         }
-        if let Some(b) = best {
-            if !near || local + MARGIN < b.with_timezone(&zone).naive_local() {
-                break;
-            }
+        if let Some(b) = best
+            && (!near || local + MARGIN < b.with_timezone(&zone).naive_local())
+        {
+            break;
         }
         cursor = local;
     }
