@@ -44,3 +44,4 @@ lint: build
 bench: runner-image
 	cargo build --release
 	@bash scripts/bench-foundation.sh
+	@bash scripts/bench-runs.sh

@@ -99,7 +99,7 @@ pub async fn logs(
         let number = current.unwrap_or(attempts.max(1));
         if follow {
             // Wait for the attempt to exist (the run may still be queued).
-            if attempts < number && !is_finished(&state) {
+            if attempts < number && number > 1 && !is_finished(&state) {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 continue;
             }

@@ -23,8 +23,8 @@ use crate::resource::types::RunStatus;
 const CLIENT_BUFFER: usize = 2_048;
 /// How long a full buffer may stay full before the client is dropped.
 const STALL_LIMIT: Duration = Duration::from_secs(10);
-/// File polling interval while the run is live.
-const POLL: Duration = Duration::from_millis(100);
+/// Longest wait between reads of a live log when no output is announced.
+const POLL: Duration = Duration::from_millis(500);
 
 /// Parses `Last-Event-ID` (`<attempt>-<line>`) for `attempt`: the lines to skip.
 pub fn resume_after(last_event_id: Option<&str>, attempt: u32) -> u64 {
@@ -67,6 +67,7 @@ async fn produce(
 ) -> Result<(), &'static str> {
     let mut line_number = 0u64;
     let mut offset = 0u64;
+    let mut output = state.files.output_signal();
     loop {
         let (lines, next_offset) = read_lines(path, offset);
         offset = next_offset;
@@ -106,7 +107,8 @@ async fn produce(
         if sender.is_closed() {
             return Err("client went away");
         }
-        tokio::time::sleep(POLL).await;
+        // Woken by new output anywhere (then re-read), or by the poll as a fallback.
+        let _ = tokio::time::timeout(POLL, output.changed()).await;
     }
 }
 

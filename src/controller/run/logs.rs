@@ -22,10 +22,11 @@ use crate::controller::runtime::{
 /// Rewrites a line before it is stored (secret redaction); identity when absent.
 pub type LineFilter = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
-/// Layout of run data under the data dir.
+/// Layout of run data under the data dir, and a signal of new output for live readers.
 #[derive(Clone, Debug)]
 pub struct RunFiles {
     root: PathBuf,
+    written: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl RunFiles {
@@ -33,7 +34,19 @@ impl RunFiles {
     pub fn new(data_dir: &Path) -> Self {
         Self {
             root: data_dir.join("runs"),
+            written: Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// Tells live readers that some log grew.
+    pub fn announce_output(&self) {
+        self.written
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// A receiver that changes whenever some log grew (readers then re-read their file).
+    pub fn output_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.subscribe()
     }
 
     /// Directory of one run.
@@ -154,6 +167,7 @@ pub async fn follow_attempt<R: ContainerRuntime>(
     container: &str,
     path: &Path,
     filter: Option<&LineFilter>,
+    files: &RunFiles,
 ) -> Result<(), RuntimeError> {
     let io_error = |e: std::io::Error| {
         RuntimeError::Unavailable(format!("cannot write {}: {e}", path.display()))
@@ -214,6 +228,7 @@ pub async fn follow_attempt<R: ContainerRuntime>(
                 writeln!(file, "{}", line.render()).map_err(io_error)?;
             }
             file.flush().map_err(io_error)?;
+            files.announce_output();
         }
         file.flush().map_err(io_error)?;
         drop(file);

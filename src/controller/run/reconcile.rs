@@ -602,6 +602,7 @@ impl<R: ContainerRuntime> RunController<R> {
                 &container,
                 &log_path,
                 filter.as_ref(),
+                &this.files,
             )
             .await
             {
@@ -634,6 +635,7 @@ impl<R: ContainerRuntime> RunController<R> {
                     &container,
                     &path,
                     key_filter.as_ref(),
+                    &self.files,
                 )
                 .await
                 {

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Benchmarks of runs on Docker (issue 3), run by `make bench`. Prints figures; fails only
+# when something breaks.
+#
+#  1. trigger → first output line of `hello`, median of 20, Flotilla (`flotilla run --wait`
+#     through the socket proxy) against `docker run` of the same image and command;
+#  2. 100 `hello` runs at concurrency 8 (`--max-concurrent-runs 8`) against
+#     `xargs -P8 docker run --rm …`, wall time;
+#  3. one run printing 200 MB of lines: every line stored, and the operator's RSS growth.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET_DIR/release/flotilla"
+IMAGE="flotilla/runner:$(awk -F'"' '/^version/ {print $2; exit}' "$ROOT/Cargo.toml")"
+SAMPLES="${SAMPLES:-20}"
+RUNS="${RUNS:-100}"
+PORT="${PROXY_PORT:-23790}"
+log() { printf '%s\n' "$*" >&2; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+(cd "$ROOT" && cargo build --release --quiet --bin flotilla)
+bash "$ROOT/scripts/runner-image.sh" build >/dev/null
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-runs.XXXXXX")"
+INSTANCE="bench-$$"
+SERVER_PID=""
+cleanup() {
+    [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    bash "$ROOT/scripts/proxy.sh" stop --listen "127.0.0.1:$PORT" >/dev/null 2>&1 || true
+    docker ps -aq --filter "label=flotilla.dev/managed-by=$INSTANCE" | xargs -r docker rm -f >/dev/null
+    docker ps -aq --filter "label=flotilla-bench=$INSTANCE" | xargs -r docker rm -f >/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/pipelines/hello" "$WORK/pipelines/loud"
+echo 'print("hello")' > "$WORK/pipelines/hello/main.py"
+: > "$WORK/pipelines/hello/requirements.txt"
+# 200 MB: 2,000,000 lines of 100 bytes, numbered so they can be counted.
+cat > "$WORK/pipelines/loud/main.py" <<'PY'
+import sys
+pad = "x" * 88
+write = sys.stdout.write
+for i in range(2_000_000):
+    write(f"{i:010d} {pad}\n")
+PY
+cat > "$WORK/pipelines/flotilla.yaml" <<'YAML'
+apiVersion: flotilla.dev/v1alpha1
+kind: Pipeline
+metadata: { name: hello }
+spec: { source: { path: hello } }
+---
+apiVersion: flotilla.dev/v1alpha1
+kind: Pipeline
+metadata: { name: loud }
+spec: { source: { path: loud }, resources: { memory: 256Mi } }
+YAML
+
+bash "$ROOT/scripts/proxy.sh" start --listen "127.0.0.1:$PORT" >/dev/null
+export ENCRYPTION_KEY="$("$BIN" secret gen-key)"
+export FLOTILLA_ADMIN_TOKEN="bench-$(date +%s%N)"
+export FLOTILLA_TOKEN="$FLOTILLA_ADMIN_TOKEN"
+export FLOTILLA_SERVER="http://127.0.0.1:18790"
+"$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:18790 --pipelines-dir "$WORK/pipelines" \
+    --docker-host "tcp://127.0.0.1:$PORT" --instance "$INSTANCE" --max-concurrent-runs 8 \
+    --log-format json >"$WORK/serve.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 100); do curl -sf "$FLOTILLA_SERVER/readyz" >/dev/null && break; sleep 0.1; done
+until "$BIN" get pipeline hello >/dev/null 2>&1; do sleep 0.2; done
+
+log "==> 1. trigger → first line, median of $SAMPLES"
+docker run --rm --user 10001:10001 "$IMAGE" true >/dev/null # warm the image
+flotilla_samples=(); docker_samples=()
+for _ in $(seq "$SAMPLES"); do
+    flotilla_samples+=("$(python3 "$ROOT/scripts/first-line.py" "$BIN" run hello --wait)")
+    docker_samples+=("$(python3 "$ROOT/scripts/first-line.py" docker run --rm --label "flotilla-bench=$INSTANCE" \
+        --user 10001:10001 --read-only --tmpfs /tmp -e HOME=/tmp -e UV_NO_PROGRESS=1 \
+        -v "$WORK/pipelines/hello:/pipeline:ro" -w /pipeline "$IMAGE" uv run --no-project main.py)")
+done
+f_med=$(printf '%s\n' "${flotilla_samples[@]}" | median)
+d_med=$(printf '%s\n' "${docker_samples[@]}" | median)
+ratio1=$(awk -v a="$f_med" -v b="$d_med" 'BEGIN { printf "%.2f", a / b }')
+
+log "==> 2. $RUNS hello runs at concurrency 8"
+start=$(date +%s.%N)
+for i in $(seq "$RUNS"); do
+    curl -sf -H "Authorization: Bearer $FLOTILLA_TOKEN" -H 'content-type: application/json' \
+        -d '{"spec":{"pipelineRef":{"name":"hello"}}}' \
+        "$FLOTILLA_SERVER/apis/flotilla.dev/v1alpha1/namespaces/default/runs" >/dev/null
+done
+while :; do
+    done_count=$("$BIN" get runs -o json | python3 -c 'import json,sys; items=json.load(sys.stdin)["items"]; print(sum(1 for r in items if r["spec"]["pipelineRef"]["name"]=="hello" and (r.get("status") or {}).get("phase") in ("Succeeded","Failed")))')
+    [[ "$done_count" -ge $((RUNS + SAMPLES)) ]] && break
+    sleep 0.2
+done
+f_wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
+start=$(date +%s.%N)
+seq "$RUNS" | xargs -P8 -I{} docker run --rm --label "flotilla-bench=$INSTANCE" --user 10001:10001 --read-only \
+    --tmpfs /tmp -e HOME=/tmp -v "$WORK/pipelines/hello:/pipeline:ro" -w /pipeline "$IMAGE" \
+    uv run --no-project main.py >/dev/null
+d_wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
+ratio2=$(awk -v a="$f_wall" -v b="$d_wall" 'BEGIN { printf "%.2f", a / b }')
+
+log "==> 3. one run printing 200 MB"
+rss_before=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+start=$(date +%s.%N)
+"$BIN" run loud --wait >/dev/null
+loud_wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+peak=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+uid=$("$BIN" get runs -o json | python3 -c 'import json,sys; print([r["metadata"]["uid"] for r in json.load(sys.stdin)["items"] if r["spec"]["pipelineRef"]["name"]=="loud"][0])')
+lines=$(wc -l < "$WORK/data/runs/$uid/attempt-1.log")
+distinct=$(awk '{print $3}' "$WORK/data/runs/$uid/attempt-1.log" | sort -u | wc -l)
+
+printf '\n%-58s %12s %12s %8s %s\n' "benchmark" "flotilla" "docker" "ratio" "target"
+printf '%-58s %11ss %11ss %8s %s\n' "trigger → first line, hello, median of $SAMPLES" "$f_med" "$d_med" "$ratio1" "≤ 1.15"
+printf '%-58s %11ss %11ss %8s %s\n' "$RUNS hello runs, concurrency 8, wall time" "$f_wall" "$d_wall" "$ratio2" "≤ 1.2"
+printf '%-58s %12s\n' "200 MB run: lines stored (of 2,000,000) / distinct" "$lines / $distinct"
+printf '%-58s %10s MB %s\n' "200 MB run: operator RSS growth (peak − before)" "$(( (peak - rss_before) / 1024 ))" "(target ≤ 50 MB; run took ${loud_wall}s)"
