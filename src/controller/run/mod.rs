@@ -152,11 +152,21 @@ impl<R: ContainerRuntime> RunController<R> {
         }
     }
 
-    fn on_store_change(&self, event: StoreEvent) {
+    fn on_store_change(self: &Arc<Self>, event: StoreEvent) {
         let key = event.key;
         match key.kind {
             // Status writes are this controller's own; they need no second look.
             Kind::Run if event.change == ChangeKind::StatusModified => {}
+            // A deleted run's containers go at once, not at the next garbage collection.
+            Kind::Run if event.change == ChangeKind::Deleted => {
+                lock(&self.active).remove(&key);
+                for released in lock(&self.slots).release(&key) {
+                    self.queue.add(released);
+                }
+                let this = self.clone();
+                let uid = event.object.uid.clone();
+                tokio::spawn(async move { this.remove_containers_of(&uid).await });
+            }
             Kind::Run => {
                 lock(&self.active).insert(key.clone());
                 self.queue.add(key);
@@ -316,6 +326,24 @@ impl<R: ContainerRuntime> RunController<R> {
         self.metrics
             .work_queue_depth
             .set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
+    }
+
+    async fn remove_containers_of(&self, run_uid: &str) {
+        match self.runtime.list(labels::RUN, run_uid).await {
+            Ok(containers) => {
+                for container in containers {
+                    self.stop_watcher(&container.name);
+                    reconcile::remove_secret_files(&self.config.secrets_dir, &container.name);
+                    if let Err(e) = self.runtime.remove(&container.name).await {
+                        tracing::warn!(container = %container.name, code = e.code(), "cannot remove: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                code = e.code(),
+                "containers of a deleted run are left to garbage collection: {e}"
+            ),
+        }
     }
 
     fn stop_watcher(&self, container: &str) {
