@@ -1,0 +1,188 @@
+//! Fast-Flow compatibility: a folder holding `main.py` is a pipeline even without YAML,
+//! and its optional `pipeline.json` (or `<folder>.json`) is translated into the
+//! Kubernetes-shaped documents Flotilla validates like any manifest: one `Pipeline`,
+//! a `Schedule` per trigger and a `Secret` for `encrypted_env`.
+//!
+//! This module owns the translation only. It reads the folder it is pointed at and
+//! nothing else; scanning the pipelines directory, validating the documents and applying
+//! them belong to `source::dir`.
+//!
+//! Rules that are not obvious from the key names:
+//!
+//! - **Names.** The folder's relative path becomes a DNS-1123 label ([`pipeline_name`]):
+//!   `nightly_etl` → `nightly-etl`, `team/etl` → `team-etl`. The Secret is
+//!   `<pipeline>-env`, a `schedules[]` entry is `<pipeline>-<id>`.
+//! - **Strict types, lenient keys.** A value of the wrong type (`"retry_attempts":
+//!   "three"`, `"enabled": "false"`, which Python would read as true) is an error on the
+//!   file naming the key. Unknown keys and known Fast-Flow keys Flotilla cannot honour
+//!   are warnings, never silently dropped; `null` means "not set".
+//! - **`python_version`** should be a string. A number is accepted with a warning, except
+//!   `3.1`…`3.6`: JSON has no trailing zeros, so `3.10` arrives as `3.1`, and guessing
+//!   would pick the wrong interpreter.
+//! - **`secrets`** is Fast-Flow's per-pipeline allow-list into its global secret store.
+//!   Flotilla has no global store, so the list becomes a `secretRefs` entry
+//!   `{name: fastflow-secrets, keys: [...]}`: create one Secret named `fastflow-secrets`
+//!   holding the former global secrets, and each pipeline still sees only the keys it
+//!   lists. An empty list adds no reference (an empty `keys` would mean *all* keys).
+//! - **`retry_strategy`**: `fixed_delay` → `fixed` with `delay`; `exponential_backoff`
+//!   → `exponential` with `initial_delay` and `max_delay` (Flotilla always doubles, so
+//!   another `multiplier` is a warning); `custom_schedule` is approximated by an
+//!   exponential backoff from the first to the largest delay, with a warning. Fast-Flow's
+//!   defaults (60 s, at most 3600 s) are written out. A plain string `"fixed"` or
+//!   `"exponential"` is accepted too. Without `retry_attempts` it is dropped with a
+//!   warning (Flotilla has no global retry count).
+//! - **Time.** Fast-Flow schedules in UTC, so every Schedule gets `timeZone: UTC` and
+//!   naive date-times are read as UTC and written as RFC 3339 with `Z`. A day as
+//!   `schedule_end` was inclusive in Fast-Flow; Flotilla's window end is exclusive, so
+//!   it becomes the following day.
+//! - **Triggers.** Setting more than one of `schedule_cron`, `schedule_interval_seconds`
+//!   and `run_once_at` is an error (Fast-Flow silently preferred cron). With a non-empty
+//!   `schedules` list, the top-level cron, interval and window are ignored with a
+//!   warning, as Fast-Flow does.
+//! - **Cron.** Fast-Flow handed the five fields to APScheduler, which counts weekdays
+//!   from 0 = Monday and requires day-of-month *and* day-of-week to match; Flotilla reads
+//!   standard crontab (1 = Monday, either field matches). Lines where this changes the
+//!   days are kept as written, with a warning.
+//! - **Unlimited values.** `timeout: 0` and `max_instances` ≤ 0 mean "no limit" in
+//!   Fast-Flow and are left out.
+//!
+//! Layout, in the order an import runs:
+//!
+//! - `read`: finds the folder and its metadata file and parses the JSON, remembering
+//!   where each top-level key stands so errors and warnings can point at its line.
+//! - `translate`: the `Translator` that turns the parsed keys into the
+//!   Pipeline, Secret and Schedule documents; its methods are spread over the files below.
+//! - `keys`: which keys are mapped, which are known but unsupported, and the warnings
+//!   for everything else.
+//! - `values`: strict readers for JSON values (string, boolean, count, list, ...).
+//! - `limits`: memory, CPUs, timeout and `max_instances`.
+//! - `retry`: `retry_attempts` and `retry_strategy` as a retry policy with backoff.
+//! - `env`: `default_env`, `encrypted_env` and the `secrets` allow-list.
+//! - `schedule`: the top-level trigger and `schedules[]` entries as Schedules.
+//! - `time`: Fast-Flow date-times, schedule windows and cron lines.
+
+mod env;
+mod keys;
+mod limits;
+mod read;
+mod retry;
+mod schedule;
+mod time;
+mod translate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::Map;
+
+use super::error::ManifestError;
+use super::manifest::Document;
+use super::validate::check_dns_label;
+use read::{check_folder_path, read_metadata, resolve_inside};
+use translate::Translator;
+
+/// Largest `pipeline.json` accepted.
+pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
+
+/// Annotation set on every imported object.
+pub const IMPORTED_FROM_ANNOTATION: &str = "flotilla.dev/imported-from";
+
+/// The Secret that stands in for Fast-Flow's global secret store (see the module doc).
+pub const SHARED_SECRETS_NAME: &str = "fastflow-secrets";
+
+/// What a Fast-Flow folder declares.
+#[derive(Clone, Debug)]
+pub struct FastFlowPipeline {
+    /// The Secret (if any), the Pipeline and its Schedules, in apply order.
+    pub documents: Vec<Document>,
+    /// Things the user should know: ignored keys, approximations, changed meanings.
+    pub warnings: Vec<String>,
+}
+
+/// Imports one Fast-Flow folder. `folder` is the folder's path relative to `source_root`
+/// (e.g. "nightly_etl" or "team/etl").
+pub fn import_folder(source_root: &Path, folder: &str) -> Result<FastFlowPipeline, ManifestError> {
+    let folder = folder.trim_end_matches('/');
+    check_folder_path(folder).map_err(|problem| ManifestError::file(folder, problem))?;
+    let dir = resolve_inside(source_root, folder)?;
+    let main_py = format!("{folder}/main.py");
+    if !dir.join("main.py").is_file() {
+        let hint = if dir.join("main.ipynb").is_file() {
+            "; notebook pipelines (main.ipynb) are not supported: export the notebook to main.py"
+        } else {
+            ""
+        };
+        return Err(ManifestError::file(
+            &main_py,
+            format!("is missing: a Fast-Flow pipeline is a folder holding main.py{hint}"),
+        ));
+    }
+    let name = pipeline_name(folder).map_err(|problem| {
+        ManifestError::file(folder, format!("cannot become a pipeline name: {problem}"))
+    })?;
+
+    let mut warnings = Vec::new();
+    let metadata = read_metadata(source_root, &dir, folder, &mut warnings)?;
+    let (file, fields, positions) = match metadata {
+        Some(found) => (found.file, found.fields, found.positions),
+        None => (main_py, Map::new(), HashMap::new()),
+    };
+    let mut translator = Translator {
+        file: &file,
+        positions,
+        warnings,
+    };
+    let values = translator.translate(&name, folder, &fields)?;
+    let documents = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| Document::synthetic(file.clone(), i + 1, value))
+        .collect();
+    Ok(FastFlowPipeline {
+        documents,
+        warnings: translator.warnings,
+    })
+}
+
+/// Name rule: Fast-Flow folder names like `nightly_etl` or `Daily-Report` become DNS-1123
+/// labels (`nightly-etl`, `daily-report`): lower-case; `_`, `.`, `/` and whitespace become
+/// `-`; German umlauts are spelled out (`ä` → `ae`); other characters are dropped; dashes
+/// are collapsed and trimmed; at most 63 characters.
+pub fn pipeline_name(folder: &str) -> Result<String, String> {
+    let mut label = String::new();
+    for c in folder.trim().chars().flat_map(char::to_lowercase) {
+        let piece = match c {
+            'a'..='z' | '0'..='9' => {
+                label.push(c);
+                continue;
+            }
+            '-' | '_' | '.' | '/' | '\\' => "-",
+            c if c.is_whitespace() => "-",
+            'ä' => "ae",
+            'ö' => "oe",
+            'ü' => "ue",
+            'ß' => "ss",
+            _ => continue,
+        };
+        if piece == "-" {
+            if !label.is_empty() && !label.ends_with('-') {
+                label.push('-');
+            }
+        } else {
+            label.push_str(piece);
+        }
+    }
+    label.truncate(63);
+    let label = label.trim_end_matches('-').to_owned();
+    if label.is_empty() {
+        return Err(format!(
+            "{folder:?} has no letters or digits to build a name from; rename the folder (e.g. nightly_etl)"
+        ));
+    }
+    check_dns_label(&label)?;
+    Ok(label)
+}

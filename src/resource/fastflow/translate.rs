@@ -1,0 +1,230 @@
+//! The translator: turns the parsed keys of one metadata file into the Kubernetes-shaped
+//! documents (the Secret for `encrypted_env`, the Pipeline, then its Schedules), each
+//! annotated as imported from Fast-Flow.
+//!
+//! This file holds the [`Translator`] itself, how it locates errors and warnings, and the
+//! assembly of the documents; the per-key readers are `impl Translator` blocks in the
+//! sibling files (`limits`, `retry`, `env`, `schedule`, `time`, `values`, `keys`). It
+//! stops at the first error and never reads files.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::read::KeyPositions;
+use super::values::{describe, get};
+use super::{IMPORTED_FROM_ANNOTATION, SHARED_SECRETS_NAME};
+use crate::resource::error::ManifestError;
+use crate::resource::kind::Kind;
+use crate::resource::manifest::Position;
+use crate::resource::types::{PipelineSpec, SecretRef, SecretSpec, SourceRef};
+use crate::resource::validate::envelope;
+
+/// Translates one metadata file, collecting warnings and stopping at the first error.
+pub(super) struct Translator<'a> {
+    pub(super) file: &'a str,
+    pub(super) positions: KeyPositions,
+    pub(super) warnings: Vec<String>,
+}
+
+impl Translator<'_> {
+    /// An error about `field` (a JSON path such as `retry_strategy.delay`).
+    pub(super) fn error(&self, field: &str, message: impl Into<String>) -> ManifestError {
+        let at = self.position(field);
+        ManifestError {
+            line: at.map(|p| p.line),
+            column: at.map(|p| p.column),
+            field: Some(field.to_owned()),
+            ..ManifestError::file(self.file, message)
+        }
+    }
+
+    /// A warning about `field`, located at the line of its top-level key.
+    pub(super) fn warn(&mut self, field: &str, message: impl AsRef<str>) {
+        let location = match self.position(field) {
+            Some(at) => format!("{}:{}", self.file, at.line),
+            None => self.file.to_owned(),
+        };
+        self.warnings
+            .push(format!("{location}: {field}: {}", message.as_ref()));
+    }
+
+    fn position(&self, field: &str) -> Option<Position> {
+        let top = field.split(['.', '[']).next().unwrap_or(field);
+        self.positions.get(top).copied()
+    }
+
+    /// The documents of the pipeline called `name` whose code is in `folder`: its Secret
+    /// (if any), the Pipeline, then its Schedules.
+    pub(super) fn translate(
+        &mut self,
+        name: &str,
+        folder: &str,
+        fields: &Map<String, Value>,
+    ) -> Result<Vec<Value>, ManifestError> {
+        self.leftover_keys(fields);
+        self.check_type(fields)?;
+        let enabled = match get(fields, "enabled") {
+            Some(value) => self.boolean("enabled", value)?,
+            None => true,
+        };
+        let mut spec = PipelineSpec {
+            source: Some(SourceRef {
+                path: folder.to_owned(),
+            }),
+            python: self.python(fields)?,
+            resources: self.resources(fields)?,
+            timeout: self.timeout(fields)?,
+            retries: self.retries(fields)?,
+            env: match get(fields, "default_env") {
+                Some(value) => self.env_map("default_env", value)?,
+                None => BTreeMap::new(),
+            },
+            max_instances: self.max_instances(fields)?,
+            suspend: !enabled,
+            description: self.optional_text(fields, "description", "a description")?,
+            tags: match get(fields, "tags") {
+                Some(value) => {
+                    self.string_list("tags", value, "a list of tags such as [\"daily\"]")?
+                }
+                None => Vec::new(),
+            },
+            webhook_key: self.optional_text(fields, "webhook_key", "a webhook key")?,
+            ..PipelineSpec::default()
+        };
+
+        let mut values = Vec::new();
+        if let Some(encrypted) = get(fields, "encrypted_env") {
+            let data = self.encrypted_env("encrypted_env", encrypted)?;
+            if !data.is_empty() {
+                let secret_name = derived_name(name, "env");
+                spec.secret_refs.push(SecretRef {
+                    name: secret_name.clone(),
+                    ..SecretRef::default()
+                });
+                let secret = SecretSpec {
+                    encrypted_data: data,
+                    ..SecretSpec::default()
+                };
+                values.push(self.document(Kind::Secret, &secret_name, &secret)?);
+            }
+        }
+        if let Some(list) = get(fields, "secrets") {
+            let keys = self.secret_keys(list)?;
+            if !keys.is_empty() {
+                self.warn(
+                    "secrets",
+                    format!(
+                        "these keys are read from the Secret {SHARED_SECRETS_NAME:?}, which stands in for Fast-Flow's global secret store; create it with the keys {}",
+                        keys.join(", ")
+                    ),
+                );
+                spec.secret_refs.push(SecretRef {
+                    name: SHARED_SECRETS_NAME.to_owned(),
+                    keys,
+                    ..SecretRef::default()
+                });
+            }
+        }
+        values.push(self.document(Kind::Pipeline, name, &spec)?);
+        for (schedule_name, schedule) in self.schedules(name, fields, !enabled)? {
+            values.push(self.document(Kind::Schedule, &schedule_name, &schedule)?);
+        }
+        Ok(values)
+    }
+
+    fn document(
+        &self,
+        kind: Kind,
+        name: &str,
+        spec: &impl Serialize,
+    ) -> Result<Value, ManifestError> {
+        let spec = serde_json::to_value(spec).map_err(|e| {
+            ManifestError::file(
+                self.file,
+                format!("cannot be translated into a {kind}: {e}"),
+            )
+        })?;
+        let mut value = envelope(kind, name, spec);
+        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            let mut annotations = Map::new();
+            annotations.insert(
+                IMPORTED_FROM_ANNOTATION.to_owned(),
+                Value::String("fast-flow".to_owned()),
+            );
+            metadata.insert("annotations".to_owned(), Value::Object(annotations));
+        }
+        Ok(value)
+    }
+
+    fn check_type(&mut self, fields: &Map<String, Value>) -> Result<(), ManifestError> {
+        let Some(value) = get(fields, "type") else {
+            return Ok(());
+        };
+        let kind = self.string("type", value, "\"script\"")?;
+        match kind.trim().to_ascii_lowercase().as_str() {
+            "" | "script" => Ok(()),
+            "notebook" => Err(self.error(
+                "type",
+                "notebook pipelines are not supported: Flotilla runs main.py; export the notebook to main.py and remove \"type\"",
+            )),
+            _ => {
+                self.warn("type", format!("{kind:?} is not a Fast-Flow type; treated as \"script\" (main.py), as Fast-Flow does"));
+                Ok(())
+            }
+        }
+    }
+
+    fn python(&mut self, fields: &Map<String, Value>) -> Result<Option<String>, ManifestError> {
+        let version = match get(fields, "python_version") {
+            None => return Ok(None),
+            Some(Value::String(text)) => text.trim().to_owned(),
+            Some(Value::Number(number)) => {
+                let text = number.to_string();
+                let ambiguous = text.split_once('.').is_some_and(|(major, minor)| {
+                    major == "3" && minor.len() == 1 && ("1"..="6").contains(&minor)
+                });
+                if ambiguous {
+                    return Err(self.error(
+                        "python_version",
+                        format!(
+                            "the number {text} is ambiguous: JSON numbers drop trailing zeros, so 3.10 reads as 3.1; write the version as a string, e.g. \"python_version\": \"{text}0\""
+                        ),
+                    ));
+                }
+                self.warn(
+                    "python_version",
+                    format!("is the number {text}; write it as a string (\"{text}\"): as a number 3.10 would read as 3.1"),
+                );
+                text
+            }
+            Some(other) => {
+                return Err(self.error(
+                    "python_version",
+                    format!(
+                        "expected a Python version as a string such as \"3.12\", found {}",
+                        describe(other)
+                    ),
+                ));
+            }
+        };
+        if version.is_empty() {
+            return Ok(None);
+        }
+        if version.contains(char::is_whitespace) {
+            return Err(self.error(
+                "python_version",
+                format!("{version:?} is not a Python version such as \"3.12\""),
+            ));
+        }
+        Ok(Some(version))
+    }
+}
+
+/// `<base>-<suffix>`, shortening `base` so the result stays a DNS-1123 label.
+pub(super) fn derived_name(base: &str, suffix: &str) -> String {
+    let room = 63usize.saturating_sub(suffix.len() + 1);
+    let base = base[..base.len().min(room)].trim_end_matches('-');
+    format!("{base}-{suffix}")
+}
