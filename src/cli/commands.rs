@@ -615,7 +615,10 @@ async fn version(client: &ApiClient) -> anyhow::Result<()> {
             "Server Version: {}",
             server["version"].as_str().unwrap_or("unknown")
         ),
-        Err(e) => println!("Server Version: unavailable ({e})"),
+        Err(e) => {
+            println!("Server Version: unavailable");
+            return Err(e.into());
+        }
     }
     Ok(())
 }

@@ -126,7 +126,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, Manifest
             line: root.referenced.line(),
             column: root.referenced.column(),
         };
-        let value = flatten(root, String::new(), &mut positions);
+        let value = flatten(root, String::new(), None, &mut positions);
         documents.push(Document {
             file: file.to_owned(),
             index: i + 1,
@@ -173,17 +173,26 @@ enum Node {
     Number(Number),
     String(String),
     Seq(Vec<Spanned<Node>>),
-    Map(Vec<(String, Spanned<Node>)>),
+    Map(Vec<(Spanned<String>, Spanned<Node>)>),
 }
 
-fn flatten(node: Spanned<Node>, path: String, positions: &mut HashMap<String, Position>) -> Value {
-    positions.insert(
-        path.clone(),
-        Position {
-            line: node.referenced.line(),
-            column: node.referenced.column(),
-        },
-    );
+/// Converts a node, recording each path's position: where its value starts, or where
+/// its key is when the value is a block starting on a later line.
+fn flatten(
+    node: Spanned<Node>,
+    path: String,
+    key_at: Option<Position>,
+    positions: &mut HashMap<String, Position>,
+) -> Value {
+    let value_at = Position {
+        line: node.referenced.line(),
+        column: node.referenced.column(),
+    };
+    let at = match key_at {
+        Some(key) if value_at.line > key.line => key,
+        _ => value_at,
+    };
+    positions.insert(path.clone(), at);
     match node.value {
         Node::Null => Value::Null,
         Node::Bool(b) => Value::Bool(b),
@@ -193,18 +202,23 @@ fn flatten(node: Spanned<Node>, path: String, positions: &mut HashMap<String, Po
             items
                 .into_iter()
                 .enumerate()
-                .map(|(i, item)| flatten(item, format!("{path}[{i}]"), positions))
+                .map(|(i, item)| flatten(item, format!("{path}[{i}]"), None, positions))
                 .collect(),
         ),
         Node::Map(entries) => {
             let mut map = Map::new();
             for (key, child) in entries {
+                let key_at = Position {
+                    line: key.referenced.line(),
+                    column: key.referenced.column(),
+                };
+                let key = key.value;
                 let child_path = if path.is_empty() {
                     key.clone()
                 } else {
                     format!("{path}.{key}")
                 };
-                map.insert(key, flatten(child, child_path, positions));
+                map.insert(key, flatten(child, child_path, Some(key_at), positions));
             }
             Value::Object(map)
         }
@@ -266,7 +280,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
             let value = map.next_value::<Spanned<Node>>()?;
             entries.push((key, value));
         }
@@ -290,7 +304,7 @@ mod tests {
         assert_eq!(item.line, 9);
         // A missing field falls back to its parent.
         let missing = docs[1].position_of("spec.resources.cpus").expect("parent");
-        assert_eq!(missing.line, 6);
+        assert_eq!(missing.line, 5); // the `resources:` key line
     }
 
     #[test]

@@ -267,21 +267,6 @@ impl Rules<'_> {
                     format!("spec.{inner}")
                 };
                 let message = e.into_inner().to_string();
-                // serde names the unknown field in its message; point at the field itself.
-                let path = match message.strip_prefix("unknown field `") {
-                    Some(rest) => rest
-                        .split('`')
-                        .next()
-                        .map(|field| {
-                            if path == "spec" {
-                                format!("spec.{field}")
-                            } else {
-                                format!("{path}.{field}")
-                            }
-                        })
-                        .unwrap_or(path),
-                    None => path,
-                };
                 self.push(&path, message);
                 None
             }

@@ -56,13 +56,10 @@ pub(super) async fn apply(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApplyOutcome>, ApiError> {
     let body = body.map_err(|e| {
-        ApiError::bad_request(
-            "request.too_large",
-            format!(
-                "{e}; the limit is {} MiB per request",
-                MAX_APPLY_BODY / (1024 * 1024)
-            ),
-        )
+        ApiError::TooLarge(format!(
+            "{e}; the limit is {} MiB per request",
+            MAX_APPLY_BODY / (1024 * 1024)
+        ))
     })?;
     let manager = query.field_manager.unwrap_or_else(|| "cli".to_owned());
     if manager.trim().is_empty() || manager.len() > 512 {
@@ -72,6 +69,13 @@ pub(super) async fn apply(
         ));
     }
     let documents = parse_body(&headers, &body)?;
+    if documents.is_empty() {
+        // An empty set with prune would delete everything the manager owns.
+        return Err(ApiError::bad_request(
+            "validation.failed",
+            "the request holds no files or documents; nothing to apply (to delete resources use delete, or prune with the remaining set)",
+        ));
+    }
     if documents
         .iter()
         .any(|d| d.value["kind"].as_str() == Some("Secret"))

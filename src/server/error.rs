@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The request conflicts with the stored state.
     #[error("{0}")]
     Conflict(String),
+    /// The request body is over the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// A watch cannot resume from that far back.
     #[error("{0}")]
     Gone(String),
@@ -71,6 +74,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "auth.forbidden"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "resource.conflict"),
             ApiError::Gone(_) => (StatusCode::GONE, "watch.expired"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request.too_large"),
             ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation.failed"),

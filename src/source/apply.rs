@@ -61,6 +61,7 @@ pub struct ApplyItem {
 
 /// Result of an apply (or a dry run of one).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApplyOutcome {
     /// One entry per declared or pruned object, in set order, pruned last.
     pub items: Vec<ApplyItem>,
@@ -359,6 +360,9 @@ pub fn seal_secrets(
     Ok(())
 }
 
+/// Plans and commits of one apply before a persisting conflict is reported.
+const APPLY_ATTEMPTS: u32 = 5;
+
 /// An apply of a document set against the store.
 pub struct ApplyRequest<'a> {
     /// The parsed documents of the set.
@@ -374,14 +378,29 @@ impl ApplyRequest<'_> {
         store: &Store,
         keyring: Option<&Keyring>,
     ) -> Result<ApplyOutcome, ApplyError> {
-        let mut desired = collect_objects(self.documents).map_err(ApplyError::Invalid)?;
-        let existing = load_existing(store, &desired, &self.options.manager).await?;
-        seal_secrets(&mut desired, &existing, keyring)?;
-        let (outcome, changes) = plan_apply(desired, &existing, &self.options)?;
-        if !self.options.dry_run && !changes.is_empty() {
-            store.commit(changes).await?;
+        let desired = collect_objects(self.documents).map_err(ApplyError::Invalid)?;
+        // A controller writing status between load and commit moves resourceVersions;
+        // re-read and re-plan rather than refuse a user's apply for it.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut desired = desired.clone();
+            let existing = load_existing(store, &desired, &self.options.manager).await?;
+            seal_secrets(&mut desired, &existing, keyring)?;
+            let (outcome, changes) = plan_apply(desired, &existing, &self.options)?;
+            if self.options.dry_run || changes.is_empty() {
+                return Ok(outcome);
+            }
+            match store.commit(changes).await {
+                Ok(_) => return Ok(outcome),
+                Err(
+                    StoreError::Conflict { .. }
+                    | StoreError::AlreadyExists(_)
+                    | StoreError::NotFound(_),
+                ) if attempt < APPLY_ATTEMPTS => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(outcome)
     }
 }
 

@@ -312,8 +312,8 @@ impl DirSource {
                     log_sync(&self.root, &report);
                 }
                 Err(e) => {
+                    // Not recorded as applied: the next tick tries again.
                     tracing::error!(dir = %self.root.display(), code = e.code(), "pipelines directory not applied: {e}");
-                    last_fingerprint = current;
                 }
             }
         }

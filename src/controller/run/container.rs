@@ -147,7 +147,10 @@ pub fn build_container_spec(
                 target: "/cache/python".to_owned(),
                 read_only: false,
             },
-        ],
+        ]
+        .into_iter()
+        .chain(config.extra_mounts.iter().cloned())
+        .collect(),
         tmpfs: BTreeMap::from([(
             "/tmp".to_owned(),
             format!("rw,exec,nosuid,nodev,size={}", config.tmp_size),
@@ -176,7 +179,11 @@ mod tests {
             uv_python_dir: "/var/cache/python".into(),
             user: "10001:10001".into(),
             uv_env: BTreeMap::from([("UV_OFFLINE".into(), "1".into())]),
-            extra_mounts: Vec::new(),
+            extra_mounts: vec![Mount {
+                source: "/srv/wheels".into(),
+                target: "/wheels".into(),
+                read_only: true,
+            }],
             instance: "test".into(),
             tmp_size: "64m".into(),
         }
@@ -249,6 +256,11 @@ mod tests {
             }
         );
         assert_eq!(spec.labels[labels::ATTEMPT], "2");
+        assert!(
+            spec.mounts
+                .iter()
+                .any(|m| m.target == "/wheels" && m.read_only)
+        );
     }
 
     #[test]

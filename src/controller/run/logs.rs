@@ -150,13 +150,39 @@ fn resume_point(path: &Path) -> std::io::Result<(Option<DateTime<Utc>>, usize)> 
     }
 }
 
-/// Reads the first stored line's timestamp (for setup-time measurement).
-pub fn first_line_at(path: &Path) -> Option<DateTime<Utc>> {
+/// Timestamp of the first line the pipeline itself printed: uv's own progress and
+/// warnings on stderr (`Installed 3 packages in 5ms`, `warning: …`) are setup, not output.
+pub fn first_output_at(path: &Path) -> Option<DateTime<Utc>> {
     let file = std::fs::File::open(path).ok()?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut reader, &mut line).ok()?;
-    LogLine::parse(line.trim_end_matches('\n')).map(|l| l.at)
+    let reader = std::io::BufReader::new(file);
+    std::io::BufRead::lines(reader)
+        .map_while(Result::ok)
+        .take(10_000)
+        .filter_map(|line| LogLine::parse(&line))
+        .find(|line| !(line.stream == LogStream::Stderr && is_uv_setup_line(&line.text)))
+        .map(|line| line.at)
+}
+
+/// Lines uv prints while preparing the environment of `uv run`.
+fn is_uv_setup_line(text: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "Installed ",
+        "Uninstalled ",
+        "Resolved ",
+        "Prepared ",
+        "Audited ",
+        "Downloading ",
+        "Downloaded ",
+        "Building ",
+        "Built ",
+        "Using CPython",
+        "Using Python",
+        "Creating virtual environment",
+        "warning: ",
+        " + ",
+        " - ",
+    ];
+    PREFIXES.iter().any(|p| text.starts_with(p))
 }
 
 /// Copies a container's output into `path` until the container has exited and all of
@@ -302,6 +328,23 @@ pub fn read_samples(path: &Path) -> Vec<ResourceSample> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn setup_ends_at_the_pipelines_first_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        std::fs::write(
+            &path,
+            "2026-01-01T00:00:01.000000000Z stderr Installed 1 package in 6ms\n\
+             2026-01-01T00:00:01.100000000Z stderr warning: Requirements file is empty\n\
+             2026-01-01T00:00:02.000000000Z stdout hello\n",
+        )
+        .expect("write");
+        assert_eq!(
+            first_output_at(&path).map(|t| t.timestamp()),
+            Some(1_767_225_602)
+        );
+    }
 
     #[test]
     fn lines_round_trip() {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::container::{AttemptIdentity, EnvLayers, build_container_spec, container_name};
 use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
-use super::logs::{first_line_at, follow_attempt, sample_attempt};
+use super::logs::{first_output_at, follow_attempt, sample_attempt};
 use super::{RunController, lock};
 use crate::controller::runtime::{ContainerRuntime, ContainerState, Created, RuntimeError, labels};
 use crate::metrics::{Metrics, PhaseReason};
@@ -657,7 +657,7 @@ impl<R: ContainerRuntime> RunController<R> {
             .started_at
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-        let first = first_line_at(&self.files.attempt_log(run_uid, attempt.number));
+        let first = first_output_at(&self.files.attempt_log(run_uid, attempt.number));
         if let (Some(started), Some(first)) = (started, first) {
             let seconds = (first - started.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0;
             attempt.setup_seconds = Some(seconds.max(0.0));

@@ -89,7 +89,11 @@ impl KnownHosts {
         let name = host_entry_name(host, port);
         let encoded = base64_encode(key);
         let mut listed = false;
-        for entry in self.entries.iter().filter(|e| matches_host(&e.patterns, &name)) {
+        for entry in self
+            .entries
+            .iter()
+            .filter(|e| matches_host(&e.patterns, &name))
+        {
             let same = entry.key_type == key_type && entry.key == encoded;
             if entry.revoked {
                 if same {
@@ -226,7 +230,7 @@ mod tests {
             "# comment\n\
              git.example.com,10.0.0.1 ssh-ed25519 {k}\n\
              [git.example.com]:2222 ssh-ed25519 {o}\n\
-             *.corp !evil.corp ssh-rsa {k}\n\
+             *.corp,!evil.corp ssh-rsa {k}\n\
              @revoked old.example.com ssh-ed25519 {k}\n\
              |1|c2FsdA==|aGFzaA== ssh-ed25519 {k}\n",
             k = base64_encode(KEY),
@@ -234,16 +238,64 @@ mod tests {
         );
         let hosts = KnownHosts::parse(&text);
         let table = [
-            ("git.example.com", 22, "ssh-ed25519", KEY, HostKeyVerdict::Trusted),
-            ("GIT.example.com", 22, "ssh-ed25519", KEY, HostKeyVerdict::Trusted),
-            ("git.example.com", 22, "ssh-ed25519", OTHER, HostKeyVerdict::Mismatch),
-            ("git.example.com", 22, "ssh-rsa", KEY, HostKeyVerdict::Mismatch),
-            ("git.example.com", 2222, "ssh-ed25519", OTHER, HostKeyVerdict::Trusted),
-            ("git.example.com", 2222, "ssh-ed25519", KEY, HostKeyVerdict::Mismatch),
+            (
+                "git.example.com",
+                22,
+                "ssh-ed25519",
+                KEY,
+                HostKeyVerdict::Trusted,
+            ),
+            (
+                "GIT.example.com",
+                22,
+                "ssh-ed25519",
+                KEY,
+                HostKeyVerdict::Trusted,
+            ),
+            (
+                "git.example.com",
+                22,
+                "ssh-ed25519",
+                OTHER,
+                HostKeyVerdict::Mismatch,
+            ),
+            (
+                "git.example.com",
+                22,
+                "ssh-rsa",
+                KEY,
+                HostKeyVerdict::Mismatch,
+            ),
+            (
+                "git.example.com",
+                2222,
+                "ssh-ed25519",
+                OTHER,
+                HostKeyVerdict::Trusted,
+            ),
+            (
+                "git.example.com",
+                2222,
+                "ssh-ed25519",
+                KEY,
+                HostKeyVerdict::Mismatch,
+            ),
             ("build.corp", 22, "ssh-rsa", KEY, HostKeyVerdict::Trusted),
             ("evil.corp", 22, "ssh-rsa", KEY, HostKeyVerdict::Unknown),
-            ("old.example.com", 22, "ssh-ed25519", KEY, HostKeyVerdict::Revoked),
-            ("new.example.com", 22, "ssh-ed25519", KEY, HostKeyVerdict::Unknown),
+            (
+                "old.example.com",
+                22,
+                "ssh-ed25519",
+                KEY,
+                HostKeyVerdict::Revoked,
+            ),
+            (
+                "new.example.com",
+                22,
+                "ssh-ed25519",
+                KEY,
+                HostKeyVerdict::Unknown,
+            ),
         ];
         for (host, port, key_type, key, verdict) in table {
             assert_eq!(

@@ -89,7 +89,9 @@ impl RemoteUrl {
 
     fn scp_like(text: &str) -> Result<Self, String> {
         let (authority, _path) = text.split_once(':').ok_or_else(|| {
-            format!("{text:?} is not a repository URL (https://…, ssh://…, user@host:path or a path)")
+            format!(
+                "{text:?} is not a repository URL (https://…, ssh://…, user@host:path or a path)"
+            )
         })?;
         let (username, host) = match authority.split_once('@') {
             Some((user, host)) => (Some(user.to_owned()), host.to_owned()),

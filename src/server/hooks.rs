@@ -1,0 +1,748 @@
+//! Webhooks and source routes:
+//!
+//! - `POST /hooks/git`: push deliveries (GitHub, GitLab, generic HMAC), verified by
+//!   [`crate::source::git::push`] against `WEBHOOK_SECRET`; a push to the followed
+//!   branch asks the git source for a sync (coalesced there). Public route: the
+//!   signature is the authentication.
+//! - `POST /hooks/pipelines/{name}` (key in `X-Flotilla-Webhook-Key`) and Fast-Flow's
+//!   `POST /api/webhooks/{pipeline}/{key}`: create a Run (trigger `webhook`) of a
+//!   pipeline in namespace `default` whose `spec.webhookKey` matches, compared in
+//!   constant time. Optional JSON body `{"env_vars": {…}, "parameters": {…}}`: env vars
+//!   are passed as given, each parameter `name` becomes `PARAM_<NAME>` (upper-cased,
+//!   other characters `_`), env vars win on a clash; non-string values are passed as
+//!   JSON text. Unknown pipeline, pipeline without key and wrong key all answer the same
+//!   404. Limits: 10 runs per pipeline per minute, 60 refused keys per minute overall
+//!   (then 429 for everyone, to slow key guessing). `Idempotency-Key` names the run
+//!   like `POST …/runs` does, so a redelivery returns the first run.
+//! - `GET …/sources` and `POST …/sources/sync[?wait=true]`: sync status and manual sync.
+//!
+//! Handlers take [`HooksState`] (reached from `AppState` through `FromRef`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use crate::resource::error::ManifestErrors;
+use crate::resource::manifest::Document;
+use crate::resource::types::{PipelineSpec, RunStatus};
+use crate::resource::validate::validate_document;
+use crate::resource::{API_VERSION, DEFAULT_NAMESPACE, Kind, ObjectKey};
+use crate::source::git::GitSource;
+use crate::source::git::push::{
+    Delivery, PushVerdict, WebhookSecret, classify, equal_in_constant_time, verify,
+};
+use crate::store::events::EventType;
+use crate::store::{Store, StoreError};
+
+/// Largest body of a pipeline trigger.
+const MAX_TRIGGER_BODY: usize = 64 * 1024;
+/// Runs one pipeline's webhook may create per minute.
+const TRIGGERS_PER_MINUTE: f64 = 10.0;
+/// Refused trigger keys per minute, all pipelines together.
+const REFUSALS_PER_MINUTE: f64 = 60.0;
+/// Longest `POST …/sources/sync?wait=true` waits (below the API's request timeout).
+const SYNC_WAIT: Duration = Duration::from_secs(50);
+
+/// State of the webhook and source handlers.
+#[derive(Clone)]
+pub struct HooksState {
+    store: Store,
+    git: Option<GitSource>,
+    secret: Option<WebhookSecret>,
+    triggers: Arc<TokenBuckets>,
+    refusals: Arc<TokenBuckets>,
+}
+
+impl HooksState {
+    /// State for `store`, the git source (if configured) and `WEBHOOK_SECRET`.
+    pub fn new(store: Store, git: Option<GitSource>, webhook_secret: Option<&str>) -> Self {
+        Self {
+            store,
+            git,
+            secret: webhook_secret.and_then(WebhookSecret::new),
+            triggers: Arc::new(TokenBuckets::per_minute(TRIGGERS_PER_MINUTE)),
+            refusals: Arc::new(TokenBuckets::per_minute(REFUSALS_PER_MINUTE)),
+        }
+    }
+
+    fn git(&self) -> Result<&GitSource, ApiError> {
+        self.git.as_ref().ok_or_else(|| {
+            ApiError::NotFound("no git source is configured (flotilla serve --git-url)".into())
+        })
+    }
+}
+
+/// `POST /hooks/git`: a push delivery.
+pub(super) async fn git_push(
+    State(hooks): State<HooksState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let git = hooks.git()?;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let delivery = Delivery {
+        github_signature: text("x-hub-signature-256"),
+        generic_signature: text("x-flotilla-signature"),
+        gitlab_token: text("x-gitlab-token"),
+        github_event: text("x-github-event"),
+        gitlab_event: text("x-gitlab-event"),
+        body: &body,
+    };
+    if let Err(refused) = verify(hooks.secret.as_ref(), &delivery) {
+        tracing::warn!("push delivery refused: {refused}");
+        return Err(ApiError::Unauthorized(refused.to_string()));
+    }
+    Ok(match classify(git.branch(), &delivery) {
+        PushVerdict::Ping => (StatusCode::OK, Json(json!({ "message": "pong" }))),
+        PushVerdict::Ignored(message) => (StatusCode::ACCEPTED, Json(json!({ "message": message }))),
+        PushVerdict::Sync { after } => {
+            git.sync_now();
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "message": "sync requested", "after": after })),
+            )
+        }
+    })
+}
+
+/// `GET …/sources`: the sync status of every source that keeps one.
+pub(super) async fn sources_list(State(hooks): State<HooksState>) -> Json<Value> {
+    let items: Vec<Value> = hooks
+        .git
+        .iter()
+        .filter_map(|git| serde_json::to_value(git.status()).ok())
+        .collect();
+    Json(json!({ "items": items }))
+}
+
+/// Query of the manual sync.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SyncQuery {
+    /// Answer when the sync has finished (at most [`SYNC_WAIT`]).
+    #[serde(default)]
+    wait: bool,
+}
+
+/// `POST …/sources/sync`: sync the git source now. 202 with the status; with
+/// `wait=true`, 200 with the status after the sync (202 if it takes too long).
+pub(super) async fn sources_sync(
+    State(hooks): State<HooksState>,
+    Query(query): Query<SyncQuery>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let git = hooks.git()?;
+    let ticket = git.sync_now();
+    let (code, status) = if query.wait {
+        match tokio::time::timeout(SYNC_WAIT, git.wait(ticket)).await {
+            Ok(status) => (StatusCode::OK, status),
+            Err(_) => (StatusCode::ACCEPTED, git.status()),
+        }
+    } else {
+        (StatusCode::ACCEPTED, git.status())
+    };
+    Ok((code, Json(serde_json::to_value(status).unwrap_or_default())))
+}
+
+/// `POST /hooks/pipelines/{name}` with `X-Flotilla-Webhook-Key`.
+pub(super) async fn pipeline_trigger(
+    State(hooks): State<HooksState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let key = headers
+        .get("x-flotilla-webhook-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    trigger_run(&hooks, &name, key.as_deref(), &headers, &body).await
+}
+
+/// `POST /api/webhooks/{pipeline}/{key}`: Fast-Flow's form of the trigger.
+pub(super) async fn pipeline_trigger_fastflow(
+    State(hooks): State<HooksState>,
+    Path((name, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    trigger_run(&hooks, &name, Some(&key), &headers, &body).await
+}
+
+async fn trigger_run(
+    hooks: &HooksState,
+    pipeline: &str,
+    key: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    if let Err(retry_after) = hooks.refusals.check("") {
+        return Ok(rate_limited(
+            "too many refused webhook keys; retry later",
+            retry_after,
+        ));
+    }
+    if !key_matches(&hooks.store, pipeline, key).await? {
+        let _ = hooks.refusals.take("");
+        return Err(ApiError::NotFound(format!(
+            "no pipeline {pipeline:?} accepts webhooks with this key"
+        )));
+    }
+    if body.len() > MAX_TRIGGER_BODY {
+        return Err(ApiError::bad_request(
+            "webhook.body_too_large",
+            format!("the body is larger than {MAX_TRIGGER_BODY} bytes"),
+        ));
+    }
+    let env = trigger_env(body)?;
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok());
+    let name = match idempotency_key {
+        Some(key) => run_name(
+            pipeline,
+            &hex::encode(Sha256::digest(format!("{DEFAULT_NAMESPACE}/{key}")))[..10],
+        ),
+        None => run_name(pipeline, &random_suffix()),
+    };
+    let run_key = ObjectKey::new(Kind::Run, DEFAULT_NAMESPACE, name.clone());
+    if idempotency_key.is_some()
+        && let Some(existing) = hooks.store.get(&run_key).await?
+    {
+        return Ok((StatusCode::OK, Json(existing.to_manifest())).into_response());
+    }
+    if let Err(retry_after) = hooks.triggers.take(pipeline) {
+        return Ok(rate_limited(
+            &format!("pipeline {pipeline} was triggered too often; retry later"),
+            retry_after,
+        ));
+    }
+    let manifest = json!({
+        "apiVersion": API_VERSION,
+        "kind": "Run",
+        "metadata": { "name": name, "namespace": DEFAULT_NAMESPACE },
+        "spec": { "pipelineRef": { "name": pipeline }, "trigger": "webhook", "env": env },
+    });
+    let object = validate_document(&Document::synthetic("<webhook>", 1, manifest))
+        .map_err(|errors| ApiError::Invalid(ManifestErrors(errors)))?;
+    let status = serde_json::to_value(RunStatus::default()).ok();
+    match hooks.store.create(object, None, status).await {
+        Ok(run) => {
+            let message = format!("created by the webhook of pipeline {pipeline}");
+            if let Err(e) = hooks
+                .store
+                .record_event(&run.key, EventType::Normal, "Triggered", &message)
+                .await
+            {
+                tracing::warn!("cannot record the trigger event of {}: {e}", run.key);
+            }
+            Ok((StatusCode::CREATED, Json(run.to_manifest())).into_response())
+        }
+        Err(StoreError::AlreadyExists(key)) if idempotency_key.is_some() => {
+            let existing = hooks
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("{key} not found")))?;
+            Ok((StatusCode::OK, Json(existing.to_manifest())).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// True when `pipeline` exists in `default`, has a webhook key, and `given` equals it.
+/// The comparison runs (against a dummy) even when there is nothing to compare with.
+async fn key_matches(store: &Store, pipeline: &str, given: Option<&str>) -> Result<bool, ApiError> {
+    let stored = store
+        .get(&ObjectKey::new(Kind::Pipeline, DEFAULT_NAMESPACE, pipeline))
+        .await?
+        .and_then(|p| serde_json::from_value::<PipelineSpec>(p.spec).ok())
+        .and_then(|spec| spec.webhook_key)
+        .filter(|key| !key.is_empty());
+    let expected = stored.as_deref().unwrap_or("\u{0}no key\u{0}");
+    let equal = equal_in_constant_time(given.unwrap_or_default().as_bytes(), expected.as_bytes());
+    Ok(equal && stored.is_some() && given.is_some())
+}
+
+/// The run's env from a trigger body.
+fn trigger_env(body: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
+    #[derive(Default, Deserialize)]
+    struct TriggerBody {
+        #[serde(default)]
+        env_vars: BTreeMap<String, Value>,
+        #[serde(default)]
+        parameters: BTreeMap<String, Value>,
+    }
+    let parsed: TriggerBody = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(
+                "webhook.body_invalid",
+                format!("the body must be JSON {{\"env_vars\": {{…}}, \"parameters\": {{…}}}}: {e}"),
+            )
+        })?
+    };
+    let text = |value: Value| match value {
+        Value::String(text) => text,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut env: BTreeMap<String, String> = parsed
+        .parameters
+        .into_iter()
+        .map(|(name, value)| (parameter_env_name(&name), text(value)))
+        .collect();
+    env.extend(parsed.env_vars.into_iter().map(|(name, value)| (name, text(value))));
+    Ok(env)
+}
+
+/// `PARAM_<NAME>`: upper-cased, anything but letters, digits and `_` as `_`.
+fn parameter_env_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("PARAM_{cleaned}")
+}
+
+/// A run name `<pipeline>-<suffix>` that fits a DNS-1123 label (as `runs::create`).
+fn run_name(pipeline: &str, suffix: &str) -> String {
+    let room = 63 - suffix.len() - 1;
+    let stem: String = pipeline.chars().take(room).collect();
+    format!("{}-{suffix}", stem.trim_end_matches('-'))
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..6)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A 429 problem document with `Retry-After`.
+fn rate_limited(message: &str, retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs().max(1);
+    let body = json!({
+        "type": "https://flotilla.dev/problems/rate.limited",
+        "title": "Too Many Requests",
+        "status": 429,
+        "code": "rate.limited",
+        "detail": message,
+        "errors": [],
+    });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// Token buckets keyed by name: `capacity` tokens, refilled evenly over a minute.
+#[derive(Debug)]
+struct TokenBuckets {
+    capacity: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Buckets kept before full ones are forgotten.
+const MAX_BUCKETS: usize = 4096;
+
+impl TokenBuckets {
+    fn per_minute(capacity: f64) -> Self {
+        Self {
+            capacity,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refilled(&self, tokens: f64, since: Instant, now: Instant) -> f64 {
+        let rate = self.capacity / 60.0;
+        (tokens + now.duration_since(since).as_secs_f64() * rate).min(self.capacity)
+    }
+
+    /// `Err(wait)` when `key` has no token left.
+    fn check(&self, key: &str) -> Result<(), Duration> {
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let tokens = buckets
+            .get(key)
+            .map_or(self.capacity, |(tokens, at)| self.refilled(*tokens, *at, now));
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - tokens) * 60.0 / self.capacity))
+        }
+    }
+
+    /// Takes a token of `key`, or `Err(wait)` when none is left.
+    fn take(&self, key: &str) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if buckets.len() >= MAX_BUCKETS {
+            buckets.retain(|_, (tokens, at)| self.refilled(*tokens, *at, now) < self.capacity);
+        }
+        let (tokens, at) = buckets
+            .entry(key.to_owned())
+            .or_insert((self.capacity, now));
+        *tokens = self.refilled(*tokens, *at, now);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) * 60.0 / self.capacity))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::{get, post};
+    use tempfile::TempDir;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::resource::DesiredObject;
+    use crate::source::git::GitConfig;
+    use crate::source::git::push::sign;
+
+    const SECRET: &str = "hook-secret";
+
+    struct Fixture {
+        _dir: TempDir,
+        store: Store,
+        git: GitSource,
+        app: Router,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open_sqlite(&dir.path().join("db.sqlite"))
+            .await
+            .expect("store");
+        let git = GitSource::new(GitConfig::new("/nonexistent/repo.git"), dir.path())
+            .expect("valid settings");
+        let state = HooksState::new(store.clone(), Some(git.clone()), Some(SECRET));
+        Fixture {
+            _dir: dir,
+            store,
+            git,
+            app: router(state),
+        }
+    }
+
+    fn router(state: HooksState) -> Router {
+        Router::new()
+            .route("/hooks/git", post(git_push))
+            .route("/hooks/pipelines/{name}", post(pipeline_trigger))
+            .route("/api/webhooks/{pipeline}/{key}", post(pipeline_trigger_fastflow))
+            .route("/sources", get(sources_list))
+            .route("/sources/sync", post(sources_sync))
+            .with_state(state)
+    }
+
+    async fn send(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Body::from(body.to_owned()))
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("answered");
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("body");
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, value)
+    }
+
+    fn push_body(branch: &str) -> String {
+        json!({ "ref": format!("refs/heads/{branch}"), "after": "abc" }).to_string()
+    }
+
+    #[tokio::test]
+    async fn push_signatures_good_bad_and_missing() {
+        let f = fixture().await;
+        let body = push_body("main");
+
+        let forged = sign("guess", body.as_bytes());
+        let (status, headers, problem) = send(
+            &f.app,
+            "POST",
+            "/hooks/git",
+            &[("x-hub-signature-256", &forged), ("x-github-event", "push")],
+            &body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(problem["code"], "auth.unauthenticated");
+        assert!(!f.git.status().sync_requested, "nothing happens");
+
+        let (status, _, problem) =
+            send(&f.app, "POST", "/hooks/git", &[("x-github-event", "push")], &body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(problem["detail"].as_str().unwrap_or_default().contains("missing"));
+        let (status, _, _) = send(
+            &f.app,
+            "POST",
+            "/hooks/git",
+            &[("x-gitlab-token", "wrong"), ("x-gitlab-event", "Push Hook")],
+            &body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(!f.git.status().sync_requested, "nothing happens");
+
+        let good = sign(SECRET, body.as_bytes());
+        let (status, _, answer) = send(
+            &f.app,
+            "POST",
+            "/hooks/git",
+            &[("x-hub-signature-256", &good), ("x-github-event", "push")],
+            &body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        assert_eq!(answer["message"], "sync requested");
+        assert!(f.git.status().sync_requested);
+    }
+
+    #[tokio::test]
+    async fn gitlab_and_generic_deliveries_sync() {
+        for headers in [
+            vec![("x-gitlab-token", SECRET), ("x-gitlab-event", "Push Hook")],
+            vec![("x-flotilla-signature", "")],
+        ] {
+            let f = fixture().await;
+            let body = push_body("main");
+            let signature = sign(SECRET, body.as_bytes());
+            let headers: Vec<(&str, &str)> = headers
+                .into_iter()
+                .map(|(n, v)| (n, if v.is_empty() { signature.as_str() } else { v }))
+                .collect();
+            let (status, _, answer) = send(&f.app, "POST", "/hooks/git", &headers, &body).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+            assert!(f.git.status().sync_requested);
+        }
+    }
+
+    #[tokio::test]
+    async fn other_branches_and_pings_do_not_sync() {
+        let f = fixture().await;
+        let body = push_body("other-branch");
+        let signature = sign(SECRET, body.as_bytes());
+        let (status, _, answer) = send(
+            &f.app,
+            "POST",
+            "/hooks/git",
+            &[("x-hub-signature-256", &signature), ("x-github-event", "push")],
+            &body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(answer["message"], "ignored: push to other-branch");
+
+        let ping = r#"{"zen":"Design for failure."}"#;
+        let signature = sign(SECRET, ping.as_bytes());
+        let (status, _, answer) = send(
+            &f.app,
+            "POST",
+            "/hooks/git",
+            &[("x-hub-signature-256", &signature), ("x-github-event", "ping")],
+            ping,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["message"], "pong");
+        assert!(!f.git.status().sync_requested);
+    }
+
+    #[tokio::test]
+    async fn without_secret_or_source_nothing_is_accepted() {
+        let f = fixture().await;
+        let no_secret = router(HooksState::new(f.store.clone(), Some(f.git.clone()), None));
+        let body = push_body("main");
+        let signature = sign("", body.as_bytes());
+        let (status, _, problem) = send(
+            &no_secret,
+            "POST",
+            "/hooks/git",
+            &[("x-hub-signature-256", &signature)],
+            &body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(problem["detail"].as_str().unwrap_or_default().contains("WEBHOOK_SECRET"));
+
+        let no_git = router(HooksState::new(f.store.clone(), None, Some(SECRET)));
+        let (status, _, _) = send(&no_git, "POST", "/hooks/git", &[], &body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, _) = send(&no_git, "POST", "/sources/sync", &[], "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, list) = send(&no_git, "GET", "/sources", &[], "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["items"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn sources_are_listed_and_synced_on_request() {
+        let f = fixture().await;
+        let (status, _, list) = send(&f.app, "GET", "/sources", &[], "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["items"][0]["kind"], "git");
+        assert_eq!(list["items"][0]["branch"], "main");
+        assert_eq!(list["items"][0]["manager"], "git:/nonexistent/repo.git#main");
+        let (status, _, answer) = send(&f.app, "POST", "/sources/sync", &[], "").await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(answer["syncRequested"], true);
+    }
+
+    async fn add_pipeline(store: &Store, name: &str, spec: Value) {
+        store
+            .create(
+                DesiredObject {
+                    key: ObjectKey::new(Kind::Pipeline, DEFAULT_NAMESPACE, name),
+                    labels: BTreeMap::new(),
+                    annotations: BTreeMap::new(),
+                    spec,
+                },
+                None,
+                None,
+            )
+            .await
+            .expect("pipeline created");
+    }
+
+    #[tokio::test]
+    async fn a_trigger_with_the_key_creates_a_run() {
+        let f = fixture().await;
+        add_pipeline(&f.store, "etl", json!({ "webhookKey": "k-123" })).await;
+        let body = r#"{"env_vars": {"MODE": "full"}, "parameters": {"limit": 5, "dry-run": true}}"#;
+        let (status, _, run) = send(
+            &f.app,
+            "POST",
+            "/hooks/pipelines/etl",
+            &[("x-flotilla-webhook-key", "k-123")],
+            body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        assert_eq!(run["spec"]["trigger"], "webhook");
+        assert_eq!(run["spec"]["pipelineRef"]["name"], "etl");
+        assert_eq!(
+            run["spec"]["env"],
+            json!({ "MODE": "full", "PARAM_LIMIT": "5", "PARAM_DRY_RUN": "true" })
+        );
+        let (status, _, run) =
+            send(&f.app, "POST", "/api/webhooks/etl/k-123", &[], "").await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        assert_eq!(f.store.list(Kind::Run, None).await.expect("runs").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn wrong_key_unknown_pipeline_and_keyless_pipeline_look_alike() {
+        let f = fixture().await;
+        add_pipeline(&f.store, "etl", json!({ "webhookKey": "k-123" })).await;
+        add_pipeline(&f.store, "keyless", json!({})).await;
+        let mut details = Vec::new();
+        for (uri, headers) in [
+            ("/hooks/pipelines/etl", vec![("x-flotilla-webhook-key", "k-124")]),
+            ("/hooks/pipelines/etl", vec![]),
+            ("/hooks/pipelines/ghost", vec![("x-flotilla-webhook-key", "k-123")]),
+            ("/hooks/pipelines/keyless", vec![("x-flotilla-webhook-key", "")]),
+            ("/api/webhooks/etl/k-12", vec![]),
+        ] {
+            let (status, _, problem) = send(&f.app, "POST", uri, &headers, "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+            details.push(problem["code"].clone());
+        }
+        assert!(details.iter().all(|d| d == "resource.not_found"));
+        assert!(f.store.list(Kind::Run, None).await.expect("runs").is_empty());
+    }
+
+    #[tokio::test]
+    async fn idempotency_key_makes_one_run() {
+        let f = fixture().await;
+        add_pipeline(&f.store, "etl", json!({ "webhookKey": "k" })).await;
+        let headers = [("x-flotilla-webhook-key", "k"), ("idempotency-key", "delivery-1")];
+        let (first, _, run) = send(&f.app, "POST", "/hooks/pipelines/etl", &headers, "").await;
+        let (again, _, same) = send(&f.app, "POST", "/hooks/pipelines/etl", &headers, "").await;
+        assert_eq!((first, again), (StatusCode::CREATED, StatusCode::OK));
+        assert_eq!(run["metadata"]["name"], same["metadata"]["name"]);
+        assert_eq!(f.store.list(Kind::Run, None).await.expect("runs").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn triggers_are_rate_limited_per_pipeline() {
+        let f = fixture().await;
+        add_pipeline(&f.store, "etl", json!({ "webhookKey": "k" })).await;
+        add_pipeline(&f.store, "other", json!({ "webhookKey": "k" })).await;
+        let headers = [("x-flotilla-webhook-key", "k")];
+        for _ in 0..TRIGGERS_PER_MINUTE as usize {
+            let (status, _, _) = send(&f.app, "POST", "/hooks/pipelines/etl", &headers, "").await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let (status, response_headers, problem) =
+            send(&f.app, "POST", "/hooks/pipelines/etl", &headers, "").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(problem["code"], "rate.limited");
+        assert!(response_headers.contains_key(header::RETRY_AFTER));
+        let (status, _, _) = send(&f.app, "POST", "/hooks/pipelines/other", &headers, "").await;
+        assert_eq!(status, StatusCode::CREATED, "other pipelines are not affected");
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_are_refused() {
+        let f = fixture().await;
+        add_pipeline(&f.store, "etl", json!({ "webhookKey": "k" })).await;
+        let headers = [("x-flotilla-webhook-key", "k")];
+        let (status, _, problem) =
+            send(&f.app, "POST", "/hooks/pipelines/etl", &headers, "{not json").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(problem["code"], "webhook.body_invalid");
+        let (status, _, problem) = send(
+            &f.app,
+            "POST",
+            "/hooks/pipelines/etl",
+            &headers,
+            r#"{"env_vars": {"1BAD": "x"}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    }
+
+    #[test]
+    fn parameter_names_become_env_names() {
+        assert_eq!(parameter_env_name("limit"), "PARAM_LIMIT");
+        assert_eq!(parameter_env_name("dry-run.mode"), "PARAM_DRY_RUN_MODE");
+    }
+}
