@@ -1,4 +1,5 @@
 //! Helpers shared by integration tests: real services started per test, no mocks.
 
+pub mod docker;
 pub mod postgres;
 pub mod server;
