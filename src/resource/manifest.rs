@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -29,18 +30,58 @@ pub struct Position {
     pub column: u64,
 }
 
-/// One YAML document of a file, as JSON, with the position of every field.
+/// One YAML document of a file, as JSON. Positions of its fields are computed only
+/// when an error needs one: the file is parsed a second time, with spans, on demand.
 #[derive(Clone, Debug)]
 pub struct Document {
     /// File name as given by the caller (`examples/hello.yaml`, `<stdin>`).
     pub file: String,
     /// 1-based index of the document within its file.
     pub index: usize,
-    /// Position of the document's root node.
-    pub position: Position,
     /// The document's content.
     pub value: Value,
-    positions: HashMap<String, Position>,
+    source: Option<Arc<SourceText>>,
+}
+
+/// The text of a parsed file and, once asked for, the positions of its documents.
+#[derive(Debug)]
+struct SourceText {
+    text: Arc<str>,
+    located: OnceLock<Vec<Located>>,
+}
+
+/// Positions of one document: its root and every field path.
+#[derive(Debug, Default)]
+struct Located {
+    root: Option<Position>,
+    fields: HashMap<String, Position>,
+}
+
+impl SourceText {
+    fn located(&self, index: usize) -> Option<&Located> {
+        self.located
+            .get_or_init(|| {
+                let roots: Vec<Spanned<Node>> =
+                    serde_saphyr::from_multiple_with_options(&self.text, parse_options())
+                        .unwrap_or_default();
+                roots
+                    .into_iter()
+                    .map(|root| {
+                        let mut fields = HashMap::new();
+                        let at = Position {
+                            line: root.referenced.line(),
+                            column: root.referenced.column(),
+                        };
+                        flatten(root, String::new(), None, &mut fields);
+                        Located {
+                            root: Some(at),
+                            fields,
+                        }
+                    })
+                    .collect()
+            })
+            .get(index.checked_sub(1)?)
+    }
 }
 
 impl Document {
@@ -50,32 +91,41 @@ impl Document {
         Self {
             file: file.into(),
             index,
-            position: Position { line: 0, column: 0 },
             value,
-            positions: HashMap::new(),
+            source: None,
         }
+    }
+
+    /// Position of the document's root node.
+    pub fn position(&self) -> Option<Position> {
+        self.source
+            .as_ref()?
+            .located(self.index)?
+            .root
+            .filter(|p| p.line > 0)
     }
 
     /// Position of a field path such as `spec.secretRefs[0].name`, falling back to the
     /// closest ancestor that has one (a missing field is reported where its parent is).
     pub fn position_of(&self, path: &str) -> Option<Position> {
+        let located = self.source.as_ref()?.located(self.index)?;
         let mut candidate = path;
         let found = loop {
-            if let Some(position) = self.positions.get(candidate) {
-                break *position;
+            if let Some(position) = located.fields.get(candidate) {
+                break Some(*position);
             }
             match candidate.rfind(['.', '[']) {
                 Some(cut) => candidate = &candidate[..cut],
-                None => break self.position,
+                None => break located.root,
             }
         };
-        Some(found).filter(|p| p.line > 0)
+        found.filter(|p| p.line > 0)
     }
 
     /// An error about `path` in this document, located in the file.
     pub fn error(&self, path: &str, message: impl Into<String>) -> ManifestError {
         let position = if path.is_empty() {
-            Some(self.position).filter(|p| p.line > 0)
+            self.position()
         } else {
             self.position_of(path)
         };
@@ -107,7 +157,7 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, Manifest
             "contains NUL bytes: this is not a YAML text (binary file?)".to_owned(),
         ));
     }
-    let roots: Vec<Spanned<Node>> = serde_saphyr::from_multiple_with_options(text, parse_options())
+    let roots: Vec<PlainNode> = serde_saphyr::from_multiple_with_options(text, parse_options())
         .map_err(|e| {
             let location = e.location();
             ManifestError {
@@ -116,23 +166,20 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, Manifest
                 ..whole_file(format!("is not valid YAML: {}", first_line(&e.to_string())))
             }
         })?;
+    let source = Arc::new(SourceText {
+        text: Arc::from(text),
+        located: OnceLock::new(),
+    });
     let mut documents = Vec::new();
     for (i, root) in roots.into_iter().enumerate() {
-        if matches!(root.value, Node::Null) {
+        if root.0.is_null() {
             continue;
         }
-        let mut positions = HashMap::new();
-        let position = Position {
-            line: root.referenced.line(),
-            column: root.referenced.column(),
-        };
-        let value = flatten(root, String::new(), None, &mut positions);
         documents.push(Document {
             file: file.to_owned(),
             index: i + 1,
-            position,
-            value,
-            positions,
+            value: root.0,
+            source: Some(source.clone()),
         });
     }
     if documents.is_empty() {
@@ -141,6 +188,72 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, Manifest
         ));
     }
     Ok(documents)
+}
+
+/// A document read without positions (the fast path); same values as [`Node`].
+struct PlainNode(Value);
+
+impl<'de> Deserialize<'de> for PlainNode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PlainVisitor).map(PlainNode)
+    }
+}
+
+struct PlainVisitor;
+
+impl<'de> Visitor<'de> for PlainVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(PlainVisitor)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("numbers must be finite (no .inf or .nan)"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Value, E> {
+        Err(E::custom("binary values (!!binary) are not supported"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(PlainNode(item)) = seq.next_element::<PlainNode>()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let PlainNode(value) = map.next_value::<PlainNode>()?;
+            entries.insert(key, value);
+        }
+        Ok(Value::Object(entries))
+    }
 }
 
 fn first_line(message: &str) -> &str {

@@ -6,7 +6,7 @@ pub mod kind;
 pub mod object;
 
 pub use kind::{API_VERSION, GROUP, Kind, VERSION};
-pub use object::{Change, DEFAULT_NAMESPACE, DesiredObject, ObjectKey, StoredObject};
+pub use object::{Change, DEFAULT_NAMESPACE, DesiredObject, ObjectKey, RawObject, StoredObject};
 pub mod error;
 pub mod fastflow;
 pub mod manifest;

@@ -108,6 +108,79 @@ impl StoredObject {
     }
 }
 
+/// An object whose JSON parts are still the stored text, for writing list responses
+/// without parsing and re-serialising every spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawObject {
+    /// Kind, namespace and name.
+    pub key: ObjectKey,
+    /// uid.
+    pub uid: String,
+    /// generation.
+    pub generation: i64,
+    /// resourceVersion.
+    pub resource_version: i64,
+    /// Field manager.
+    pub managed_by: Option<String>,
+    /// Labels as JSON text (an object).
+    pub labels: String,
+    /// Annotations as JSON text (an object).
+    pub annotations: String,
+    /// Spec as JSON text.
+    pub spec: String,
+    /// Status as JSON text.
+    pub status: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl RawObject {
+    /// Appends the same document as [`StoredObject::to_manifest`] as JSON text.
+    pub fn write_manifest(&self, out: &mut String) {
+        let quote = |text: &str| serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned());
+        out.push_str(r#"{"apiVersion":"#);
+        out.push_str(&quote(API_VERSION));
+        out.push_str(r#","kind":"#);
+        out.push_str(&quote(self.key.kind.as_str()));
+        out.push_str(r#","metadata":{"#);
+        if self.annotations != "{}" {
+            out.push_str(r#""annotations":"#);
+            out.push_str(&self.annotations);
+            out.push(',');
+        }
+        out.push_str(r#""creationTimestamp":"#);
+        out.push_str(&quote(
+            &self.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        ));
+        out.push_str(&format!(r#","generation":{}"#, self.generation));
+        if self.labels != "{}" {
+            out.push_str(r#","labels":"#);
+            out.push_str(&self.labels);
+        }
+        if let Some(manager) = &self.managed_by {
+            out.push_str(r#","managedBy":"#);
+            out.push_str(&quote(manager));
+        }
+        out.push_str(r#","name":"#);
+        out.push_str(&quote(&self.key.name));
+        out.push_str(r#","namespace":"#);
+        out.push_str(&quote(&self.key.namespace));
+        out.push_str(&format!(
+            r#","resourceVersion":"{}""#,
+            self.resource_version
+        ));
+        out.push_str(r#","uid":"#);
+        out.push_str(&quote(&self.uid));
+        out.push_str(r#"},"spec":"#);
+        out.push_str(&self.spec);
+        if let Some(status) = &self.status {
+            out.push_str(r#","status":"#);
+            out.push_str(status);
+        }
+        out.push('}');
+    }
+}
+
 /// What a source declares for one object: the user-owned part only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DesiredObject {
@@ -158,5 +231,44 @@ impl Change {
             Change::Create { object, .. } | Change::Update { object, .. } => &object.key,
             Change::Delete { key, .. } => key,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_manifests_equal_parsed_ones() {
+        let object = StoredObject {
+            key: ObjectKey::new(Kind::Pipeline, "default", "etl"),
+            uid: "u-1".into(),
+            generation: 3,
+            resource_version: 42,
+            managed_by: Some("dir:/srv/p \"x\"".into()),
+            labels: BTreeMap::from([("team".into(), "data".into())]),
+            annotations: BTreeMap::new(),
+            spec: json!({ "python": "3.12", "env": { "A": "1" } }),
+            status: Some(json!({ "conditions": [] })),
+            created_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+            updated_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+        };
+        let raw = RawObject {
+            key: object.key.clone(),
+            uid: object.uid.clone(),
+            generation: object.generation,
+            resource_version: object.resource_version,
+            managed_by: object.managed_by.clone(),
+            labels: serde_json::to_string(&object.labels).unwrap_or_default(),
+            annotations: "{}".into(),
+            spec: object.spec.to_string(),
+            status: object.status.as_ref().map(Value::to_string),
+            created_at: object.created_at,
+        };
+        let mut text = String::new();
+        raw.write_manifest(&mut text);
+        let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(parsed, object.to_manifest());
+        assert_eq!(text, object.to_manifest().to_string());
     }
 }

@@ -105,7 +105,9 @@ pub(super) async fn git_push(
     }
     Ok(match classify(git.branch(), &delivery) {
         PushVerdict::Ping => (StatusCode::OK, Json(json!({ "message": "pong" }))),
-        PushVerdict::Ignored(message) => (StatusCode::ACCEPTED, Json(json!({ "message": message }))),
+        PushVerdict::Ignored(message) => {
+            (StatusCode::ACCEPTED, Json(json!({ "message": message })))
+        }
         PushVerdict::Sync { after } => {
             git.sync_now();
             (
@@ -203,9 +205,7 @@ async fn trigger_run(
         ));
     }
     let env = trigger_env(body)?;
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok());
+    let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     let name = match idempotency_key {
         Some(key) => run_name(
             pipeline,
@@ -287,7 +287,9 @@ fn trigger_env(body: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
         serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(
                 "webhook.body_invalid",
-                format!("the body must be JSON {{\"env_vars\": {{…}}, \"parameters\": {{…}}}}: {e}"),
+                format!(
+                    "the body must be JSON {{\"env_vars\": {{…}}, \"parameters\": {{…}}}}: {e}"
+                ),
             )
         })?
     };
@@ -301,7 +303,12 @@ fn trigger_env(body: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
         .into_iter()
         .map(|(name, value)| (parameter_env_name(&name), text(value)))
         .collect();
-    env.extend(parsed.env_vars.into_iter().map(|(name, value)| (name, text(value))));
+    env.extend(
+        parsed
+            .env_vars
+            .into_iter()
+            .map(|(name, value)| (name, text(value))),
+    );
     Ok(env)
 }
 
@@ -383,13 +390,15 @@ impl TokenBuckets {
     fn check(&self, key: &str) -> Result<(), Duration> {
         let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let tokens = buckets
-            .get(key)
-            .map_or(self.capacity, |(tokens, at)| self.refilled(*tokens, *at, now));
+        let tokens = buckets.get(key).map_or(self.capacity, |(tokens, at)| {
+            self.refilled(*tokens, *at, now)
+        });
         if tokens >= 1.0 {
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - tokens) * 60.0 / self.capacity))
+            Err(Duration::from_secs_f64(
+                (1.0 - tokens) * 60.0 / self.capacity,
+            ))
         }
     }
 
@@ -409,7 +418,9 @@ impl TokenBuckets {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) * 60.0 / self.capacity))
+            Err(Duration::from_secs_f64(
+                (1.0 - *tokens) * 60.0 / self.capacity,
+            ))
         }
     }
 }
@@ -457,7 +468,10 @@ mod tests {
         Router::new()
             .route("/hooks/git", post(git_push))
             .route("/hooks/pipelines/{name}", post(pipeline_trigger))
-            .route("/api/webhooks/{pipeline}/{key}", post(pipeline_trigger_fastflow))
+            .route(
+                "/api/webhooks/{pipeline}/{key}",
+                post(pipeline_trigger_fastflow),
+            )
             .route("/sources", get(sources_list))
             .route("/sources/sync", post(sources_sync))
             .with_state(state)
@@ -474,9 +488,7 @@ mod tests {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request
-            .body(Body::from(body.to_owned()))
-            .expect("request");
+        let request = request.body(Body::from(body.to_owned())).expect("request");
         let response = app.clone().oneshot(request).await.expect("answered");
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("body");
@@ -507,10 +519,21 @@ mod tests {
         assert_eq!(problem["code"], "auth.unauthenticated");
         assert!(!f.git.status().sync_requested, "nothing happens");
 
-        let (status, _, problem) =
-            send(&f.app, "POST", "/hooks/git", &[("x-github-event", "push")], &body).await;
+        let (status, _, problem) = send(
+            &f.app,
+            "POST",
+            "/hooks/git",
+            &[("x-github-event", "push")],
+            &body,
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(problem["detail"].as_str().unwrap_or_default().contains("missing"));
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("missing")
+        );
         let (status, _, _) = send(
             &f.app,
             "POST",
@@ -564,7 +587,10 @@ mod tests {
             &f.app,
             "POST",
             "/hooks/git",
-            &[("x-hub-signature-256", &signature), ("x-github-event", "push")],
+            &[
+                ("x-hub-signature-256", &signature),
+                ("x-github-event", "push"),
+            ],
             &body,
         )
         .await;
@@ -577,7 +603,10 @@ mod tests {
             &f.app,
             "POST",
             "/hooks/git",
-            &[("x-hub-signature-256", &signature), ("x-github-event", "ping")],
+            &[
+                ("x-hub-signature-256", &signature),
+                ("x-github-event", "ping"),
+            ],
             ping,
         )
         .await;
@@ -601,7 +630,12 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(problem["detail"].as_str().unwrap_or_default().contains("WEBHOOK_SECRET"));
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("WEBHOOK_SECRET")
+        );
 
         let no_git = router(HooksState::new(f.store.clone(), None, Some(SECRET)));
         let (status, _, _) = send(&no_git, "POST", "/hooks/git", &[], &body).await;
@@ -620,7 +654,10 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(list["items"][0]["kind"], "git");
         assert_eq!(list["items"][0]["branch"], "main");
-        assert_eq!(list["items"][0]["manager"], "git:/nonexistent/repo.git#main");
+        assert_eq!(
+            list["items"][0]["manager"],
+            "git:/nonexistent/repo.git#main"
+        );
         let (status, _, answer) = send(&f.app, "POST", "/sources/sync", &[], "").await;
         assert_eq!(status, StatusCode::ACCEPTED);
         assert_eq!(answer["syncRequested"], true);
@@ -662,8 +699,7 @@ mod tests {
             run["spec"]["env"],
             json!({ "MODE": "full", "PARAM_LIMIT": "5", "PARAM_DRY_RUN": "true" })
         );
-        let (status, _, run) =
-            send(&f.app, "POST", "/api/webhooks/etl/k-123", &[], "").await;
+        let (status, _, run) = send(&f.app, "POST", "/api/webhooks/etl/k-123", &[], "").await;
         assert_eq!(status, StatusCode::CREATED, "{run}");
         assert_eq!(f.store.list(Kind::Run, None).await.expect("runs").len(), 2);
     }
@@ -675,10 +711,19 @@ mod tests {
         add_pipeline(&f.store, "keyless", json!({})).await;
         let mut details = Vec::new();
         for (uri, headers) in [
-            ("/hooks/pipelines/etl", vec![("x-flotilla-webhook-key", "k-124")]),
+            (
+                "/hooks/pipelines/etl",
+                vec![("x-flotilla-webhook-key", "k-124")],
+            ),
             ("/hooks/pipelines/etl", vec![]),
-            ("/hooks/pipelines/ghost", vec![("x-flotilla-webhook-key", "k-123")]),
-            ("/hooks/pipelines/keyless", vec![("x-flotilla-webhook-key", "")]),
+            (
+                "/hooks/pipelines/ghost",
+                vec![("x-flotilla-webhook-key", "k-123")],
+            ),
+            (
+                "/hooks/pipelines/keyless",
+                vec![("x-flotilla-webhook-key", "")],
+            ),
             ("/api/webhooks/etl/k-12", vec![]),
         ] {
             let (status, _, problem) = send(&f.app, "POST", uri, &headers, "").await;
@@ -686,14 +731,23 @@ mod tests {
             details.push(problem["code"].clone());
         }
         assert!(details.iter().all(|d| d == "resource.not_found"));
-        assert!(f.store.list(Kind::Run, None).await.expect("runs").is_empty());
+        assert!(
+            f.store
+                .list(Kind::Run, None)
+                .await
+                .expect("runs")
+                .is_empty()
+        );
     }
 
     #[tokio::test]
     async fn idempotency_key_makes_one_run() {
         let f = fixture().await;
         add_pipeline(&f.store, "etl", json!({ "webhookKey": "k" })).await;
-        let headers = [("x-flotilla-webhook-key", "k"), ("idempotency-key", "delivery-1")];
+        let headers = [
+            ("x-flotilla-webhook-key", "k"),
+            ("idempotency-key", "delivery-1"),
+        ];
         let (first, _, run) = send(&f.app, "POST", "/hooks/pipelines/etl", &headers, "").await;
         let (again, _, same) = send(&f.app, "POST", "/hooks/pipelines/etl", &headers, "").await;
         assert_eq!((first, again), (StatusCode::CREATED, StatusCode::OK));
@@ -717,7 +771,11 @@ mod tests {
         assert_eq!(problem["code"], "rate.limited");
         assert!(response_headers.contains_key(header::RETRY_AFTER));
         let (status, _, _) = send(&f.app, "POST", "/hooks/pipelines/other", &headers, "").await;
-        assert_eq!(status, StatusCode::CREATED, "other pipelines are not affected");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "other pipelines are not affected"
+        );
     }
 
     #[tokio::test]
@@ -725,8 +783,14 @@ mod tests {
         let f = fixture().await;
         add_pipeline(&f.store, "etl", json!({ "webhookKey": "k" })).await;
         let headers = [("x-flotilla-webhook-key", "k")];
-        let (status, _, problem) =
-            send(&f.app, "POST", "/hooks/pipelines/etl", &headers, "{not json").await;
+        let (status, _, problem) = send(
+            &f.app,
+            "POST",
+            "/hooks/pipelines/etl",
+            &headers,
+            "{not json",
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(problem["code"], "webhook.body_invalid");
         let (status, _, problem) = send(

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
 use super::auth::Grant;
@@ -84,15 +84,29 @@ async fn list(
     }
     // The revision is read first: a watch from it sees every later change.
     let revision = state.store.revision().await?;
-    let objects = state.store.list(kind, namespace.as_deref()).await?;
-    let items: Vec<Value> = objects.iter().map(|o| o.to_manifest()).collect();
-    Ok(Json(json!({
-        "apiVersion": API_VERSION,
-        "kind": format!("{}List", kind.as_str()),
-        "metadata": { "resourceVersion": revision.to_string() },
-        "items": items,
-    }))
-    .into_response())
+    let objects = state.store.list_raw(kind, namespace.as_deref()).await?;
+    let mut body = String::with_capacity(
+        64 + objects
+            .iter()
+            .map(|o| o.spec.len() + o.status.as_ref().map_or(0, String::len) + 400)
+            .sum::<usize>(),
+    );
+    body.push_str(&format!(
+        r#"{{"apiVersion":"{API_VERSION}","kind":"{}List","metadata":{{"resourceVersion":"{revision}"}},"items":["#,
+        kind.as_str()
+    ));
+    for (i, object) in objects.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        object.write_manifest(&mut body);
+    }
+    body.push_str("]}");
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET …/namespaces/{ns}/{plural}/{name}`.

@@ -27,7 +27,7 @@ use self::backend::{Backend, Param};
 use self::row::{ObjectRow, key_params, object_columns};
 use self::write::{Write, apply_with};
 use crate::resource::kind::Kind;
-use crate::resource::object::{Change, DesiredObject, ObjectKey, StoredObject};
+use crate::resource::object::{Change, DesiredObject, ObjectKey, RawObject, StoredObject};
 
 pub use self::error::StoreError;
 
@@ -234,6 +234,25 @@ impl Store {
             }
             None => self.fetch(LIST_KIND, vec![kind]).await,
         }
+    }
+
+    /// Like [`Store::list`], with spec, status, labels and annotations left as the stored
+    /// JSON text: lists for the API are written without building JSON trees.
+    pub async fn list_raw(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+    ) -> Result<Vec<RawObject>, StoreError> {
+        let kind = Param::Text(kind.as_str().to_owned());
+        let (sql, params) = match namespace {
+            Some(namespace) => (
+                LIST_KIND_IN_NAMESPACE,
+                vec![kind, Param::Text(namespace.to_owned())],
+            ),
+            None => (LIST_KIND, vec![kind]),
+        };
+        let rows: Vec<ObjectRow> = self.backend.fetch(sql, params).await?;
+        rows.into_iter().map(ObjectRow::into_raw).collect()
     }
 
     /// Every object, of any kind, whose field manager is `manager`, ordered by kind,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::backend::Param;
 use super::error::StoreError;
 use crate::resource::kind::Kind;
-use crate::resource::object::{ObjectKey, StoredObject};
+use crate::resource::object::{ObjectKey, RawObject, StoredObject};
 
 /// The columns of `objects`, in the order of [`object_params`], as a literal for `concat!`.
 macro_rules! object_columns {
@@ -85,6 +85,32 @@ impl ObjectRow {
             status,
             created_at,
             updated_at,
+        })
+    }
+}
+
+impl ObjectRow {
+    /// The row as raw JSON text, without parsing spec or status (for list responses).
+    pub(super) fn into_raw(self) -> Result<RawObject, StoreError> {
+        let kind = Kind::from_kind_field(&self.kind).ok_or_else(|| StoreError::Corrupt {
+            key: format!("{}/{}/{}", self.kind, self.namespace, self.name),
+            reason: format!("unknown kind {:?}", self.kind),
+        })?;
+        Ok(RawObject {
+            key: ObjectKey {
+                kind,
+                namespace: self.namespace,
+                name: self.name,
+            },
+            uid: self.uid,
+            generation: self.generation,
+            resource_version: self.resource_version,
+            managed_by: self.managed_by,
+            labels: self.labels,
+            annotations: self.annotations,
+            spec: self.spec,
+            status: self.status,
+            created_at: from_millis(self.created_at).unwrap_or_default(),
         })
     }
 }
