@@ -144,8 +144,14 @@ pub(super) async fn apply_with(
             } => Statement::status(key, expected, status, revision, now_millis),
             Write::Delete { key, expected } => Statement::delete(key, expected),
         };
+        let deleting = statement.is_delete();
         insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
-        results.push(statement.run(&mut tx).await?);
+        let mut written = statement.run(&mut tx).await?;
+        if deleting {
+            // The deletion is itself a write: watchers resume past its revision.
+            written.resource_version = revision;
+        }
+        results.push(written);
     }
     insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
     tx.commit().await?;

@@ -1,5 +1,6 @@
 //! Helpers shared by integration tests: real services started per test, no mocks.
 
 pub mod docker;
+pub mod http;
 pub mod postgres;
 pub mod server;

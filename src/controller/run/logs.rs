@@ -202,6 +202,7 @@ pub async fn follow_attempt<R: ContainerRuntime>(
         std::fs::create_dir_all(dir).map_err(io_error)?;
     }
     let mut failures = 0u32;
+    let mut final_pass = false;
     loop {
         let (last_at, mut skip) = resume_point(path).map_err(io_error)?;
         let since = last_at.map_or(0, |t| t.timestamp());
@@ -258,9 +259,19 @@ pub async fn follow_attempt<R: ContainerRuntime>(
         }
         file.flush().map_err(io_error)?;
         drop(file);
+        if final_pass && cut.is_none() {
+            return Ok(());
+        }
         match runtime.inspect(container).await {
             Ok(Some(state)) if state.status == ContainerStatus::Running => {}
-            Ok(_) => return Ok(()),
+            // Exited: read once more from the last stored line. A follow stream can miss
+            // output when Docker rotates the container's log file (json-file max-size);
+            // the complete log is readable once the container has stopped.
+            Ok(Some(_)) => {
+                final_pass = true;
+                continue;
+            }
+            Ok(None) => return Ok(()),
             Err(e) => cut = Some(e),
         }
         if let Some(error) = cut {
