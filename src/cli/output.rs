@@ -70,6 +70,21 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// An RFC 3339 instant shown in a schedule's zone: `2026-11-23 04:30 CET`.
+fn in_zone(value: &Value, zone: Option<&str>) -> String {
+    let Some(instant) = value
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+    else {
+        return text(value);
+    };
+    let zone: chrono_tz::Tz = zone.and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
+    instant
+        .with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
 /// Headers and cells of the table for `kind`.
 pub fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
     let mut headers = match kind {
@@ -128,8 +143,8 @@ pub fn row(kind: Kind, object: &Value, wide: bool, now: DateTime<Utc>) -> Vec<St
                 spec["timeZone"].as_str().unwrap_or("UTC").to_owned(),
                 spec["suspend"].as_bool().unwrap_or(false).to_string(),
                 status["active"].as_array().map_or(0, Vec::len).to_string(),
-                text(&status["lastSlot"]),
-                text(&status["nextSlot"]),
+                in_zone(&status["lastSlot"], spec["timeZone"].as_str()),
+                in_zone(&status["nextSlot"], spec["timeZone"].as_str()),
                 age,
             ]
         }

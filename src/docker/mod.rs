@@ -224,7 +224,12 @@ impl ContainerRuntime for DockerRuntime {
             Ok(_) => Ok(Created::New),
             Err(e) if status_of(&e) == Some(409) => match self.inspect(&spec.name).await? {
                 Some(existing) => Ok(Created::Existing(existing)),
-                None => Err(refused("create", &spec.name, &e)),
+                // The name is taken by a create still in flight (e.g. of a killed
+                // operator): transient; the next reconcile finds and adopts it.
+                None => Err(RuntimeError::Unavailable(format!(
+                    "container {} is being created by another request; retrying",
+                    spec.name
+                ))),
             },
             Err(e) if status_of(&e) == Some(404) => Err(RuntimeError::ImageNotFound {
                 image: spec.image.clone(),

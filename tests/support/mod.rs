@@ -3,4 +3,5 @@
 pub mod docker;
 pub mod http;
 pub mod postgres;
+pub mod scenario;
 pub mod server;

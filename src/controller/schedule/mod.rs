@@ -339,6 +339,31 @@ impl ScheduleController {
         if !plan.runs.is_empty() {
             match self.store.create_absent(plan.runs).await {
                 Ok(created) => {
+                    // Only runs this call created: a name already taken (a restart, a
+                    // second operator) is that slot's existing run.
+                    let events: Vec<_> = created
+                        .iter()
+                        .filter_map(|run| {
+                            let schedule = run.labels.get(SCHEDULE_LABEL)?;
+                            Some((
+                                ObjectKey::new(
+                                    Kind::Schedule,
+                                    run.key.namespace.clone(),
+                                    schedule.clone(),
+                                ),
+                                EventType::Normal,
+                                "RunCreated".to_owned(),
+                                format!(
+                                    "created {} for slot {}",
+                                    run.key.name,
+                                    run.spec["slot"].as_str().unwrap_or("?")
+                                ),
+                            ))
+                        })
+                        .collect();
+                    if let Err(e) = self.store.record_events(events).await {
+                        tracing::warn!(code = e.code(), "cannot record RunCreated events: {e}");
+                    }
                     for run in &created {
                         if let Some(slot) = run.spec["slot"]
                             .as_str()
@@ -536,12 +561,7 @@ fn plan_one(
         }
         let name = slot_run_name(&key.name, slot);
         plan.runs.push(scheduled_run(key, &entry.spec, &name, slot));
-        plan.events.push((
-            key.clone(),
-            EventType::Normal,
-            "RunCreated".into(),
-            format!("created {name} for slot {}", format(slot)),
-        ));
+
         if !entry.status.active.contains(&name) {
             entry.status.active.push(name);
         }
