@@ -30,11 +30,18 @@ pub fn load() -> Option<ClientConfig> {
 
 /// Saves the configuration with mode 0600; returns where.
 pub fn save(config: &ClientConfig) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
     let path = path().context("neither XDG_CONFIG_HOME nor HOME is set")?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    write_private(&path, serde_json::to_string_pretty(config)?.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Writes a file readable and writable only by its owner (mode 0600 on Unix).
+pub fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -42,9 +49,5 @@ pub fn save(config: &ClientConfig) -> anyhow::Result<PathBuf> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(serde_json::to_string_pretty(config)?.as_bytes())?;
-    Ok(path)
+    options.open(path)?.write_all(contents)
 }

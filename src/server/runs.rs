@@ -14,9 +14,9 @@ use super::AppState;
 use super::error::ApiError;
 use crate::controller::run::logs::read_samples;
 use crate::resource::manifest::Document;
-use crate::resource::types::{RunSpec, RunStatus};
+use crate::resource::types::RunStatus;
 use crate::resource::validate::validate_document;
-use crate::resource::{API_VERSION, Change, Kind, ObjectKey, StoredObject};
+use crate::resource::{API_VERSION, Kind, ObjectKey, StoredObject};
 use crate::store::StoreError;
 
 /// `POST …/namespaces/{ns}/runs`: body is a Run manifest (`metadata.name` optional) or
@@ -101,37 +101,11 @@ pub(super) async fn cancel(
     State(state): State<AppState>,
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    for _ in 0..5 {
-        let run = get_run(&state, namespace.clone(), name.clone()).await?;
-        let mut spec: RunSpec = serde_json::from_value(run.spec.clone()).unwrap_or_default();
-        if spec.cancel {
-            return Ok(Json(run.to_manifest()));
-        }
-        spec.cancel = true;
-        let change = Change::Update {
-            object: crate::resource::DesiredObject {
-                key: run.key.clone(),
-                labels: run.labels.clone(),
-                annotations: run.annotations.clone(),
-                spec: serde_json::to_value(&spec).unwrap_or_default(),
-            },
-            managed_by: run.managed_by.clone(),
-            expected_resource_version: run.resource_version,
-        };
-        match state.store.commit(vec![change]).await {
-            Ok(mut written) => {
-                if let Some(run) = written.pop() {
-                    return Ok(Json(run.to_manifest()));
-                }
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    let key = ObjectKey::new(Kind::Run, namespace, name);
+    match crate::controller::run::request_cancel(&state.store, &key).await? {
+        Some(run) => Ok(Json(run.to_manifest())),
+        None => Err(ApiError::NotFound(format!("{key} not found"))),
     }
-    Err(ApiError::bad_request(
-        "resource.conflict",
-        "the run kept changing; retry the cancel",
-    ))
 }
 
 /// Query of the log route.

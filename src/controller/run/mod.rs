@@ -29,10 +29,12 @@ use self::logs::RunFiles;
 use super::queue::WorkQueue;
 use super::runtime::{ContainerRuntime, labels};
 use crate::metrics::{Metrics, State};
+use crate::resource::types::RunSpec;
 use crate::resource::types::{RunPhase, RunStatus};
+use crate::resource::{Change, DesiredObject, StoredObject};
 use crate::resource::{Kind, ObjectKey};
 use crate::secrets::Keyring;
-use crate::store::{ChangeKind, Store, StoreEvent};
+use crate::store::{ChangeKind, Store, StoreError, StoreEvent};
 
 /// Settings of the run controller.
 #[derive(Clone, Debug)]
@@ -349,6 +351,42 @@ impl<R: ContainerRuntime> RunController<R> {
     fn stop_watcher(&self, container: &str) {
         if let Some(handle) = lock(&self.watchers).remove(container) {
             handle.abort();
+        }
+    }
+}
+
+/// Asks for a run to be cancelled by setting `spec.cancel` (the controller then stops its
+/// container and ends it `Cancelled`). Retries concurrent writes; returns the run as
+/// stored afterwards, or `None` when it does not exist.
+pub async fn request_cancel(
+    store: &Store,
+    key: &ObjectKey,
+) -> Result<Option<StoredObject>, StoreError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let Some(run) = store.get(key).await? else {
+            return Ok(None);
+        };
+        let mut spec: RunSpec = serde_json::from_value(run.spec.clone()).unwrap_or_default();
+        if spec.cancel {
+            return Ok(Some(run));
+        }
+        spec.cancel = true;
+        let change = Change::Update {
+            object: DesiredObject {
+                key: run.key.clone(),
+                labels: run.labels.clone(),
+                annotations: run.annotations.clone(),
+                spec: serde_json::to_value(&spec).unwrap_or_default(),
+            },
+            managed_by: run.managed_by.clone(),
+            expected_resource_version: run.resource_version,
+        };
+        match store.commit(vec![change]).await {
+            Ok(mut written) => return Ok(written.pop()),
+            Err(StoreError::Conflict { .. }) if attempts < 5 => continue,
+            Err(e) => return Err(e),
         }
     }
 }

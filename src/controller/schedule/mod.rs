@@ -31,7 +31,7 @@ use crate::resource::quantity::parse_duration;
 use crate::resource::types::{
     ConcurrencyPolicy, Condition, LocalRef, RunSpec, RunStatus, ScheduleSpec, Trigger,
 };
-use crate::resource::{Change, DesiredObject, Kind, ObjectKey};
+use crate::resource::{DesiredObject, Kind, ObjectKey};
 use crate::store::events::EventType;
 use crate::store::{ChangeKind, Store, StoreEvent};
 
@@ -423,25 +423,7 @@ impl ScheduleController {
     }
 
     async fn cancel(&self, key: &ObjectKey) {
-        let Ok(Some(run)) = self.store.get(key).await else {
-            return;
-        };
-        let mut spec: RunSpec = serde_json::from_value(run.spec.clone()).unwrap_or_default();
-        if spec.cancel {
-            return;
-        }
-        spec.cancel = true;
-        let change = Change::Update {
-            object: DesiredObject {
-                key: run.key.clone(),
-                labels: run.labels.clone(),
-                annotations: run.annotations.clone(),
-                spec: serde_json::to_value(&spec).unwrap_or_default(),
-            },
-            managed_by: run.managed_by.clone(),
-            expected_resource_version: run.resource_version,
-        };
-        if let Err(e) = self.store.commit(vec![change]).await {
+        if let Err(e) = crate::controller::run::request_cancel(&self.store, key).await {
             tracing::warn!(run = %key, code = e.code(), "cannot cancel the replaced run: {e}");
         }
     }
