@@ -258,19 +258,8 @@ async fn install_admin_token(store: &Store, args: &ServeArgs) -> anyhow::Result<
         ));
     }
     let token = generate_token();
-    {
-        use std::io::Write;
-        #[cfg(unix)]
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        options.mode(0o600);
-        let mut file = options
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    super::config::write_private(&path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     store
         .put_token("admin", &hash_token(&token), &admin)
         .await?;
