@@ -43,6 +43,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             client,
             involved,
         } => {
+            if matches!(kind.as_str(), "sources" | "source") {
+                return sources(&client.client(), output).await;
+            }
             if matches!(kind.as_str(), "events" | "event" | "ev") {
                 let namespace = (!all_namespaces).then_some(namespace.as_str());
                 return events(&client.client(), namespace, involved.as_deref(), output).await;
@@ -58,6 +61,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Sync { no_wait, client } => sync(&client.client(), !no_wait).await,
         Command::Describe {
             kind,
             name,
@@ -634,4 +638,88 @@ fn urlencode(text: &str) -> String {
         }
     }
     out
+}
+
+/// `flotilla get sources`: sync status of the git source.
+async fn sources(client: &ApiClient, format: Option<OutputFormat>) -> anyhow::Result<()> {
+    let answer = client.get(&format!("{API_PREFIX}/sources")).await?;
+    match format {
+        Some(OutputFormat::Json) => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Some(OutputFormat::Yaml) => print!("{}", output::yaml(&answer)),
+        _ => {
+            let items = answer["items"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                eprintln!("No git source (flotilla serve --git-url URL).");
+                return Ok(());
+            }
+            let now = Utc::now();
+            let short = |v: &Value| {
+                v.as_str()
+                    .map_or("-".to_owned(), |c| c.chars().take(7).collect())
+            };
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|s| {
+                    let last = &s["lastSync"];
+                    vec![
+                        format!(
+                            "{}#{}",
+                            s["url"].as_str().unwrap_or_default(),
+                            s["branch"].as_str().unwrap_or_default()
+                        ),
+                        short(&s["liveCommit"]),
+                        if s["syncing"] == true {
+                            "syncing".to_owned()
+                        } else {
+                            last["result"].as_str().unwrap_or("-").to_owned()
+                        },
+                        output::age(last["finishedAt"].as_str(), now),
+                        s["nextAutoSync"].as_str().map_or("-".to_owned(), |t| {
+                            format!("in {}", output::age(Some(t), now).trim_start_matches('-'))
+                        }),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(
+                    &["REPOSITORY", "LIVE", "LAST SYNC", "AGE", "NEXT AUTO-SYNC"],
+                    &rows
+                )
+            );
+            for s in &items {
+                print_sync_details(&s["lastSync"]);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_sync_details(last: &Value) {
+    if let Some(message) = last["message"].as_str() {
+        println!("\n{message}");
+    }
+    for error in last["errors"].as_array().into_iter().flatten() {
+        println!("  {}", error["text"].as_str().unwrap_or_default());
+    }
+}
+
+/// `flotilla sync`: POST …/sources/sync, waiting for the result unless told not to.
+async fn sync(client: &ApiClient, wait: bool) -> anyhow::Result<()> {
+    let path = format!(
+        "{API_PREFIX}/sources/sync{}",
+        if wait { "?wait=true" } else { "" }
+    );
+    let status: Value = client.request(Method::POST, &path, None::<&Value>).await?;
+    if !wait {
+        println!("sync requested");
+        return Ok(());
+    }
+    let last = &status["lastSync"];
+    print_sync_details(last);
+    match last["result"].as_str() {
+        Some("applied" | "unchanged") => Ok(()),
+        Some(result) => bail!("sync {result}"),
+        None => bail!("the sync did not finish in time; see `flotilla get sources`"),
+    }
 }

@@ -104,7 +104,7 @@ pub enum Command {
     },
     /// List resources, or show one.
     Get {
-        /// Kind: pipeline(s)/pl, schedule(s)/sched, secret(s)/sec, run(s)/rn, events/ev.
+        /// Kind: pipeline(s)/pl, schedule(s)/sched, secret(s)/sec, run(s)/rn, events/ev, sources.
         kind: String,
         /// Name of one resource.
         name: Option<String>,
@@ -120,6 +120,15 @@ pub enum Command {
         /// With `get events`: only events of this object, e.g. `schedule/nightly`.
         #[arg(long = "for", value_name = "KIND/NAME")]
         involved: Option<String>,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Sync the git source now and print what it did (exit 1 if the commit was refused).
+    Sync {
+        /// Only request the sync; do not wait for its result.
+        #[arg(long)]
+        no_wait: bool,
         /// Server connection.
         #[command(flatten)]
         client: ClientArgs,

@@ -20,8 +20,10 @@ use crate::docker::DockerRuntime;
 use crate::metrics::Metrics;
 use crate::secrets::Keyring;
 use crate::server::auth::{generate_token, hash_token};
+use crate::server::hooks::HooksState;
 use crate::server::{self, AppState, HttpOptions};
 use crate::source::dir::DirSource;
+use crate::source::git::{DeployKey, GitAuth, GitConfig, GitSource};
 use crate::store::Store;
 
 /// Log output format.
@@ -74,6 +76,72 @@ pub struct ServeArgs {
     /// Run execution on Docker.
     #[command(flatten)]
     pub docker: DockerArgs,
+    /// The git source and webhooks.
+    #[command(flatten)]
+    pub git: GitArgs,
+}
+
+/// The git repository followed, and push webhooks.
+#[derive(Debug, Args)]
+pub struct GitArgs {
+    /// Repository to follow (https://…, ssh://…, user@host:path, git://… or a path);
+    /// its manifests and pipeline folders replace --pipelines-dir.
+    #[arg(long, env = "GIT_REPO_URL", conflicts_with = "pipelines_dir")]
+    pub git_url: Option<String>,
+    /// Branch to follow.
+    #[arg(long, env = "GIT_BRANCH", default_value = "main")]
+    pub git_branch: String,
+    /// Folder of the repository holding the manifests and pipeline folders.
+    #[arg(long, env = "PIPELINES_SUBDIR")]
+    pub git_path: Option<String>,
+    /// HTTPS token, sent as the basic-auth password; never written to disk or logs.
+    #[arg(long, env = "GIT_SYNC_TOKEN", hide_env_values = true)]
+    pub git_token: Option<String>,
+    /// SSH deploy key: a path, or the private key itself.
+    #[arg(long, env = "GIT_SYNC_DEPLOY_KEY", hide_env_values = true)]
+    pub git_deploy_key: Option<String>,
+    /// OpenSSH known_hosts file that must list the SSH server's key.
+    #[arg(long, env = "GIT_SSH_KNOWN_HOSTS")]
+    pub git_known_hosts: Option<PathBuf>,
+    /// Trust an SSH host key never seen before and pin it (trust on first use).
+    #[arg(long, env = "GIT_SSH_ACCEPT_NEW_HOST_KEYS")]
+    pub git_accept_new_host_keys: bool,
+    /// Sync the repository every --auto-sync-interval (webhooks and `flotilla sync` work
+    /// either way).
+    #[arg(long, env = "AUTO_SYNC_ENABLED")]
+    pub auto_sync: bool,
+    /// Time between automatic syncs (`60s`, `5m`; a bare number is seconds).
+    #[arg(long, env = "AUTO_SYNC_INTERVAL", default_value = "60s", value_parser = parse_interval_arg)]
+    pub auto_sync_interval: Duration,
+    /// Shared secret of push webhooks (`POST /hooks/git`); without it they are refused.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+}
+
+impl GitArgs {
+    /// The git source's settings, when a repository is configured.
+    fn config(&self) -> Option<GitConfig> {
+        let url = self.git_url.clone()?;
+        let mut config = GitConfig::new(url);
+        config.branch = self.git_branch.clone();
+        config.path = self.git_path.clone();
+        config.auth = GitAuth {
+            token: self.git_token.clone().filter(|t| !t.is_empty()),
+            username: None,
+            deploy_key: self.git_deploy_key.as_deref().map(DeployKey::from_setting),
+            known_hosts: self.git_known_hosts.clone(),
+            accept_new_host_keys: self.git_accept_new_host_keys,
+        };
+        config.auto_sync = self.auto_sync.then_some(self.auto_sync_interval);
+        Some(config)
+    }
+}
+
+fn parse_interval_arg(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => parse_duration_arg(text),
+    }
 }
 
 /// How runs execute on Docker.
@@ -169,17 +237,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let keyring = Arc::new(keyring);
     let mut tasks = tokio::task::JoinSet::new();
     let data_dir = std::fs::canonicalize(&args.data_dir).context("the data dir vanished")?;
-    let source_root = match &args.pipelines_dir {
-        Some(dir) => std::fs::canonicalize(dir)
+    let git = match args.git.config() {
+        Some(config) => {
+            Some(GitSource::new(config, &data_dir).context("cannot set up the git source")?)
+        }
+        None => None,
+    };
+    if git.is_some() && args.git.webhook_secret.is_none() {
+        tracing::warn!("no WEBHOOK_SECRET: push webhooks (POST /hooks/git) are refused");
+    }
+    let source_root = match (&git, &args.pipelines_dir) {
+        (Some(git), _) => git.source_root(),
+        (None, Some(dir)) => std::fs::canonicalize(dir)
             .with_context(|| format!("the pipelines dir {} does not exist", dir.display()))?,
-        None => {
+        (None, None) => {
             let dir = data_dir.join("pipelines");
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             dir
         }
     };
-    if args.pipelines_dir.is_some() {
+    if let Some(git) = &git {
+        tasks.spawn(
+            git.clone()
+                .run(store.clone(), Some(keyring.clone()), shutdown.clone()),
+        );
+    } else if args.pipelines_dir.is_some() {
         let source = DirSource::new(source_root.clone());
         tasks.spawn(source.run(store.clone(), Some(keyring.clone()), shutdown.clone()));
     }
@@ -217,6 +300,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         dev_mode: args.dev,
         runtime_probe: Some(runtime_probe),
         changes: server::ChangeLog::start(&store, shutdown.clone()),
+        hooks: HooksState::new(
+            store.clone(),
+            git.clone(),
+            args.git.webhook_secret.as_deref(),
+        ),
     };
     tracing::info!(store = store.backend_name(), %address, dev = args.dev, "flotilla {} serving", env!("CARGO_PKG_VERSION"));
     println!("Flotilla API:       http://{address}/apis/flotilla.dev/v1alpha1/pipelines");

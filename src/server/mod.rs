@@ -7,6 +7,7 @@ mod apply;
 pub mod auth;
 pub mod error;
 mod events;
+pub mod hooks;
 mod ops;
 mod resources;
 pub mod routes;
@@ -58,6 +59,14 @@ pub struct AppState {
     pub runtime_probe: Option<RuntimeProbe>,
     /// Recent object changes, for resumable watches.
     pub changes: watch::ChangeLog,
+    /// Webhooks and the git source.
+    pub hooks: hooks::HooksState,
+}
+
+impl axum::extract::FromRef<AppState> for hooks::HooksState {
+    fn from_ref(state: &AppState) -> Self {
+        state.hooks.clone()
+    }
 }
 
 /// HTTP settings of the server.

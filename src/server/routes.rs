@@ -7,7 +7,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use serde_json::{Map, Value, json};
 
 use super::auth::Scope;
-use super::{AppState, apply, events, ops, resources, runs, secrets, tokens};
+use super::{AppState, apply, events, hooks, ops, resources, runs, secrets, tokens};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +56,9 @@ macro_rules! route {
 }
 
 use Access::{ByKind, MetricsReader, Public};
-use Scope::{Admin, ResourcesRead, ResourcesWrite, RunsRead, RunsWrite, SecretsWrite};
+use Scope::{
+    Admin, ResourcesRead, ResourcesWrite, RunsRead, RunsWrite, SecretsWrite, SourcesWrite,
+};
 
 const READ: Access = ByKind {
     runs: RunsRead,
@@ -87,6 +89,36 @@ pub static ROUTES: &[Route] = &[
     route!(GET, "/version", Public, "Server version"),
     route!(GET, "/openapi.json", Public, "This document"),
     route!(GET, "/metrics", MetricsReader, "Prometheus metrics"),
+    route!(
+        POST,
+        "/hooks/git",
+        Public,
+        "Push webhook (GitHub X-Hub-Signature-256, GitLab X-Gitlab-Token, X-Flotilla-Signature): sync the git source"
+    ),
+    route!(
+        POST,
+        "/hooks/pipelines/{name}",
+        Public,
+        "Run a pipeline with its webhook key (X-Flotilla-Webhook-Key; Idempotency-Key honoured)"
+    ),
+    route!(
+        POST,
+        "/api/webhooks/{pipeline}/{key}",
+        Public,
+        "Run a pipeline with its webhook key (Fast-Flow's path)"
+    ),
+    route!(
+        GET,
+        concat!("/apis/flotilla.dev/v1alpha1", "/sources"),
+        Access::Scope(ResourcesRead),
+        "Sync status of the sources (git: live commit, last sync, errors, next auto-sync)"
+    ),
+    route!(
+        POST,
+        concat!("/apis/flotilla.dev/v1alpha1", "/sources/sync"),
+        Access::Scope(SourcesWrite),
+        "Sync the git source now (?wait=true answers when it is done)"
+    ),
     route!(
         POST,
         concat!("/apis/flotilla.dev/v1alpha1", "/apply"),
@@ -247,6 +279,11 @@ fn handler(route: &Route) -> Option<MethodRouter<AppState>> {
         ("GET", "/version") => get(ops::version),
         ("GET", "/openapi.json") => get(ops::openapi),
         ("GET", "/metrics") => get(ops::metrics),
+        ("POST", "/hooks/git") => post(hooks::git_push),
+        ("POST", "/hooks/pipelines/{name}") => post(hooks::pipeline_trigger),
+        ("POST", "/api/webhooks/{pipeline}/{key}") => post(hooks::pipeline_trigger_fastflow),
+        ("GET", "/sources") => get(hooks::sources_list),
+        ("POST", "/sources/sync") => post(hooks::sources_sync),
         ("POST", "/apply") => post(apply::apply),
         ("GET", "/events") => get(events::list_all),
         ("POST", "/secrets/rotate") => post(secrets::rotate),

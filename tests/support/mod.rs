@@ -1,6 +1,7 @@
 //! Helpers shared by integration tests: real services started per test, no mocks.
 
 pub mod docker;
+pub mod git;
 pub mod http;
 pub mod postgres;
 pub mod scenario;
