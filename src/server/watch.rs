@@ -23,11 +23,30 @@ const RETAINED: usize = 20_000;
 /// Events a slow watcher may fall behind before it is dropped.
 const CLIENT_BUFFER: usize = 1_024;
 
+/// One change as watchers receive it: the event line is rendered once and shared, so
+/// the log holds compact text rather than parsed objects.
+#[derive(Clone, Debug)]
+struct Recorded {
+    key: crate::resource::ObjectKey,
+    resource_version: i64,
+    line: Arc<str>,
+}
+
+impl Recorded {
+    fn of(event: &StoreEvent) -> Self {
+        Self {
+            key: event.key.clone(),
+            resource_version: event.resource_version,
+            line: Arc::from(format!("{}\n", event_json(event.change, &event.object))),
+        }
+    }
+}
+
 /// Recent store changes, fed by the store's change feed.
 #[derive(Clone)]
 pub struct ChangeLog {
-    recent: Arc<Mutex<VecDeque<StoreEvent>>>,
-    live: broadcast::Sender<StoreEvent>,
+    recent: Arc<Mutex<VecDeque<Recorded>>>,
+    live: broadcast::Sender<Recorded>,
 }
 
 impl ChangeLog {
@@ -59,13 +78,14 @@ impl ChangeLog {
         log
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<StoreEvent>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Recorded>> {
         self.recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn push(&self, event: StoreEvent) {
+        let event = Recorded::of(&event);
         {
             let mut recent = self.lock();
             if recent.len() == RETAINED {
@@ -78,7 +98,7 @@ impl ChangeLog {
 
     /// Events after `after` (of `kind`, in `namespace`), or `None` when they are no
     /// longer all retained.
-    fn since(&self, after: i64, kind: Kind, namespace: Option<&str>) -> Option<Vec<StoreEvent>> {
+    fn since(&self, after: i64, kind: Kind, namespace: Option<&str>) -> Option<Vec<Recorded>> {
         let recent = self.lock();
         let oldest = recent.front().map_or(i64::MAX, |e| e.resource_version);
         if after + 1 < oldest && !recent.is_empty() {
@@ -94,7 +114,7 @@ impl ChangeLog {
     }
 }
 
-fn matches(event: &StoreEvent, kind: Kind, namespace: Option<&str>) -> bool {
+fn matches(event: &Recorded, kind: Kind, namespace: Option<&str>) -> bool {
     event.key.kind == kind && namespace.is_none_or(|ns| event.key.namespace == ns)
 }
 
@@ -116,33 +136,30 @@ pub async fn watch(
     resource_version: Option<i64>,
 ) -> Result<Response, ApiError> {
     let mut live = changes.live.subscribe();
-    let initial: Vec<Value> = match resource_version {
+    // (resourceVersion, line) of what the watcher sees first.
+    let initial: Vec<(i64, Arc<str>)> = match resource_version {
         Some(after) => changes
             .since(after, kind, namespace.as_deref())
             .ok_or_else(|| ApiError::Gone(format!("resourceVersion {after} is too old to resume from; list again and watch from the list's resourceVersion")))?
-            .iter()
-            .map(|e| event_json(e.change, &e.object))
+            .into_iter()
+            .map(|e| (e.resource_version, e.line))
             .collect(),
         None => store
             .list(kind, namespace.as_deref())
             .await?
             .iter()
-            .map(|o| event_json(ChangeKind::Added, o))
+            .map(|o| (o.resource_version, Arc::from(format!("{}\n", event_json(ChangeKind::Added, o)))))
             .collect(),
     };
-    let mut high_water = resource_version.unwrap_or(0);
-    for event in &initial {
-        let rv = event["object"]["metadata"]["resourceVersion"]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        high_water = high_water.max(rv);
-    }
+    let high_water = initial
+        .iter()
+        .map(|(rv, _)| *rv)
+        .fold(resource_version.unwrap_or(0), i64::max);
     let (sender, receiver) =
-        tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(CLIENT_BUFFER);
+        tokio::sync::mpsc::channel::<Result<Arc<str>, std::io::Error>>(CLIENT_BUFFER);
     tokio::spawn(async move {
-        for event in initial {
-            if sender.send(Ok(format!("{event}\n"))).await.is_err() {
+        for (_, line) in initial {
+            if sender.send(Ok(line)).await.is_err() {
                 return;
             }
         }
@@ -152,9 +169,8 @@ pub async fn watch(
                     if event.resource_version > high_water
                         && matches(&event, kind, namespace.as_deref()) =>
                 {
-                    let line = format!("{}\n", event_json(event.change, &event.object));
                     // A watcher that stops reading is dropped instead of buffering forever.
-                    if sender.try_send(Ok(line)).is_err() {
+                    if sender.try_send(Ok(event.line)).is_err() {
                         return;
                     }
                 }
@@ -173,7 +189,12 @@ pub async fn watch(
 }
 
 fn tokio_stream_from(
-    mut receiver: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
+    mut receiver: tokio::sync::mpsc::Receiver<Result<Arc<str>, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<String, std::io::Error>> {
-    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+    futures::stream::poll_fn(move |cx| {
+        receiver
+            .poll_recv(cx)
+            .map(|item| item.map(|line| line.map(|l| l.to_string())))
+    })
+    .boxed()
 }

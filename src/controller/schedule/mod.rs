@@ -124,7 +124,23 @@ impl ScheduleController {
                 _ = tokio::time::sleep(sleep) => self.evaluate_due().await,
                 _ = resync.tick() => self.resync().await,
                 change = changes.recv() => match change {
-                    Ok(event) => self.on_change(event).await,
+                    Ok(event) => {
+                        // Take every change already waiting, so an apply of thousands of
+                        // schedules is evaluated (and its statuses written) in one batch.
+                        let mut batch = vec![event];
+                        let mut lagged = false;
+                        while batch.len() < MAX_BATCH {
+                            match changes.try_recv() {
+                                Ok(event) => batch.push(event),
+                                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
+                                Err(_) => break,
+                            }
+                        }
+                        self.on_changes(batch).await;
+                        if lagged {
+                            self.resync().await;
+                        }
+                    }
                     Err(RecvError::Lagged(_)) => self.resync().await,
                     Err(RecvError::Closed) => return,
                 },
@@ -196,42 +212,42 @@ impl ScheduleController {
         self.evaluate(keys).await;
     }
 
-    async fn on_change(&self, event: StoreEvent) {
-        match (event.key.kind, event.change) {
-            (Kind::Schedule, ChangeKind::StatusModified) => {}
-            (Kind::Schedule, ChangeKind::Deleted) => self.lock().remove(&event.key),
-            (Kind::Schedule, _) => {
-                let Ok(Some(object)) = self.store.get(&event.key).await else {
-                    return;
-                };
-                {
+    async fn on_changes(&self, events: Vec<StoreEvent>) {
+        let mut upserted = Vec::new();
+        for event in events {
+            match (event.key.kind, event.change) {
+                (Kind::Schedule, ChangeKind::StatusModified) => {}
+                (Kind::Schedule, ChangeKind::Deleted) => self.lock().remove(&event.key),
+                (Kind::Schedule, _) => {
+                    let object = &event.object;
                     let mut state = self.lock();
-                    let mut entry = Entry::from_object(&object);
+                    let mut entry = Entry::from_object(object);
                     if let Some(previous) = state.schedules.get(&object.key) {
                         entry.status.active = previous.status.active.clone();
                         entry.history = previous.history.clone();
                         entry.next = previous.next;
                     }
                     state.schedules.insert(object.key.clone(), entry);
+                    upserted.push(event.key);
                 }
-                self.evaluate(vec![event.key]).await;
-            }
-            (Kind::Pipeline, _) => {
-                let suspended = match self.store.get(&event.key).await {
-                    Ok(Some(p)) => p.spec["suspend"].as_bool() == Some(true),
-                    _ => false,
-                };
-                let mut state = self.lock();
-                if suspended {
-                    state.suspended_pipelines.insert(event.key);
-                } else {
-                    state.suspended_pipelines.remove(&event.key);
+                (Kind::Pipeline, _) => {
+                    let suspended = event.change != ChangeKind::Deleted
+                        && event.object.spec["suspend"].as_bool() == Some(true);
+                    let mut state = self.lock();
+                    if suspended {
+                        state.suspended_pipelines.insert(event.key);
+                    } else {
+                        state.suspended_pipelines.remove(&event.key);
+                    }
                 }
+                (Kind::Run, ChangeKind::Added) => {}
+                (Kind::Run, _) => self.on_run_change(&event.key).await,
+                (Kind::Secret, _) => {}
             }
-            (Kind::Run, ChangeKind::Added) => {}
-            (Kind::Run, _) => self.on_run_change(&event.key).await,
-            (Kind::Secret, _) => {}
         }
+        upserted.sort();
+        upserted.dedup();
+        self.evaluate(upserted).await;
     }
 
     /// Keeps `status.active` and the history of the run's schedule current, pruning
