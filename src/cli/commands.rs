@@ -325,13 +325,30 @@ async fn get(
         print_secret_keys(&client.get(&path).await?);
         return Ok(());
     }
-    let answer = match name {
+    let path = match name {
         Some(name) => {
-            let key = ObjectKey::new(kind, namespace.unwrap_or("default"), name);
-            client.get(&ApiClient::object_path(&key)).await?
+            ApiClient::object_path(&ObjectKey::new(kind, namespace.unwrap_or("default"), name))
         }
-        None => client.get(&ApiClient::list_path(kind, namespace)).await?,
+        None => ApiClient::list_path(kind, namespace),
     };
+    if format == Some(OutputFormat::Json) {
+        // Re-indent the server's JSON on the way out, without building a tree of it:
+        // a list of 10,000 objects prints in a fraction of the time.
+        let body = client
+            .raw_get(&path, None)
+            .await?
+            .bytes()
+            .await
+            .context("the answer was cut")?;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut deserializer = serde_json::Deserializer::from_slice(&body);
+        let mut serializer = serde_json::Serializer::pretty(&mut out);
+        serde_transcode::transcode(&mut deserializer, &mut serializer)
+            .context("the server's answer is not JSON")?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+        return Ok(());
+    }
+    let answer = client.get(&path).await?;
     match format {
         Some(OutputFormat::Json) => println!("{}", serde_json::to_string_pretty(&answer)?),
         Some(OutputFormat::Yaml) => print!("{}", output::yaml(&answer)),
