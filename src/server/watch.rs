@@ -37,7 +37,10 @@ impl Recorded {
         Self {
             key: event.key.clone(),
             resource_version: event.resource_version,
-            line: Arc::from(format!("{}\n", event_json(event.change, &event.object))),
+            line: Arc::from(format!(
+                "{}\n",
+                event_json(event.change, &event.object, event.resource_version)
+            )),
         }
     }
 }
@@ -118,13 +121,17 @@ fn matches(event: &Recorded, kind: Kind, namespace: Option<&str>) -> bool {
     event.key.kind == kind && namespace.is_none_or(|ns| event.key.namespace == ns)
 }
 
-fn event_json(change: ChangeKind, object: &StoredObject) -> Value {
+/// The watch event of a change; `resource_version` is the change's own revision (for a
+/// delete, later than the object's last write), as in Kubernetes.
+fn event_json(change: ChangeKind, object: &StoredObject, resource_version: i64) -> Value {
     let kind = match change {
         ChangeKind::Added => "ADDED",
         ChangeKind::Modified | ChangeKind::StatusModified => "MODIFIED",
         ChangeKind::Deleted => "DELETED",
     };
-    json!({ "type": kind, "object": object.to_manifest() })
+    let mut manifest = object.to_manifest();
+    manifest["metadata"]["resourceVersion"] = json!(resource_version.to_string());
+    json!({ "type": kind, "object": manifest })
 }
 
 /// Answers a watch request.
@@ -148,7 +155,7 @@ pub async fn watch(
             .list(kind, namespace.as_deref())
             .await?
             .iter()
-            .map(|o| (o.resource_version, Arc::from(format!("{}\n", event_json(ChangeKind::Added, o)))))
+            .map(|o| (o.resource_version, Arc::from(format!("{}\n", event_json(ChangeKind::Added, o, o.resource_version)))))
             .collect(),
     };
     let high_water = initial

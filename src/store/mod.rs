@@ -172,17 +172,23 @@ impl Store {
                 Write::Delete { .. } => ChangeKind::Deleted,
             })
             .collect();
-        let written = apply_with(&self.backend, writes, skip_taken).await?;
+        let (written, first_revision) = apply_with(&self.backend, writes, skip_taken).await?;
         if self.changes.receiver_count() > 0 {
             let kinds = if skip_taken {
                 vec![ChangeKind::Added; written.len()]
             } else {
                 kinds
             };
-            for (object, change) in written.iter().zip(kinds) {
+            for (i, (object, change)) in written.iter().zip(kinds).enumerate() {
+                // A delete returns the object as it was; its event carries the revision
+                // the delete itself took, so watchers resume past it.
+                let resource_version = match change {
+                    ChangeKind::Deleted => first_revision + i as i64,
+                    _ => object.resource_version,
+                };
                 let _ = self.changes.send(StoreEvent {
                     key: object.key.clone(),
-                    resource_version: object.resource_version,
+                    resource_version,
                     change,
                     object: std::sync::Arc::new(object.clone()),
                 });

@@ -111,11 +111,6 @@ impl Statement {
     }
 
     /// Runs the statement in `tx` and returns the object it wrote (or deleted).
-    /// True for a delete (its result is the object as it was).
-    pub(super) fn is_delete(&self) -> bool {
-        self.sql == DELETE_OBJECT
-    }
-
     pub(super) async fn run(self, tx: &mut Tx) -> Result<StoredObject, StoreError> {
         let written = tx.fetch::<ObjectRow>(self.sql, self.params).await?;
         match written.into_iter().next() {

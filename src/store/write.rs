@@ -82,13 +82,15 @@ impl From<Change> for Write {
 ///
 /// With `skip_taken`, creates of taken keys are skipped (and absent from the result)
 /// instead of failing the transaction.
+///
+/// Also returns the revision of the first write: write `i` took `first + i`.
 pub(super) async fn apply_with(
     backend: &Backend,
     writes: Vec<Write>,
     skip_taken: bool,
-) -> Result<Vec<StoredObject>, StoreError> {
+) -> Result<(Vec<StoredObject>, i64), StoreError> {
     if writes.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     }
     let count = i64::try_from(writes.len()).unwrap_or(i64::MAX);
     let mut tx = backend.begin().await?;
@@ -144,16 +146,10 @@ pub(super) async fn apply_with(
             } => Statement::status(key, expected, status, revision, now_millis),
             Write::Delete { key, expected } => Statement::delete(key, expected),
         };
-        let deleting = statement.is_delete();
         insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
-        let mut written = statement.run(&mut tx).await?;
-        if deleting {
-            // The deletion is itself a write: watchers resume past its revision.
-            written.resource_version = revision;
-        }
-        results.push(written);
+        results.push(statement.run(&mut tx).await?);
     }
     insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
     tx.commit().await?;
-    Ok(results)
+    Ok((results, last - count + 1))
 }
