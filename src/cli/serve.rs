@@ -11,7 +11,6 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::run::container::RunnerConfig;
-use crate::controller::run::logs::RunFiles;
 use crate::controller::run::{RunController, RunControllerConfig};
 use crate::controller::runtime::ContainerRuntime;
 use crate::controller::runtime::Mount;
@@ -193,6 +192,10 @@ pub struct DockerArgs {
         default_value = "/dev/shm/flotilla-secrets"
     )]
     pub secrets_dir: PathBuf,
+    /// Largest container log Docker keeps per run (json-file, no rotation), so output is
+    /// stored completely even when Docker rotates logs by default.
+    #[arg(long, env = "FLOTILLA_CONTAINER_LOG_MAX_SIZE", default_value = "1g")]
+    pub container_log_max_size: String,
     /// Parallel reconciles of runs.
     #[arg(long, env = "FLOTILLA_WORKERS", default_value_t = 8)]
     pub workers: usize,
@@ -267,7 +270,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tasks.spawn(source.run(store.clone(), Some(keyring.clone()), shutdown.clone()));
     }
     let controller_config = run_controller_config(&args.docker, &data_dir, &source_root)?;
-    let files = RunFiles::new(&data_dir);
     let runtime = Arc::new(DockerRuntime::connect(&args.docker.docker_host)?);
     let metrics = Arc::new(Metrics::new());
     let runtime = match runtime.as_ref().clone().negotiate().await {
@@ -289,6 +291,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(keyring.clone()),
         metrics.clone(),
     );
+    // One RunFiles for the controller and the API: its output signal wakes live log
+    // readers the moment a follower stores a line.
+    let files = controller.files().clone();
     tasks.spawn(controller.run(shutdown.clone()));
     let schedules = ScheduleController::new(store.clone(), files.clone(), metrics.clone());
     tasks.spawn(schedules.run(shutdown.clone()));
@@ -417,6 +422,7 @@ fn run_controller_config(
             extra_mounts,
             instance: args.instance.clone(),
             tmp_size: "256m".to_owned(),
+            log_max_size: args.container_log_max_size.clone(),
         },
         source_root: source_root.to_path_buf(),
         data_dir: data_dir.to_path_buf(),

@@ -52,6 +52,9 @@ pub struct ContainerSpec {
     pub pids_limit: Option<i64>,
     /// `uid:gid` the process runs as.
     pub user: String,
+    /// Largest container log Docker keeps (json-file, one file), e.g. `1g`: Docker's
+    /// rotation would otherwise drop output before Flotilla has stored it.
+    pub log_max_size: String,
 }
 
 /// A bind mount from the Docker host into the container.

@@ -151,6 +151,13 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         cap_drop: Some(vec!["ALL".to_owned()]),
         security_opt: Some(vec!["no-new-privileges".to_owned()]),
         readonly_rootfs: Some(true),
+        log_config: Some(bollard::models::HostConfigLogConfig {
+            typ: Some("json-file".to_owned()),
+            config: Some(HashMap::from([
+                ("max-size".to_owned(), spec.log_max_size.clone()),
+                ("max-file".to_owned(), "1".to_owned()),
+            ])),
+        }),
         network_mode: Some("bridge".to_owned()),
         ..Default::default()
     };

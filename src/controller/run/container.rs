@@ -28,6 +28,8 @@ pub struct RunnerConfig {
     pub instance: String,
     /// Size of the writable `/tmp`.
     pub tmp_size: String,
+    /// Largest container log Docker keeps before Flotilla has read it.
+    pub log_max_size: String,
 }
 
 /// Identity of the attempt.
@@ -163,6 +165,7 @@ pub fn build_container_spec(
         nano_cpus: resources.cpus.as_deref().and_then(|c| parse_cpus(c).ok()),
         pids_limit: resources.pids.or(Some(512)),
         user: config.user.clone(),
+        log_max_size: config.log_max_size.clone(),
     }
 }
 
@@ -186,6 +189,7 @@ mod tests {
             }],
             instance: "test".into(),
             tmp_size: "64m".into(),
+            log_max_size: "1g".into(),
         }
     }
 

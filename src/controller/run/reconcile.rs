@@ -210,6 +210,7 @@ impl<R: ContainerRuntime> RunController<R> {
                             failed.reason = Some(failure.reason.to_owned());
                             failed.message = Some(failure.message);
                             self.write_status(observed, &failed).await?;
+                            self.record_transition(key, &observed.status, &failed).await;
                             if failed.phase == RunPhase::Failed {
                                 self.finish(key);
                                 return Ok(None);
