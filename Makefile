@@ -45,3 +45,5 @@ bench: runner-image
 	cargo build --release
 	@bash scripts/bench-foundation.sh
 	@bash scripts/bench-runs.sh
+	@bash scripts/bench-schedules.sh
+	@bash scripts/bench-api.sh

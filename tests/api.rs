@@ -718,3 +718,39 @@ async fn applies_are_not_refused_because_a_controller_wrote_status() {
         refused.join("\n")
     );
 }
+
+#[tokio::test]
+async fn lists_page_with_limit_and_continue() {
+    let server = TestServer::start();
+    let manifests: String = (0..7)
+        .map(|i| format!("apiVersion: flotilla.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: page-{i}\nspec: {{}}\n---\n"))
+        .collect();
+    let (status, body) = server.apply_yaml(&manifests, "fieldManager=cli").await;
+    assert!(status.is_success(), "{body}");
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = "/namespaces/default/pipelines?limit=3".to_owned();
+        if let Some(token) = &token {
+            path.push_str(&format!("&continue={token}"));
+        }
+        let (status, page) = server.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for item in page["items"].as_array().expect("items") {
+            names.push(item["metadata"]["name"].as_str().expect("name").to_owned());
+        }
+        match page["metadata"]["continue"].as_str() {
+            Some(next) => token = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = (0..7).map(|i| format!("page-{i}")).collect();
+    assert_eq!(names, expected);
+    let (status, bad) = server
+        .get("/namespaces/default/pipelines?limit=3&continue=zz")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+}

@@ -28,6 +28,27 @@ pub(super) struct ListQuery {
     watch: bool,
     /// With `watch`: resume after this resourceVersion.
     resource_version: Option<String>,
+    /// At most this many items; the answer's `metadata.continue` fetches the next page.
+    limit: Option<i64>,
+    /// Token of the next page, from a previous answer's `metadata.continue`.
+    #[serde(rename = "continue")]
+    continue_token: Option<String>,
+}
+
+/// Page tokens are `namespace/name` of the last item served, hex-encoded.
+fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "request.invalid",
+            format!(
+                "continue token {token:?} is not one this server issued; list again from the start"
+            ),
+        )
+    };
+    let bytes = hex::decode(token).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (namespace, name) = text.split_once('/').ok_or_else(invalid)?;
+    Ok((namespace.to_owned(), name.to_owned()))
 }
 
 /// `GET …/{plural}` across all namespaces.
@@ -84,15 +105,45 @@ async fn list(
     }
     // The revision is read first: a watch from it sees every later change.
     let revision = state.store.revision().await?;
-    let objects = state.store.list_raw(kind, namespace.as_deref()).await?;
+    let mut next_page = None;
+    let objects = match query.limit {
+        Some(limit) => {
+            let limit = limit.clamp(1, 10_000);
+            let after = query
+                .continue_token
+                .as_deref()
+                .map(decode_continue)
+                .transpose()?;
+            let mut page = state
+                .store
+                .list_raw_page(
+                    kind,
+                    namespace.as_deref(),
+                    after.as_ref().map(|(n, m)| (n.as_str(), m.as_str())),
+                    limit + 1,
+                )
+                .await?;
+            if page.len() as i64 > limit {
+                page.truncate(limit as usize);
+                next_page = page
+                    .last()
+                    .map(|o| hex::encode(format!("{}/{}", o.key.namespace, o.key.name)));
+            }
+            page
+        }
+        None => state.store.list_raw(kind, namespace.as_deref()).await?,
+    };
     let mut body = String::with_capacity(
         64 + objects
             .iter()
             .map(|o| o.spec.len() + o.status.as_ref().map_or(0, String::len) + 400)
             .sum::<usize>(),
     );
+    let continue_field = next_page
+        .map(|token| format!(r#","continue":"{token}""#))
+        .unwrap_or_default();
     body.push_str(&format!(
-        r#"{{"apiVersion":"{API_VERSION}","kind":"{}List","metadata":{{"resourceVersion":"{revision}"}},"items":["#,
+        r#"{{"apiVersion":"{API_VERSION}","kind":"{}List","metadata":{{"resourceVersion":"{revision}"{continue_field}}},"items":["#,
         kind.as_str()
     ));
     for (i, object) in objects.iter().enumerate() {

@@ -51,6 +51,18 @@ const LIST_KIND_IN_NAMESPACE: &str = concat!(
     " FROM objects WHERE kind = $1 AND namespace = $2 ORDER BY name"
 );
 
+const PAGE_KIND: &str = concat!(
+    "SELECT ",
+    object_columns!(),
+    " FROM objects WHERE kind = $1 AND (namespace, name) > ($2, $3) ORDER BY namespace, name LIMIT $4"
+);
+
+const PAGE_KIND_IN_NAMESPACE: &str = concat!(
+    "SELECT ",
+    object_columns!(),
+    " FROM objects WHERE kind = $1 AND namespace = $2 AND name > $3 ORDER BY name LIMIT $4"
+);
+
 const LIST_MANAGED_BY: &str = concat!(
     "SELECT ",
     object_columns!(),
@@ -256,6 +268,41 @@ impl Store {
                 vec![kind, Param::Text(namespace.to_owned())],
             ),
             None => (LIST_KIND, vec![kind]),
+        };
+        let rows: Vec<ObjectRow> = self.backend.fetch(sql, params).await?;
+        rows.into_iter().map(ObjectRow::into_raw).collect()
+    }
+
+    /// One page of [`Store::list_raw`]: at most `limit` objects after `after`
+    /// (`(namespace, name)` of the previous page's last object; `None` for the first).
+    pub async fn list_raw_page(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<RawObject>, StoreError> {
+        let (after_namespace, after_name) = after.unwrap_or(("", ""));
+        let kind = Param::Text(kind.as_str().to_owned());
+        let (sql, params) = match namespace {
+            Some(namespace) => (
+                PAGE_KIND_IN_NAMESPACE,
+                vec![
+                    kind,
+                    Param::Text(namespace.to_owned()),
+                    Param::Text(after_name.to_owned()),
+                    Param::Int(limit),
+                ],
+            ),
+            None => (
+                PAGE_KIND,
+                vec![
+                    kind,
+                    Param::Text(after_namespace.to_owned()),
+                    Param::Text(after_name.to_owned()),
+                    Param::Int(limit),
+                ],
+            ),
         };
         let rows: Vec<ObjectRow> = self.backend.fetch(sql, params).await?;
         rows.into_iter().map(ObjectRow::into_raw).collect()
