@@ -165,6 +165,7 @@ impl ScheduleController {
                 return;
             }
         };
+        let mut overdue = Vec::new();
         let keys: Vec<ObjectKey> = {
             let mut state = self.lock();
             let live: HashSet<ObjectKey> = schedules.iter().map(|s| s.key.clone()).collect();
@@ -202,6 +203,11 @@ impl ScheduleController {
                 entry.status.active = active;
                 entry.status.active.sort();
                 entry.history = history;
+                // Runs that finished while changes were missed are pruned here.
+                let pruned = entry.prune_history();
+                if !pruned.is_empty() {
+                    overdue.push((object.key.namespace.clone(), pruned));
+                }
                 let key = object.key.clone();
                 let next = state.schedules.get(&key).and_then(|e| e.next);
                 entry.next = next;
@@ -209,6 +215,9 @@ impl ScheduleController {
             }
             state.schedules.keys().cloned().collect()
         };
+        for (namespace, runs) in overdue {
+            self.prune(&namespace, runs).await;
+        }
         self.evaluate(keys).await;
     }
 
@@ -292,8 +301,14 @@ impl ScheduleController {
             }
             prune
         };
-        for run in prune {
-            let run_key = ObjectKey::new(Kind::Run, key.namespace.clone(), run.name.clone());
+        self.prune(&key.namespace, prune).await;
+        self.write_statuses(vec![schedule_key]).await;
+    }
+
+    /// Deletes pruned runs with their events and logs.
+    async fn prune(&self, namespace: &str, runs: Vec<FinishedRun>) {
+        for run in runs {
+            let run_key = ObjectKey::new(Kind::Run, namespace, run.name.clone());
             if let Err(e) = self.store.delete(&run_key, None).await {
                 tracing::warn!(run = %run_key, code = e.code(), "cannot prune: {e}");
                 continue;
@@ -303,7 +318,6 @@ impl ScheduleController {
                 tracing::warn!(run = %run_key, "cannot delete logs of a pruned run: {e}");
             }
         }
-        self.write_statuses(vec![schedule_key]).await;
     }
 
     async fn evaluate_due(&self) {
