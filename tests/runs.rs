@@ -1101,6 +1101,7 @@ async fn create_with_a_taken_name_returns_the_existing_container() {
         nano_cpus: None,
         pids_limit: None,
         user: "10001:10001".to_owned(),
+        log_max_size: "1g".to_owned(),
     };
     assert_eq!(
         runtime.create(&spec).await.expect("first create"),
