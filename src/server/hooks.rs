@@ -27,12 +27,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::runs::{random_suffix, run_name};
 use crate::resource::error::ManifestErrors;
 use crate::resource::manifest::Document;
 use crate::resource::types::{PipelineSpec, RunStatus};
@@ -325,21 +325,6 @@ fn parameter_env_name(name: &str) -> String {
         })
         .collect();
     format!("PARAM_{cleaned}")
-}
-
-/// A run name `<pipeline>-<suffix>` that fits a DNS-1123 label (as `runs::create`).
-fn run_name(pipeline: &str, suffix: &str) -> String {
-    let room = 63 - suffix.len() - 1;
-    let stem: String = pipeline.chars().take(room).collect();
-    format!("{}-{suffix}", stem.trim_end_matches('-'))
-}
-
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::rng();
-    (0..6)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
 }
 
 /// A 429 problem document with `Retry-After`.

@@ -68,13 +68,14 @@ pub(super) async fn create(
 }
 
 /// A run name `<pipeline>-<suffix>` that fits a DNS-1123 label.
-fn run_name(pipeline: &str, suffix: &str) -> String {
+pub(super) fn run_name(pipeline: &str, suffix: &str) -> String {
     let room = 63 - suffix.len() - 1;
     let stem: String = pipeline.chars().take(room).collect();
     format!("{}-{suffix}", stem.trim_end_matches('-'))
 }
 
-fn random_suffix() -> String {
+/// Six random characters that cannot spell words.
+pub(super) fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
     (0..6)
