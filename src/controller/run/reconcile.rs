@@ -231,6 +231,12 @@ impl<R: ContainerRuntime> RunController<R> {
                 Effect::Remove => {}
             }
         }
+        if let Some(next) = status.as_mut() {
+            // The decision knows attempts, not hosts: record where each one ran.
+            for attempt in next.attempts.iter_mut().filter(|a| a.host.is_none()) {
+                attempt.host = Some(self.runtime.host().to_owned());
+            }
+        }
         if let Some(next) = &status {
             self.write_status(observed, next).await?;
             self.record_transition(key, &observed.status, next).await;
