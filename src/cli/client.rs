@@ -85,27 +85,15 @@ impl ApiClient {
         let mut request = self
             .http
             .request(method, format!("{}{path_and_query}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                server: self.base.clone(),
-                source,
-            })?;
-        let status = response.status();
-        let bytes = response
+        let bytes = self
+            .send(request)
+            .await?
             .bytes()
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        if !status.is_success() {
-            return Err(problem(status, &bytes));
-        }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
@@ -119,6 +107,15 @@ impl ApiClient {
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
+        self.send(request).await
+    }
+
+    /// Adds the token, sends, and turns transport failures and error statuses into
+    /// [`ClientError`]s.
+    async fn send(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

@@ -350,7 +350,6 @@ async fn get(
     }
     let answer = client.get(&path).await?;
     match format {
-        Some(OutputFormat::Json) => println!("{}", serde_json::to_string_pretty(&answer)?),
         Some(OutputFormat::Yaml) => print!("{}", output::yaml(&answer)),
         table_format => {
             let wide = table_format == Some(OutputFormat::Wide);

@@ -11,12 +11,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{ApplyError, ApplyOptions, ApplyOutcome, ApplyRequest};
-use crate::resource::Kind;
 use crate::resource::error::ManifestError;
 use crate::resource::fastflow;
 use crate::resource::manifest::{Document, MAX_MANIFEST_BYTES, parse_documents};
 use crate::resource::types::PipelineSpec;
 use crate::resource::validate::validate_document;
+use crate::resource::{DesiredObject, Kind};
 use crate::secrets::Keyring;
 use crate::store::Store;
 
@@ -62,13 +62,11 @@ pub fn scan(root: &Path) -> DirScan {
     let mut declared_paths = HashSet::new();
     for file in yaml_files {
         let name = relative_name(root, &file);
-        match load_yaml_file(&file, &name) {
-            Ok(documents) => {
-                for doc in &documents {
-                    if let Some(path) = declared_source_path(doc) {
-                        declared_paths.insert(path);
-                    }
-                }
+        match load_yaml_file(&file, &name)
+            .and_then(|documents| Ok((validate_all(&documents)?, documents)))
+        {
+            Ok((objects, documents)) => {
+                declared_paths.extend(objects.iter().filter_map(declared_source_path));
                 scan.documents.extend(documents);
             }
             Err(errors) => scan.errors.extend(errors),
@@ -80,20 +78,13 @@ pub fn scan(root: &Path) -> DirScan {
             continue; // a manifest declares this folder; it wins over the Fast-Flow import
         }
         match fastflow::import_folder(root, &relative) {
-            Ok(imported) => {
-                let problems: Vec<ManifestError> = imported
-                    .documents
-                    .iter()
-                    .filter_map(|doc| validate_document(doc).err())
-                    .flatten()
-                    .collect();
-                if problems.is_empty() {
+            Ok(imported) => match validate_all(&imported.documents) {
+                Ok(_) => {
                     scan.documents.extend(imported.documents);
                     scan.warnings.extend(imported.warnings);
-                } else {
-                    scan.errors.extend(problems);
                 }
-            }
+                Err(problems) => scan.errors.extend(problems),
+            },
             Err(error) => scan.errors.push(error),
         }
     }
@@ -158,27 +149,41 @@ fn load_yaml_file(path: &Path, name: &str) -> Result<Vec<Document>, Vec<Manifest
             "is not UTF-8 text (binary file?)",
         )]
     })?;
-    let documents = parse_documents(name, &text).map_err(|e| vec![e])?;
-    let problems: Vec<ManifestError> = documents
-        .iter()
-        .filter_map(|doc| validate_document(doc).err())
-        .flatten()
-        .collect();
+    parse_documents(name, &text).map_err(|e| vec![e])
+}
+
+/// Validates every document of one file or folder; any problem leaves the whole file or
+/// folder out (and only it).
+fn validate_all(documents: &[Document]) -> Result<Vec<DesiredObject>, Vec<ManifestError>> {
+    let mut objects = Vec::with_capacity(documents.len());
+    let mut problems = Vec::new();
+    for doc in documents {
+        match validate_document(doc) {
+            Ok(object) => objects.push(object),
+            Err(errors) => problems.extend(errors),
+        }
+    }
     if problems.is_empty() {
-        Ok(documents)
+        Ok(objects)
     } else {
         Err(problems)
     }
 }
 
-fn declared_source_path(doc: &Document) -> Option<String> {
-    let object = validate_document(doc).ok()?;
+/// The folder a declared Pipeline runs (so the Fast-Flow import leaves it alone).
+fn declared_source_path(object: &DesiredObject) -> Option<String> {
     if object.key.kind != Kind::Pipeline {
         return None;
     }
-    let spec: PipelineSpec = serde_json::from_value(object.spec).ok()?;
-    Some(spec.source.map(|s| s.path).unwrap_or(object.key.name))
-        .map(|p| p.trim_end_matches('/').trim_start_matches("./").to_owned())
+    let spec: PipelineSpec = serde_json::from_value(object.spec.clone()).ok()?;
+    let path = spec
+        .source
+        .map_or_else(|| object.key.name.clone(), |s| s.path);
+    Some(
+        path.trim_end_matches('/')
+            .trim_start_matches("./")
+            .to_owned(),
+    )
 }
 
 fn relative_name(root: &Path, path: &Path) -> String {

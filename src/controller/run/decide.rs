@@ -338,7 +338,7 @@ fn decide_without_container(facts: &RunFacts<'_>) -> Decision {
     let last = status.attempts.last();
     // The recorded attempt started but its container is gone (removed by hand, or a
     // crash after removal but before the status write of an older version).
-    if let Some(attempt) = last.filter(|a| a.finished_at.is_none() && a.started_at.is_some()) {
+    if last.is_some_and(|a| a.finished_at.is_none() && a.started_at.is_some()) {
         let mut next = status.clone();
         if let Some(current) = next.attempts.last_mut() {
             current.finished_at = Some(rfc3339(facts.now));
@@ -351,7 +351,6 @@ fn decide_without_container(facts: &RunFacts<'_>) -> Decision {
                 .to_owned(),
             );
         }
-        let _ = attempt;
         return conclude_attempt(facts, next, facts.now);
     }
     if facts.cancel_requested {

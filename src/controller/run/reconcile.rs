@@ -603,22 +603,31 @@ impl<R: ContainerRuntime> RunController<R> {
                     sample_attempt(runtime.as_ref(), &container, &metrics_path, every).await
                 })
             };
-            let filter = this.redactor_for(&key).await;
-            if let Err(e) = follow_attempt(
-                this.runtime.as_ref(),
-                &container,
-                &log_path,
-                filter.as_ref(),
-                &this.files,
-            )
-            .await
-            {
-                tracing::warn!(container, code = e.code(), "log follower stopped: {e}");
-            }
+            this.store_output(&key, &container, &log_path).await;
             sampler.abort();
             this.queue.add(key);
         });
         watchers.insert(name, handle);
+    }
+
+    /// Copies a container's output, redacted, into `path` until it has all of it.
+    async fn store_output(&self, key: &ObjectKey, container: &str, path: &Path) {
+        let filter = self.redactor_for(key).await;
+        if let Err(e) = follow_attempt(
+            self.runtime.as_ref(),
+            container,
+            path,
+            filter.as_ref(),
+            &self.files,
+        )
+        .await
+        {
+            tracing::warn!(
+                container,
+                code = e.code(),
+                "could not store the container's output: {e}"
+            );
+        }
     }
 
     /// Waits until the follower of an exited container has stored all output.
@@ -636,22 +645,7 @@ impl<R: ContainerRuntime> RunController<R> {
             }
             None => {
                 let path = self.files.attempt_log(run_uid, attempt);
-                let key_filter = self.redactor_for(key).await;
-                if let Err(e) = follow_attempt(
-                    self.runtime.as_ref(),
-                    &container,
-                    &path,
-                    key_filter.as_ref(),
-                    &self.files,
-                )
-                .await
-                {
-                    tracing::warn!(
-                        container,
-                        code = e.code(),
-                        "could not read the remaining output: {e}"
-                    );
-                }
+                self.store_output(key, &container, &path).await;
             }
         }
     }
