@@ -360,7 +360,7 @@ fn foreign_run(schedule: &str, pipeline: &str, slot: DateTime<Utc>) -> (DesiredO
         key: ObjectKey::new(Kind::Run, "default", slot_run_name(schedule, slot)),
         labels: BTreeMap::from([(SCHEDULE_LABEL.to_owned(), schedule.to_owned())]),
         annotations: BTreeMap::from([("test/written-by".to_owned(), "second-writer".to_owned())]),
-        spec: serde_json::to_value(spec).expect("run spec"),
+        spec: serde_json::to_value(spec).expect("run spec").into(),
     };
     let status = serde_json::to_value(RunStatus::default()).expect("run status");
     (object, status)
@@ -929,7 +929,8 @@ async fn an_unknown_zone_is_refused_at_apply_and_a_stored_one_never_runs() {
                     "pipelineRef": { "name": "quick" },
                     "every": "2s",
                     "timeZone": "Mars/Olympus_Mons"
-                }),
+                })
+                .into(),
             },
             managed_by: Some("test".to_owned()),
             status: None,

@@ -83,7 +83,7 @@ fn desired(key: &ObjectKey, spec: Value) -> DesiredObject {
         key: key.clone(),
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
-        spec,
+        spec: spec.into(),
     }
 }
 
@@ -201,7 +201,7 @@ async fn update_bumps_generation_only_on_spec_change(store: &Store) -> Result<()
     ensure!(after_labels.uid == created.uid && after_labels.created_at == created.created_at);
 
     let mut respecified = relabelled;
-    respecified.spec = json!({"entrypoint": "main.py", "env": {"A": "1", "B": "3"}});
+    respecified.spec = json!({"entrypoint": "main.py", "env": {"A": "1", "B": "3"}}).into();
     let after_spec = store
         .commit(vec![update(respecified, after_labels.resource_version)])
         .await?;

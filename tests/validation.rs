@@ -156,9 +156,12 @@ fn full_pipeline_from_the_design_is_valid() {
     assert_eq!(object.key.kind, Kind::Pipeline);
     assert_eq!(object.key.namespace, "default");
     assert_eq!(object.key.name, "etl");
-    assert_eq!(object.spec["resources"]["memory"], "512Mi");
-    assert_eq!(object.spec["retries"]["backoff"]["initial"], "30s");
-    assert_eq!(object.spec["secretRefs"][0]["name"], "warehouse");
+    assert_eq!(object.spec.to_value()["resources"]["memory"], "512Mi");
+    assert_eq!(
+        object.spec.to_value()["retries"]["backoff"]["initial"],
+        "30s"
+    );
+    assert_eq!(object.spec.to_value()["secretRefs"][0]["name"], "warehouse");
 }
 
 #[test]
@@ -211,7 +214,7 @@ fn schedules_with_cron_every_and_at_are_valid() {
 "#,
     ));
     assert_eq!(objects[0].key.kind, Kind::Schedule);
-    assert_eq!(objects[0].spec["cron"], "0 3 * * *");
+    assert_eq!(objects[0].spec.to_value()["cron"], "0 3 * * *");
     valid(&schedule("  every: 15m\n"));
     valid(&schedule("  at: \"2026-03-29T02:30:00+02:00\"\n"));
     valid(&schedule("  cron: \"@daily\"\n"));
@@ -229,7 +232,7 @@ fn secrets_with_tokens_and_string_data_are_valid() {
     )));
     assert_eq!(objects[0].key.kind, Kind::Secret);
     assert_eq!(
-        objects[0].spec["encryptedData"]["DB_PASSWORD"],
+        objects[0].spec.to_value()["encryptedData"]["DB_PASSWORD"],
         token.as_str()
     );
 }

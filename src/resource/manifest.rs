@@ -32,14 +32,18 @@ pub struct Position {
 
 /// One YAML document of a file, as JSON. Positions of its fields are computed only
 /// when an error needs one: the file is parsed a second time, with spans, on demand.
+///
+/// The content is kept as compact JSON text and parsed again by [`Document::value`]: a
+/// parsed tree of a small manifest takes ten times the memory of its text, and an apply
+/// of 10,000 documents would otherwise hold every tree at once.
 #[derive(Clone, Debug)]
 pub struct Document {
     /// File name as given by the caller (`examples/hello.yaml`, `<stdin>`).
     pub file: String,
     /// 1-based index of the document within its file.
     pub index: usize,
-    /// The document's content.
-    pub value: Value,
+    json: Box<str>,
+    kind: Option<Box<str>>,
     source: Option<Arc<SourceText>>,
 }
 
@@ -88,12 +92,28 @@ impl Document {
     /// Wraps a value that did not come from YAML text (Fast-Flow JSON, API bodies):
     /// errors will name the file but no line.
     pub fn synthetic(file: impl Into<String>, index: usize, value: Value) -> Self {
+        Self::new(file.into(), index, &value, None)
+    }
+
+    fn new(file: String, index: usize, value: &Value, source: Option<Arc<SourceText>>) -> Self {
         Self {
-            file: file.into(),
+            file,
             index,
-            value,
-            source: None,
+            json: value.to_string().into_boxed_str(),
+            kind: value["kind"].as_str().map(Box::from),
+            source,
         }
+    }
+
+    /// The document's content (parsed anew on every call).
+    pub fn value(&self) -> Value {
+        // The text was written by `Value::to_string`, so it always parses.
+        serde_json::from_str(&self.json).unwrap_or_default()
+    }
+
+    /// The document's `kind` field, when it is a string.
+    pub fn kind(&self) -> Option<&str> {
+        self.kind.as_deref()
     }
 
     /// Position of the document's root node.
@@ -157,30 +177,29 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, Manifest
             "contains NUL bytes: this is not a YAML text (binary file?)".to_owned(),
         ));
     }
-    let roots: Vec<PlainNode> = serde_saphyr::from_multiple_with_options(text, parse_options())
+    let roots: Vec<CompactNode> = serde_saphyr::from_multiple_with_options(text, parse_options())
         .map_err(|e| {
-            let location = e.location();
-            ManifestError {
-                line: location.map(|l| l.line()).filter(|l| *l > 0),
-                column: location.map(|l| l.column()).filter(|c| *c > 0),
-                ..whole_file(format!("is not valid YAML: {}", first_line(&e.to_string())))
-            }
-        })?;
+        let location = e.location();
+        ManifestError {
+            line: location.map(|l| l.line()).filter(|l| *l > 0),
+            column: location.map(|l| l.column()).filter(|c| *c > 0),
+            ..whole_file(format!("is not valid YAML: {}", first_line(&e.to_string())))
+        }
+    })?;
     let source = Arc::new(SourceText {
         text: Arc::from(text),
         located: OnceLock::new(),
     });
     let mut documents = Vec::new();
     for (i, root) in roots.into_iter().enumerate() {
-        if root.0.is_null() {
-            continue;
+        if let Some(document) = root.0 {
+            documents.push(Document {
+                file: file.to_owned(),
+                index: i + 1,
+                source: Some(source.clone()),
+                ..document
+            });
         }
-        documents.push(Document {
-            file: file.to_owned(),
-            index: i + 1,
-            value: root.0,
-            source: Some(source.clone()),
-        });
     }
     if documents.is_empty() {
         return Err(whole_file(
@@ -188,6 +207,19 @@ pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Document>, Manifest
         ));
     }
     Ok(documents)
+}
+
+/// A whole document read without positions, made compact as soon as it is read so that
+/// only one parsed tree exists at a time; `None` for an empty document.
+struct CompactNode(Option<Document>);
+
+impl<'de> Deserialize<'de> for CompactNode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let PlainNode(value) = PlainNode::deserialize(deserializer)?;
+        Ok(CompactNode(
+            (!value.is_null()).then(|| Document::new(String::new(), 0, &value, None)),
+        ))
+    }
 }
 
 /// A document read without positions (the fast path); same values as [`Node`].

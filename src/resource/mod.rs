@@ -6,7 +6,9 @@ pub mod kind;
 pub mod object;
 
 pub use kind::{API_VERSION, GROUP, Kind, VERSION};
-pub use object::{Change, DEFAULT_NAMESPACE, DesiredObject, ObjectKey, RawObject, StoredObject};
+pub use object::{
+    Change, DEFAULT_NAMESPACE, DesiredObject, JsonText, ObjectKey, RawObject, StoredObject,
+};
 pub mod error;
 pub mod fastflow;
 pub mod manifest;

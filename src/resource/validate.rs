@@ -32,12 +32,13 @@ const SERVER_METADATA: &[&str] = &[
 /// Checks a document and returns the object it declares, or every problem found.
 pub fn validate_document(doc: &Document) -> Result<DesiredObject, Vec<ManifestError>> {
     let mut errors = Vec::new();
-    let Some(root) = doc.value.as_object() else {
+    let value = doc.value();
+    let Some(root) = value.as_object() else {
         return Err(vec![doc.error(
             "",
             format!(
                 "expected a mapping with apiVersion, kind, metadata and spec, found {}",
-                type_name(&doc.value)
+                type_name(&value)
             ),
         )]);
     };
@@ -92,7 +93,7 @@ pub fn validate_document(doc: &Document) -> Result<DesiredObject, Vec<ManifestEr
             key: ObjectKey::new(kind, metadata.namespace, metadata.name),
             labels: metadata.labels,
             annotations: metadata.annotations,
-            spec,
+            spec: spec.into(),
         }),
         _ => Err(errors),
     }

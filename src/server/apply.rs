@@ -76,10 +76,7 @@ pub(super) async fn apply(
             "the request holds no files or documents; nothing to apply (to delete resources use delete, or prune with the remaining set)",
         ));
     }
-    if documents
-        .iter()
-        .any(|d| d.value["kind"].as_str() == Some("Secret"))
-    {
+    if documents.iter().any(|d| d.kind() == Some("Secret")) {
         grant.require(Scope::SecretsWrite)?;
     }
     let request = ApplyRequest {

@@ -655,7 +655,7 @@ mod tests {
                     key: ObjectKey::new(Kind::Pipeline, DEFAULT_NAMESPACE, name),
                     labels: BTreeMap::new(),
                     annotations: BTreeMap::new(),
-                    spec,
+                    spec: spec.into(),
                 },
                 None,
                 None,

@@ -69,7 +69,7 @@ pub(super) async fn set_data(
                 .as_ref()
                 .map(|s| s.annotations.clone())
                 .unwrap_or_default(),
-            spec: serde_json::to_value(&spec).unwrap_or_default(),
+            spec: serde_json::to_value(&spec).unwrap_or_default().into(),
         };
         let change = match &existing {
             Some(stored) => Change::Update {
@@ -165,7 +165,7 @@ pub(super) async fn rotate(State(state): State<AppState>) -> Result<Json<Value>,
                     key: secret.key.clone(),
                     labels: secret.labels.clone(),
                     annotations: secret.annotations.clone(),
-                    spec: serde_json::to_value(&spec).unwrap_or_default(),
+                    spec: serde_json::to_value(&spec).unwrap_or_default().into(),
                 },
                 managed_by: secret.managed_by.clone(),
                 expected_resource_version: secret.resource_version,

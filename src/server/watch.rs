@@ -10,12 +10,11 @@ use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::error::ApiError;
-use crate::resource::{Kind, StoredObject};
+use crate::resource::{Kind, RawObject};
 use crate::store::{ChangeKind, Store, StoreEvent};
 
 /// Changes kept for resuming watches.
@@ -37,9 +36,10 @@ impl Recorded {
         Self {
             key: event.key.clone(),
             resource_version: event.resource_version,
-            line: Arc::from(format!(
-                "{}\n",
-                event_json(event.change, &event.object, event.resource_version)
+            line: Arc::from(event_line(
+                event.change,
+                &event.object,
+                event.resource_version,
             )),
         }
     }
@@ -123,15 +123,31 @@ fn matches(event: &Recorded, kind: Kind, namespace: Option<&str>) -> bool {
 
 /// The watch event of a change; `resource_version` is the change's own revision (for a
 /// delete, later than the object's last write), as in Kubernetes.
-fn event_json(change: ChangeKind, object: &StoredObject, resource_version: i64) -> Value {
+/// One line of a watch stream: `{"object":{…},"type":"ADDED"}`, the object carrying
+/// `resource_version` (a delete's own revision rather than the object's last one).
+fn event_line(change: ChangeKind, object: &RawObject, resource_version: i64) -> String {
     let kind = match change {
         ChangeKind::Added => "ADDED",
         ChangeKind::Modified | ChangeKind::StatusModified => "MODIFIED",
         ChangeKind::Deleted => "DELETED",
     };
-    let mut manifest = object.to_manifest();
-    manifest["metadata"]["resourceVersion"] = json!(resource_version.to_string());
-    json!({ "type": kind, "object": manifest })
+    let mut line = String::with_capacity(
+        256 + object.spec.len() + object.status.as_ref().map_or(0, String::len),
+    );
+    line.push_str(r#"{"object":"#);
+    if object.resource_version == resource_version {
+        object.write_manifest(&mut line);
+    } else {
+        let object = RawObject {
+            resource_version,
+            ..object.clone()
+        };
+        object.write_manifest(&mut line);
+    }
+    line.push_str(r#","type":""#);
+    line.push_str(kind);
+    line.push_str("\"}\n");
+    line
 }
 
 /// Answers a watch request.
@@ -152,10 +168,13 @@ pub async fn watch(
             .map(|e| (e.resource_version, e.line))
             .collect(),
         None => store
-            .list(kind, namespace.as_deref())
+            .list_raw(kind, namespace.as_deref())
             .await?
             .iter()
-            .map(|o| (o.resource_version, Arc::from(format!("{}\n", event_json(ChangeKind::Added, o, o.resource_version)))))
+            .map(|o| {
+                let line = event_line(ChangeKind::Added, o, o.resource_version);
+                (o.resource_version, Arc::from(line))
+            })
             .collect(),
     };
     let high_water = initial

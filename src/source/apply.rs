@@ -15,7 +15,7 @@ use crate::resource::error::{ManifestError, ManifestErrors};
 use crate::resource::manifest::Document;
 use crate::resource::types::SecretSpec;
 use crate::resource::validate::validate_document;
-use crate::resource::{Change, DesiredObject, Kind, ObjectKey, StoredObject};
+use crate::resource::{Change, DesiredObject, Kind, ObjectKey, RawObject};
 use crate::secrets::{Keyring, SecretsError};
 use crate::store::{Store, StoreError};
 
@@ -152,10 +152,12 @@ fn describe_location(doc: &Document) -> String {
 }
 
 /// Decides the writes of an apply. `existing` holds every stored object with a declared
-/// key plus everything the manager owns.
+/// key plus everything the manager owns, as stored text: specs, labels and annotations
+/// are compared as canonical JSON text (see [`crate::resource::JsonText`]) and parsed only
+/// to show a diff.
 pub fn plan_apply(
     desired: Vec<DesiredObject>,
-    existing: &HashMap<ObjectKey, StoredObject>,
+    existing: &HashMap<ObjectKey, RawObject>,
     options: &ApplyOptions,
 ) -> Result<(ApplyOutcome, Vec<Change>), ApplyError> {
     let mut outcome = ApplyOutcome {
@@ -197,9 +199,9 @@ pub fn plan_apply(
                         manager: options.manager.clone(),
                     });
                 }
-                let same = stored.spec == object.spec
-                    && stored.labels == object.labels
-                    && stored.annotations == object.annotations
+                let same = stored.spec == object.spec.as_str()
+                    && stored.labels == map_text(&object.labels)
+                    && stored.annotations == map_text(&object.annotations)
                     && stored.managed_by.as_deref() == Some(options.manager.as_str());
                 if same {
                     outcome.items.push(item(Action::Unchanged));
@@ -220,7 +222,7 @@ pub fn plan_apply(
         }
     }
     if options.prune {
-        let mut orphans: Vec<&StoredObject> = existing
+        let mut orphans: Vec<&RawObject> = existing
             .values()
             .filter(|s| s.managed_by.as_deref() == Some(options.manager.as_str()))
             .filter(|s| s.key.kind != Kind::Run && !declared.contains(&s.key))
@@ -272,17 +274,23 @@ fn declared_view(object: &DesiredObject) -> Value {
         object.key.kind,
         &object.labels,
         &object.annotations,
-        &object.spec,
+        &object.spec.to_value(),
     )
 }
 
-fn stored_view(object: &StoredObject) -> Value {
+fn stored_view(object: &RawObject) -> Value {
     view(
         object.key.kind,
-        &object.labels,
-        &object.annotations,
-        &object.spec,
+        &serde_json::from_str(&object.labels).unwrap_or_default(),
+        &serde_json::from_str(&object.annotations).unwrap_or_default(),
+        &serde_json::from_str(&object.spec).unwrap_or_default(),
     )
+}
+
+/// Canonical JSON text of a label or annotation map, as the store keeps it.
+fn map_text(map: &BTreeMap<String, String>) -> String {
+    // A map of strings always serialises.
+    serde_json::to_string(map).unwrap_or_default()
 }
 
 /// Diffs show a short hash of each Fernet token rather than the token.
@@ -328,11 +336,11 @@ fn unified_diff(key: &ObjectKey, before: Option<&Value>, after: Option<&Value>) 
 /// stored token already decrypts to keeps that token, so re-applying is `unchanged`.
 pub fn seal_secrets(
     objects: &mut [DesiredObject],
-    existing: &HashMap<ObjectKey, StoredObject>,
+    existing: &HashMap<ObjectKey, RawObject>,
     keyring: Option<&Keyring>,
 ) -> Result<(), ApplyError> {
     for object in objects.iter_mut().filter(|o| o.key.kind == Kind::Secret) {
-        let mut spec: SecretSpec = serde_json::from_value(object.spec.clone()).map_err(|e| {
+        let mut spec: SecretSpec = serde_json::from_str(object.spec.as_str()).map_err(|e| {
             ApplyError::Invalid(ManifestError::file("<secret>", e.to_string()).into())
         })?;
         if spec.string_data.is_empty() {
@@ -341,7 +349,7 @@ pub fn seal_secrets(
         let keyring = keyring.ok_or(SecretsError::MissingKey)?;
         let stored: BTreeMap<String, String> = existing
             .get(&object.key)
-            .and_then(|s| serde_json::from_value::<SecretSpec>(s.spec.clone()).ok())
+            .and_then(|s| serde_json::from_str::<SecretSpec>(&s.spec).ok())
             .map(|s| s.encrypted_data)
             .unwrap_or_default();
         for (key, plaintext) in std::mem::take(&mut spec.string_data) {
@@ -353,9 +361,11 @@ pub fn seal_secrets(
                 .unwrap_or_else(|| keyring.encrypt(&plaintext));
             spec.encrypted_data.insert(key, token);
         }
-        object.spec = serde_json::to_value(&spec).map_err(|e| {
-            ApplyError::Invalid(ManifestError::file("<secret>", e.to_string()).into())
-        })?;
+        object.spec = serde_json::to_value(&spec)
+            .map_err(|e| {
+                ApplyError::Invalid(ManifestError::file("<secret>", e.to_string()).into())
+            })?
+            .into();
     }
     Ok(())
 }
@@ -378,20 +388,21 @@ impl ApplyRequest<'_> {
         store: &Store,
         keyring: Option<&Keyring>,
     ) -> Result<ApplyOutcome, ApplyError> {
-        let desired = collect_objects(self.documents).map_err(ApplyError::Invalid)?;
         // A controller writing status between load and commit moves resourceVersions;
-        // re-read and re-plan rather than refuse a user's apply for it.
+        // re-read and re-plan rather than refuse a user's apply for it. Each attempt
+        // validates the (compact) documents again instead of keeping a second copy of
+        // every object for the rare retry.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut desired = desired.clone();
+            let mut desired = collect_objects(self.documents).map_err(ApplyError::Invalid)?;
             let existing = load_existing(store, &desired, &self.options.manager).await?;
             seal_secrets(&mut desired, &existing, keyring)?;
             let (outcome, changes) = plan_apply(desired, &existing, &self.options)?;
             if self.options.dry_run || changes.is_empty() {
                 return Ok(outcome);
             }
-            match store.commit(changes).await {
+            match store.commit_many(changes).await {
                 Ok(_) => return Ok(outcome),
                 Err(
                     StoreError::Conflict { .. }
@@ -408,13 +419,13 @@ async fn load_existing(
     store: &Store,
     desired: &[DesiredObject],
     manager: &str,
-) -> Result<HashMap<ObjectKey, StoredObject>, StoreError> {
+) -> Result<HashMap<ObjectKey, RawObject>, StoreError> {
     let mut existing = HashMap::new();
     let mut kinds: Vec<Kind> = desired.iter().map(|o| o.key.kind).collect();
     kinds.sort();
     kinds.dedup();
     for kind in kinds {
-        for object in store.list(kind, None).await? {
+        for object in store.list_raw(kind, None).await? {
             existing.insert(object.key.clone(), object);
         }
     }

@@ -175,7 +175,7 @@ fn declared_source_path(object: &DesiredObject) -> Option<String> {
     if object.key.kind != Kind::Pipeline {
         return None;
     }
-    let spec: PipelineSpec = serde_json::from_value(object.spec.clone()).ok()?;
+    let spec: PipelineSpec = serde_json::from_str(object.spec.as_str()).ok()?;
     let path = spec
         .source
         .map_or_else(|| object.key.name.clone(), |s| s.path);

@@ -12,7 +12,7 @@ use sqlx::AssertSqlSafe;
 use super::backend::Tx;
 use super::error::StoreError;
 use super::row::{COLUMN_COUNT, object_columns, object_params};
-use crate::resource::object::StoredObject;
+use crate::resource::object::RawObject;
 
 /// Rows per multi-row insert: 13 parameters each stays far below the bind limits of
 /// SQLite (32766) and PostgreSQL (65535).
@@ -23,8 +23,8 @@ pub(super) const INSERT_CHUNK: usize = 500;
 /// [`StoreError::AlreadyExists`] — or, with `skip_taken`, silently left out.
 pub(super) async fn insert(
     tx: &mut Tx,
-    pending: &mut Vec<StoredObject>,
-    results: &mut Vec<StoredObject>,
+    pending: &mut Vec<RawObject>,
+    results: &mut Vec<RawObject>,
     skip_taken: bool,
 ) -> Result<(), StoreError> {
     if pending.is_empty() {

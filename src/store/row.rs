@@ -46,56 +46,22 @@ pub(super) struct ObjectRow {
 impl ObjectRow {
     /// Parses the row; a row that does not parse is [`StoreError::Corrupt`].
     pub(super) fn into_object(self) -> Result<StoredObject, StoreError> {
+        parse(&self.into_raw()?)
+    }
+
+    /// The row as raw JSON text, without parsing spec or status (for list responses and
+    /// the change feed).
+    pub(super) fn into_raw(self) -> Result<RawObject, StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
             key: format!("{}/{}/{}", self.kind, self.namespace, self.name),
             reason,
         };
         let kind = Kind::from_kind_field(&self.kind)
             .ok_or_else(|| corrupt(format!("unknown kind {:?}", self.kind)))?;
-        let labels: BTreeMap<String, String> = serde_json::from_str(&self.labels)
-            .map_err(|e| corrupt(format!("labels are not a string map: {e}")))?;
-        let annotations: BTreeMap<String, String> = serde_json::from_str(&self.annotations)
-            .map_err(|e| corrupt(format!("annotations are not a string map: {e}")))?;
-        let spec: Value = serde_json::from_str(&self.spec)
-            .map_err(|e| corrupt(format!("spec is not JSON: {e}")))?;
-        let status: Option<Value> = match &self.status {
-            Some(text) => Some(
-                serde_json::from_str(text)
-                    .map_err(|e| corrupt(format!("status is not JSON: {e}")))?,
-            ),
-            None => None,
-        };
         let created_at = from_millis(self.created_at)
             .ok_or_else(|| corrupt(format!("created_at {} is out of range", self.created_at)))?;
         let updated_at = from_millis(self.updated_at)
             .ok_or_else(|| corrupt(format!("updated_at {} is out of range", self.updated_at)))?;
-        Ok(StoredObject {
-            key: ObjectKey {
-                kind,
-                namespace: self.namespace,
-                name: self.name,
-            },
-            uid: self.uid,
-            generation: self.generation,
-            resource_version: self.resource_version,
-            managed_by: self.managed_by,
-            labels,
-            annotations,
-            spec,
-            status,
-            created_at,
-            updated_at,
-        })
-    }
-}
-
-impl ObjectRow {
-    /// The row as raw JSON text, without parsing spec or status (for list responses).
-    pub(super) fn into_raw(self) -> Result<RawObject, StoreError> {
-        let kind = Kind::from_kind_field(&self.kind).ok_or_else(|| StoreError::Corrupt {
-            key: format!("{}/{}/{}", self.kind, self.namespace, self.name),
-            reason: format!("unknown kind {:?}", self.kind),
-        })?;
         Ok(RawObject {
             key: ObjectKey {
                 kind,
@@ -110,22 +76,31 @@ impl ObjectRow {
             annotations: self.annotations,
             spec: self.spec,
             status: self.status,
-            created_at: from_millis(self.created_at).unwrap_or_default(),
+            created_at,
+            updated_at,
         })
     }
 }
 
+/// Parses the JSON parts of a row; one that does not parse is [`StoreError::Corrupt`].
+pub(super) fn parse(raw: &RawObject) -> Result<StoredObject, StoreError> {
+    raw.to_object().map_err(|reason| StoreError::Corrupt {
+        key: raw.key.to_string(),
+        reason,
+    })
+}
+
 /// The values of every column of `object`, in [`object_columns!`] order.
-pub(super) fn object_params(object: &StoredObject, params: &mut Vec<Param>) {
+pub(super) fn object_params(object: &RawObject, params: &mut Vec<Param>) {
     params.extend(key_params(&object.key));
     params.push(Param::Text(object.uid.clone()));
     params.push(Param::Int(object.generation));
     params.push(Param::Int(object.resource_version));
     params.push(Param::OptText(object.managed_by.clone()));
-    params.push(Param::Text(map_json(&object.labels)));
-    params.push(Param::Text(map_json(&object.annotations)));
-    params.push(Param::Text(json_text(&object.spec)));
-    params.push(Param::OptText(object.status.as_ref().map(json_text)));
+    params.push(Param::Text(object.labels.clone()));
+    params.push(Param::Text(object.annotations.clone()));
+    params.push(Param::Text(object.spec.clone()));
+    params.push(Param::OptText(object.status.clone()));
     params.push(Param::Int(object.created_at.timestamp_millis()));
     params.push(Param::Int(object.updated_at.timestamp_millis()));
 }
@@ -180,15 +155,15 @@ mod tests {
 
     #[test]
     fn params_follow_the_column_list() {
-        let object = StoredObject {
+        let object = RawObject {
             key: ObjectKey::new(Kind::Run, "default", "r1"),
             uid: "u".into(),
             generation: 1,
             resource_version: 1,
             managed_by: None,
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-            spec: json!({}),
+            labels: map_json(&BTreeMap::new()),
+            annotations: "{}".into(),
+            spec: json_text(&json!({})),
             status: None,
             created_at: now(),
             updated_at: now(),

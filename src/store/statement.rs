@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::backend::{Param, Tx};
 use super::error::StoreError;
 use super::row::{ObjectRow, json_text, key_params, map_json, object_columns};
-use crate::resource::object::{DesiredObject, ObjectKey, StoredObject};
+use crate::resource::object::{DesiredObject, ObjectKey, RawObject};
 
 const CURRENT_VERSION: &str =
     "SELECT resource_version FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3";
@@ -62,7 +62,7 @@ impl Statement {
             Param::OptText(managed_by),
             Param::Text(map_json(&object.labels)),
             Param::Text(map_json(&object.annotations)),
-            Param::Text(json_text(&object.spec)),
+            Param::Text(object.spec.as_str().to_owned()),
             Param::Int(revision),
             Param::Int(now_millis),
             Param::Int(expected),
@@ -111,10 +111,10 @@ impl Statement {
     }
 
     /// Runs the statement in `tx` and returns the object it wrote (or deleted).
-    pub(super) async fn run(self, tx: &mut Tx) -> Result<StoredObject, StoreError> {
+    pub(super) async fn run(self, tx: &mut Tx) -> Result<RawObject, StoreError> {
         let written = tx.fetch::<ObjectRow>(self.sql, self.params).await?;
         match written.into_iter().next() {
-            Some(row) => row.into_object(),
+            Some(row) => row.into_raw(),
             None => Err(explain_miss(tx, self.key, self.expected).await),
         }
     }

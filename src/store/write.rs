@@ -11,9 +11,9 @@ use serde_json::Value;
 use super::backend::{Backend, Param};
 use super::error::StoreError;
 use super::insert::{INSERT_CHUNK, insert};
-use super::row::now;
+use super::row::{json_text, map_json, now};
 use super::statement::Statement;
-use crate::resource::object::{Change, DesiredObject, ObjectKey, StoredObject};
+use crate::resource::object::{Change, DesiredObject, ObjectKey, RawObject};
 
 const RESERVE_REVISIONS: &str =
     "UPDATE revision SET value = value + $1 WHERE id = 1 RETURNING value";
@@ -78,7 +78,7 @@ impl From<Change> for Write {
 }
 
 /// Applies `writes` in order in one transaction and returns the objects after each write
-/// (for a delete, the object as it was).
+/// (for a delete, the object as it was), with their JSON parts as the stored text.
 ///
 /// With `skip_taken`, creates of taken keys are skipped (and absent from the result)
 /// instead of failing the transaction.
@@ -88,7 +88,7 @@ pub(super) async fn apply_with(
     backend: &Backend,
     writes: Vec<Write>,
     skip_taken: bool,
-) -> Result<(Vec<StoredObject>, i64), StoreError> {
+) -> Result<(Vec<RawObject>, i64), StoreError> {
     if writes.is_empty() {
         return Ok((Vec::new(), 0));
     }
@@ -116,16 +116,16 @@ pub(super) async fn apply_with(
                 managed_by,
                 status,
             } => {
-                pending_creates.push(StoredObject {
+                pending_creates.push(RawObject {
                     key: object.key,
                     uid: uuid::Uuid::new_v4().to_string(),
                     generation: 1,
                     resource_version: revision,
                     managed_by,
-                    labels: object.labels,
-                    annotations: object.annotations,
-                    spec: object.spec,
-                    status,
+                    labels: map_json(&object.labels),
+                    annotations: map_json(&object.annotations),
+                    spec: object.spec.as_str().to_owned(),
+                    status: status.as_ref().map(json_text),
                     created_at: now,
                     updated_at: now,
                 });

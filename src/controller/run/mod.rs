@@ -378,7 +378,7 @@ pub async fn request_cancel(
                 key: run.key.clone(),
                 labels: run.labels.clone(),
                 annotations: run.annotations.clone(),
-                spec: serde_json::to_value(&spec).unwrap_or_default(),
+                spec: serde_json::to_value(&spec).unwrap_or_default().into(),
             },
             managed_by: run.managed_by.clone(),
             expected_resource_version: run.resource_version,

@@ -23,7 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use self::naming::slot_run_name;
-use self::slots::{CompileError, due_slots};
+use self::slots::{CompileError, CronCache, due_slots};
 use self::state::{Entry, FinishedRun};
 use crate::controller::run::logs::RunFiles;
 use crate::metrics::Metrics;
@@ -33,7 +33,7 @@ use crate::resource::types::{
 };
 use crate::resource::{DesiredObject, Kind, ObjectKey};
 use crate::store::events::EventType;
-use crate::store::{ChangeKind, Store, StoreEvent};
+use crate::store::{ChangeKind, Store, StoreError, StoreEvent};
 
 /// Label on runs created by a schedule, naming it.
 pub const SCHEDULE_LABEL: &str = "flotilla.dev/schedule";
@@ -50,9 +50,29 @@ pub struct ScheduleController {
     metrics: std::sync::Arc<Metrics>,
 }
 
+/// Runs read per query by a resync.
+const RESYNC_PAGE: i64 = 1_000;
+
+/// Unfinished run names and finished runs of one schedule.
+type ScheduleRuns = (Vec<String>, Vec<FinishedRun>);
+
+/// Whether a Pipeline's spec (stored JSON text) has `suspend: true`.
+fn is_suspended(spec: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Suspend {
+        #[serde(default)]
+        suspend: bool,
+    }
+    serde_json::from_str::<Suspend>(spec).is_ok_and(|s| s.suspend)
+}
+
+/// Schedule statuses written per transaction.
+const STATUS_BATCH: usize = 500;
+
 #[derive(Default)]
 struct State {
     schedules: HashMap<ObjectKey, Entry>,
+    crons: CronCache,
     timeline: BTreeSet<(DateTime<Utc>, ObjectKey)>,
     suspended_pipelines: HashSet<ObjectKey>,
 }
@@ -126,7 +146,7 @@ impl ScheduleController {
                 change = changes.recv() => match change {
                     Ok(event) => {
                         // Take every change already waiting, so an apply of thousands of
-                        // schedules is evaluated (and its statuses written) in one batch.
+                        // schedules is evaluated in one pass (its statuses in a few batches).
                         let mut batch = vec![event];
                         let mut lagged = false;
                         while batch.len() < MAX_BATCH {
@@ -152,13 +172,13 @@ impl ScheduleController {
     async fn resync(&self) {
         let loaded = async {
             Ok::<_, crate::store::StoreError>((
-                self.store.list(Kind::Schedule, None).await?,
-                self.store.list(Kind::Pipeline, None).await?,
-                self.store.list(Kind::Run, None).await?,
+                self.store.list_raw(Kind::Schedule, None).await?,
+                self.store.list_raw(Kind::Pipeline, None).await?,
+                self.runs_by_schedule().await?,
             ))
         }
         .await;
-        let (schedules, pipelines, runs) = match loaded {
+        let (schedules, pipelines, mut by_schedule) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::error!(code = e.code(), "schedule resync failed: {e}");
@@ -180,26 +200,12 @@ impl ScheduleController {
             }
             state.suspended_pipelines = pipelines
                 .iter()
-                .filter(|p| p.spec["suspend"].as_bool() == Some(true))
+                .filter(|p| is_suspended(&p.spec))
                 .map(|p| p.key.clone())
                 .collect();
-            let mut by_schedule: HashMap<ObjectKey, (Vec<String>, Vec<FinishedRun>)> =
-                HashMap::new();
-            for run in &runs {
-                let Some(schedule) = run.labels.get(SCHEDULE_LABEL) else {
-                    continue;
-                };
-                let key =
-                    ObjectKey::new(Kind::Schedule, run.key.namespace.clone(), schedule.clone());
-                let slot = by_schedule.entry(key).or_default();
-                match FinishedRun::of(run) {
-                    Some(finished) => slot.1.push(finished),
-                    None => slot.0.push(run.key.name.clone()),
-                }
-            }
             for object in schedules {
                 let (active, history) = by_schedule.remove(&object.key).unwrap_or_default();
-                let mut entry = Entry::from_object(&object);
+                let mut entry = Entry::from_object(&object, &mut state.crons);
                 entry.status.active = active;
                 entry.status.active.sort();
                 entry.history = history;
@@ -221,6 +227,46 @@ impl ScheduleController {
         self.evaluate(keys).await;
     }
 
+    /// The unfinished run names and finished runs of every schedule, read a page at a time
+    /// so that a store holding 100,000 runs is never in memory at once.
+    async fn runs_by_schedule(&self) -> Result<HashMap<ObjectKey, ScheduleRuns>, StoreError> {
+        let mut by_schedule: HashMap<ObjectKey, ScheduleRuns> = HashMap::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = self
+                .store
+                .list_raw_page(
+                    Kind::Run,
+                    None,
+                    after
+                        .as_ref()
+                        .map(|(ns, name)| (ns.as_str(), name.as_str())),
+                    RESYNC_PAGE,
+                )
+                .await?;
+            for run in &page {
+                let labels: BTreeMap<String, String> =
+                    serde_json::from_str(&run.labels).unwrap_or_default();
+                let Some(schedule) = labels.get(SCHEDULE_LABEL) else {
+                    continue;
+                };
+                let key =
+                    ObjectKey::new(Kind::Schedule, run.key.namespace.clone(), schedule.clone());
+                let slot = by_schedule.entry(key).or_default();
+                match FinishedRun::of_raw(run) {
+                    Some(finished) => slot.1.push(finished),
+                    None => slot.0.push(run.key.name.clone()),
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == RESYNC_PAGE => {
+                    after = Some((last.key.namespace.clone(), last.key.name.clone()));
+                }
+                _ => return Ok(by_schedule),
+            }
+        }
+    }
+
     async fn on_changes(&self, events: Vec<StoreEvent>) {
         let mut upserted = Vec::new();
         for event in events {
@@ -228,9 +274,9 @@ impl ScheduleController {
                 (Kind::Schedule, ChangeKind::StatusModified) => {}
                 (Kind::Schedule, ChangeKind::Deleted) => self.lock().remove(&event.key),
                 (Kind::Schedule, _) => {
-                    let object = &event.object;
+                    let object = &*event.object;
                     let mut state = self.lock();
-                    let mut entry = Entry::from_object(object);
+                    let mut entry = Entry::from_object(object, &mut state.crons);
                     if let Some(previous) = state.schedules.get(&object.key) {
                         entry.status.active = previous.status.active.clone();
                         entry.history = previous.history.clone();
@@ -240,8 +286,8 @@ impl ScheduleController {
                     upserted.push(event.key);
                 }
                 (Kind::Pipeline, _) => {
-                    let suspended = event.change != ChangeKind::Deleted
-                        && event.object.spec["suspend"].as_bool() == Some(true);
+                    let suspended =
+                        event.change != ChangeKind::Deleted && is_suspended(&event.object.spec);
                     let mut state = self.lock();
                     if suspended {
                         state.suspended_pipelines.insert(event.key);
@@ -417,38 +463,43 @@ impl ScheduleController {
     }
 
     async fn write_statuses(&self, keys: Vec<ObjectKey>) {
-        let statuses: Vec<(ObjectKey, Option<i64>, serde_json::Value)> = {
-            let state = self.lock();
-            keys.into_iter()
-                .filter_map(|key| {
-                    let entry = state.schedules.get(&key)?;
-                    let mut status = entry.status.clone();
-                    status.next_slot = entry
-                        .next
-                        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
-                    let value = serde_json::to_value(status).ok()?;
-                    (Some(&value) != entry.written.as_ref()).then_some((key, None, value))
-                })
-                .collect()
-        };
-        if statuses.is_empty() {
-            return;
-        }
-        let written: BTreeMap<ObjectKey, serde_json::Value> = statuses
-            .iter()
-            .map(|(k, _, v)| (k.clone(), v.clone()))
-            .collect();
-        match self.store.update_statuses(statuses).await {
-            Ok(_) => {
-                let mut state = self.lock();
-                for (key, value) in written {
-                    if let Some(entry) = state.schedules.get_mut(&key) {
-                        entry.written = Some(value);
+        // In batches: the statuses of thousands of schedules, and the objects the store
+        // returns for them, need not all be in memory at once.
+        for keys in keys.chunks(STATUS_BATCH) {
+            let statuses: Vec<(ObjectKey, Option<i64>, serde_json::Value)> = {
+                let state = self.lock();
+                keys.iter()
+                    .filter_map(|key| {
+                        let entry = state.schedules.get(key)?;
+                        let mut status = entry.status.clone();
+                        status.next_slot = entry
+                            .next
+                            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+                        let value = serde_json::to_value(status).ok()?;
+                        (Some(value.to_string()) != entry.written)
+                            .then(|| (key.clone(), None, value))
+                    })
+                    .collect()
+            };
+            if statuses.is_empty() {
+                continue;
+            }
+            let written: Vec<(ObjectKey, String)> = statuses
+                .iter()
+                .map(|(k, _, v)| (k.clone(), v.to_string()))
+                .collect();
+            match self.store.update_statuses(statuses).await {
+                Ok(_) => {
+                    let mut state = self.lock();
+                    for (key, text) in written {
+                        if let Some(entry) = state.schedules.get_mut(&key) {
+                            entry.written = Some(text);
+                        }
                     }
                 }
+                // A schedule deleted meanwhile fails its batch; the next resync rewrites.
+                Err(e) => tracing::warn!(code = e.code(), "cannot write schedule statuses: {e}"),
             }
-            // A schedule deleted meanwhile fails the batch; the next resync rewrites.
-            Err(e) => tracing::warn!(code = e.code(), "cannot write schedule statuses: {e}"),
         }
     }
 
@@ -600,7 +651,9 @@ fn scheduled_run(
         key: ObjectKey::new(Kind::Run, key.namespace.clone(), name.to_owned()),
         labels: BTreeMap::from([(SCHEDULE_LABEL.to_owned(), key.name.clone())]),
         annotations: BTreeMap::new(),
-        spec: serde_json::to_value(run).unwrap_or_else(|_| json!({})),
+        spec: serde_json::to_value(run)
+            .unwrap_or_else(|_| json!({}))
+            .into(),
     };
     (object, serde_json::to_value(RunStatus::default()).ok())
 }

@@ -11,6 +11,8 @@
 //! `every` slots are fixed intervals anchored at `window.start` (else the Unix epoch), so
 //! the same slots come out whenever and wherever they are computed. `at` is one slot.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
@@ -25,11 +27,37 @@ use crate::resource::types::ScheduleSpec;
 #[derive(Clone, Debug)]
 pub enum Recurrence {
     /// Crontab line in a zone.
-    Cron(Box<Cron>, Tz),
+    Cron(Arc<Cron>, Tz),
     /// Fixed interval from an anchor.
     Every(Duration, DateTime<Utc>),
     /// One shot.
     At(DateTime<Utc>),
+}
+
+/// Parsed crontab lines shared between schedules. A parsed line holds about 5 KB (croner
+/// keeps a bitfield per field, years included) and thousands of schedules typically share
+/// a handful of lines. Entries die with the last schedule using them.
+#[derive(Debug, Default)]
+pub struct CronCache {
+    lines: HashMap<String, Weak<Cron>>,
+    /// Live entries at the last sweep; the next sweep comes when the map doubles.
+    swept_at: usize,
+}
+
+impl CronCache {
+    /// The parsed `line`, shared with every other schedule using the same line.
+    pub fn parse(&mut self, line: &str) -> Result<Arc<Cron>, String> {
+        if let Some(cron) = self.lines.get(line).and_then(Weak::upgrade) {
+            return Ok(cron);
+        }
+        let cron = Arc::new(parse_cron(line)?);
+        if self.lines.len() >= 2 * self.swept_at.max(64) {
+            self.lines.retain(|_, cron| cron.strong_count() > 0);
+            self.swept_at = self.lines.len();
+        }
+        self.lines.insert(line.to_owned(), Arc::downgrade(&cron));
+        Ok(cron)
+    }
 }
 
 /// A schedule ready for slot arithmetic.
@@ -55,6 +83,11 @@ pub enum CompileError {
 impl CompiledSchedule {
     /// Compiles a spec.
     pub fn compile(spec: &ScheduleSpec) -> Result<Self, CompileError> {
+        Self::compile_with(spec, &mut CronCache::default())
+    }
+
+    /// [`CompiledSchedule::compile`], sharing parsed crontab lines through `crons`.
+    pub fn compile_with(spec: &ScheduleSpec, crons: &mut CronCache) -> Result<Self, CompileError> {
         let zone = match &spec.time_zone {
             Some(name) => parse_zone(name).map_err(CompileError::UnknownTimeZone)?,
             None => chrono_tz::UTC,
@@ -68,10 +101,9 @@ impl CompiledSchedule {
         let window_start = bound(&spec.window.as_ref().and_then(|w| w.start.clone()))?;
         let window_end = bound(&spec.window.as_ref().and_then(|w| w.end.clone()))?;
         let recurrence = match (&spec.cron, &spec.every, &spec.at) {
-            (Some(line), None, None) => Recurrence::Cron(
-                Box::new(parse_cron(line).map_err(CompileError::Invalid)?),
-                zone,
-            ),
+            (Some(line), None, None) => {
+                Recurrence::Cron(crons.parse(line).map_err(CompileError::Invalid)?, zone)
+            }
             (None, Some(every), None) => {
                 let interval =
                     parse_duration(every).map_err(|e| CompileError::Invalid(e.to_string()))?;

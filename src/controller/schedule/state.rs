@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::slots::{CompileError, CompiledSchedule};
-use crate::resource::StoredObject;
+use super::slots::{CompileError, CompiledSchedule, CronCache};
 use crate::resource::types::{Condition, RunPhase, RunStatus, ScheduleSpec, ScheduleStatus};
+use crate::resource::{RawObject, StoredObject};
 
 /// Kept when no `history` is set, like CronJob's defaults.
 const DEFAULT_SUCCEEDED: u32 = 3;
@@ -26,14 +26,26 @@ impl FinishedRun {
             .status
             .clone()
             .and_then(|s| serde_json::from_value(s).ok())?;
-        if !status.phase.is_finished() {
-            return None;
-        }
-        Some(FinishedRun {
-            name: run.key.name.clone(),
-            uid: run.uid.clone(),
+        Self::with_status(&run.key.name, &run.uid, &status, run.updated_at)
+    }
+
+    /// [`FinishedRun::of`] for a run as stored text.
+    pub fn of_raw(run: &RawObject) -> Option<FinishedRun> {
+        let status: RunStatus = serde_json::from_str(run.status.as_deref()?).ok()?;
+        Self::with_status(&run.key.name, &run.uid, &status, run.updated_at)
+    }
+
+    fn with_status(
+        name: &str,
+        uid: &str,
+        status: &RunStatus,
+        updated_at: DateTime<Utc>,
+    ) -> Option<FinishedRun> {
+        status.phase.is_finished().then(|| FinishedRun {
+            name: name.to_owned(),
+            uid: uid.to_owned(),
             succeeded: status.phase == RunPhase::Succeeded,
-            finished: run.updated_at,
+            finished: updated_at,
         })
     }
 }
@@ -45,24 +57,26 @@ pub(super) struct Entry {
     pub compiled: Result<CompiledSchedule, CompileError>,
     pub created: DateTime<Utc>,
     pub status: ScheduleStatus,
-    /// The status as last written, to skip writes that change nothing.
-    pub written: Option<serde_json::Value>,
+    /// The status as last written (JSON text, keys sorted), to skip writes that change
+    /// nothing.
+    pub written: Option<String>,
     pub next: Option<DateTime<Utc>>,
     pub history: Vec<FinishedRun>,
 }
 
 impl Entry {
-    pub fn from_object(object: &StoredObject) -> Entry {
-        let spec: ScheduleSpec = serde_json::from_value(object.spec.clone()).unwrap_or_default();
+    pub fn from_object(object: &RawObject, crons: &mut CronCache) -> Entry {
+        let spec: ScheduleSpec = serde_json::from_str(&object.spec).unwrap_or_default();
         let status: ScheduleStatus = object
             .status
-            .clone()
-            .and_then(|s| serde_json::from_value(s).ok())
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or_default();
         Entry {
-            compiled: CompiledSchedule::compile(&spec),
+            compiled: CompiledSchedule::compile_with(&spec, crons),
             spec,
             created: object.created_at,
+            // Stored text is canonical (see `JsonText`), like the text compared with it.
             written: object.status.clone(),
             status,
             next: None,

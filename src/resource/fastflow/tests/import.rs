@@ -16,7 +16,7 @@ fn a_folder_with_only_main_py_is_one_valid_pipeline() {
     let object = validate_document(doc).expect("valid");
     assert_eq!(object.key.kind, Kind::Pipeline);
     assert_eq!(object.key.name, "nightly-etl");
-    assert_eq!(object.spec["source"]["path"], "nightly_etl");
+    assert_eq!(object.spec.to_value()["source"]["path"], "nightly_etl");
     assert_eq!(
         object
             .annotations
@@ -97,12 +97,12 @@ fn a_full_pipeline_json_maps_every_field() {
     assert_eq!(schedule["window"]["start"], "2026-01-01");
     assert_eq!(schedule["window"]["end"], "2026-12-31T18:00:00Z");
 
-    let secret = by_kind(&pipeline, "Secret")[0];
+    let secret = &by_kind(&pipeline, "Secret")[0];
     assert_eq!(secret["metadata"]["name"], "nightly-etl-env");
     assert_eq!(secret["spec"]["encryptedData"]["API_KEY"], TOKEN);
     for doc in &pipeline.documents {
         assert_eq!(
-            doc.value["metadata"]["annotations"][IMPORTED_FROM_ANNOTATION],
+            doc.value()["metadata"]["annotations"][IMPORTED_FROM_ANNOTATION],
             "fast-flow"
         );
     }

@@ -39,25 +39,25 @@ pub(super) fn imported(name: &str, json: &str) -> FastFlowPipeline {
     import(name, json).unwrap_or_else(|e| panic!("import failed: {e}"))
 }
 
-pub(super) fn by_kind<'d>(pipeline: &'d FastFlowPipeline, kind: &str) -> Vec<&'d Value> {
+pub(super) fn by_kind(pipeline: &FastFlowPipeline, kind: &str) -> Vec<Value> {
     pipeline
         .documents
         .iter()
-        .map(|d| &d.value)
+        .map(|d| d.value())
         .filter(|v| v["kind"] == kind)
         .collect()
 }
 
-pub(super) fn spec_of<'d>(pipeline: &'d FastFlowPipeline, kind: &str) -> &'d Value {
+pub(super) fn spec_of(pipeline: &FastFlowPipeline, kind: &str) -> Value {
     let found = by_kind(pipeline, kind);
     assert_eq!(found.len(), 1, "one {kind} in {:#?}", pipeline.documents);
-    &found[0]["spec"]
+    found[0]["spec"].clone()
 }
 
 pub(super) fn assert_all_valid(pipeline: &FastFlowPipeline) {
     for doc in &pipeline.documents {
         if let Err(errors) = validate_document(doc) {
-            panic!("{} does not validate: {errors:#?}", doc.value);
+            panic!("{} does not validate: {errors:#?}", doc.value());
         }
     }
 }
