@@ -262,13 +262,14 @@ async fn send_apply(
     prune: bool,
     dry_run: bool,
     force: bool,
+    with_diff: bool,
 ) -> anyhow::Result<Value> {
     let files = read_inputs(paths)?;
     let body = json!({
         "files": files.iter().map(|f| json!({"name": f.name, "content": f.content})).collect::<Vec<_>>()
     });
     let query = format!(
-        "{API_PREFIX}/apply?fieldManager={}&prune={prune}&dryRun={dry_run}&force={force}",
+        "{API_PREFIX}/apply?fieldManager={}&prune={prune}&dryRun={dry_run}&force={force}&diff={with_diff}",
         urlencode(manager)
     );
     Ok(client
@@ -285,7 +286,8 @@ async fn apply(
     dry_run: bool,
     force: bool,
 ) -> anyhow::Result<()> {
-    let outcome = send_apply(client, paths, manager, prune, dry_run, force).await?;
+    // The diff is not shown; the server need not render it.
+    let outcome = send_apply(client, paths, manager, prune, dry_run, force, false).await?;
     let suffix = if dry_run { " (dry run)" } else { "" };
     for item in outcome["items"].as_array().into_iter().flatten() {
         let kind = item["kind"].as_str().and_then(Kind::from_kind_field);
@@ -305,7 +307,7 @@ async fn diff(
     manager: &str,
     prune: bool,
 ) -> anyhow::Result<()> {
-    let outcome = send_apply(client, paths, manager, prune, true, false).await?;
+    let outcome = send_apply(client, paths, manager, prune, true, false, true).await?;
     print!("{}", outcome["diff"].as_str().unwrap_or_default());
     Ok(())
 }

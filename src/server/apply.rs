@@ -29,6 +29,13 @@ pub(super) struct ApplyQuery {
     dry_run: bool,
     #[serde(default)]
     force: bool,
+    /// Include the unified diff in the answer (default true).
+    #[serde(default = "yes")]
+    diff: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A named file of an apply request.
@@ -86,6 +93,7 @@ pub(super) async fn apply(
             prune: query.prune,
             force: query.force,
             dry_run: query.dry_run,
+            diff: query.diff,
         },
     };
     let outcome = request

@@ -123,7 +123,7 @@ pub static ROUTES: &[Route] = &[
         POST,
         concat!("/apis/flotilla.dev/v1alpha1", "/apply"),
         Access::Scope(ResourcesWrite),
-        "Apply a set of manifests under a field manager (prune, dryRun, force)"
+        "Apply a set of manifests under a field manager (prune, dryRun, force; diff=false leaves out the unified diff)"
     ),
     route!(
         GET,

@@ -17,8 +17,11 @@ use super::error::ApiError;
 use crate::resource::{Kind, RawObject};
 use crate::store::{ChangeKind, Store, StoreEvent};
 
-/// Changes kept for resuming watches.
+/// Changes kept for resuming watches: at most this many, rendered lines of at most
+/// [`RETAINED_BYTES`] in all (a window of recent changes, like the API server's watch
+/// cache; older resourceVersions answer 410 Gone and the client re-lists).
 const RETAINED: usize = 20_000;
+const RETAINED_BYTES: usize = 4 * 1024 * 1024;
 /// Events a slow watcher may fall behind before it is dropped.
 const CLIENT_BUFFER: usize = 1_024;
 
@@ -45,10 +48,24 @@ impl Recorded {
     }
 }
 
+/// The retained window of changes and the size of their lines.
+#[derive(Default)]
+struct Retained {
+    events: VecDeque<Recorded>,
+    bytes: usize,
+}
+
+impl Retained {
+    fn clear(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
+    }
+}
+
 /// Recent store changes, fed by the store's change feed.
 #[derive(Clone)]
 pub struct ChangeLog {
-    recent: Arc<Mutex<VecDeque<Recorded>>>,
+    recent: Arc<Mutex<Retained>>,
     live: broadcast::Sender<Recorded>,
 }
 
@@ -57,7 +74,7 @@ impl ChangeLog {
     pub fn start(store: &Store, shutdown: CancellationToken) -> Self {
         let (live, _) = broadcast::channel(CLIENT_BUFFER * 4);
         let log = Self {
-            recent: Arc::new(Mutex::new(VecDeque::with_capacity(RETAINED))),
+            recent: Arc::new(Mutex::new(Retained::default())),
             live,
         };
         let mut feed = store.subscribe();
@@ -81,7 +98,7 @@ impl ChangeLog {
         log
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Recorded>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Retained> {
         self.recent
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -91,10 +108,14 @@ impl ChangeLog {
         let event = Recorded::of(&event);
         {
             let mut recent = self.lock();
-            if recent.len() == RETAINED {
-                recent.pop_front();
+            recent.bytes += event.line.len();
+            recent.events.push_back(event.clone());
+            while recent.events.len() > RETAINED || recent.bytes > RETAINED_BYTES {
+                match recent.events.pop_front() {
+                    Some(dropped) => recent.bytes -= dropped.line.len(),
+                    None => break,
+                }
             }
-            recent.push_back(event.clone());
         }
         let _ = self.live.send(event);
     }
@@ -103,6 +124,7 @@ impl ChangeLog {
     /// longer all retained.
     fn since(&self, after: i64, kind: Kind, namespace: Option<&str>) -> Option<Vec<Recorded>> {
         let recent = self.lock();
+        let recent = &recent.events;
         let oldest = recent.front().map_or(i64::MAX, |e| e.resource_version);
         if after + 1 < oldest && !recent.is_empty() {
             return None;

@@ -15,7 +15,7 @@ use crate::resource::error::{ManifestError, ManifestErrors};
 use crate::resource::manifest::Document;
 use crate::resource::types::SecretSpec;
 use crate::resource::validate::validate_document;
-use crate::resource::{Change, DesiredObject, Kind, ObjectKey, RawObject};
+use crate::resource::{Change, DesiredObject, Kind, ObjectKey, RawObject, StoredObject};
 use crate::secrets::{Keyring, SecretsError};
 use crate::store::{Store, StoreError};
 
@@ -30,6 +30,9 @@ pub struct ApplyOptions {
     pub force: bool,
     /// Compute the result without writing anything.
     pub dry_run: bool,
+    /// Render the unified diff of the changes (not needed by sources that only log what
+    /// happened: for a set of 10,000 new objects it is megabytes of text).
+    pub diff: bool,
 }
 
 /// What happened (or would happen) to one object.
@@ -65,7 +68,8 @@ pub struct ApplyItem {
 pub struct ApplyOutcome {
     /// One entry per declared or pruned object, in set order, pruned last.
     pub items: Vec<ApplyItem>,
-    /// Unified diff (YAML) of everything that changes.
+    /// Unified diff (YAML) of everything that changes; empty unless asked for
+    /// ([`ApplyOptions::diff`]).
     pub diff: String,
     /// True when nothing was written.
     pub dry_run: bool,
@@ -151,13 +155,55 @@ fn describe_location(doc: &Document) -> String {
     }
 }
 
+/// What planning an apply needs to know of one stored object. The user-owned part is
+/// kept as a digest only: an apply of 10,000 objects compares 10,000 stored objects, and
+/// their text is read again only for the few that a diff shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Existing {
+    /// Field manager.
+    pub managed_by: Option<String>,
+    /// resourceVersion, the precondition of the write.
+    pub resource_version: i64,
+    /// [`user_digest`] of labels, annotations and spec.
+    pub digest: [u8; 32],
+}
+
+impl Existing {
+    /// The planning view of a stored object.
+    pub fn of(object: &RawObject) -> Self {
+        Self {
+            managed_by: object.managed_by.clone(),
+            resource_version: object.resource_version,
+            digest: user_digest(&object.labels, &object.annotations, &object.spec),
+        }
+    }
+}
+
+/// SHA-256 of the canonical JSON texts of labels, annotations and spec (each length
+/// prefixed): equal digests mean an apply would change nothing of them.
+pub fn user_digest(labels: &str, annotations: &str, spec: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in [labels, annotations, spec] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+fn declared_digest(object: &DesiredObject) -> [u8; 32] {
+    user_digest(
+        &map_text(&object.labels),
+        &map_text(&object.annotations),
+        object.spec.as_str(),
+    )
+}
+
 /// Decides the writes of an apply. `existing` holds every stored object with a declared
-/// key plus everything the manager owns, as stored text: specs, labels and annotations
-/// are compared as canonical JSON text (see [`crate::resource::JsonText`]) and parsed only
-/// to show a diff.
+/// key plus everything the manager owns. The outcome's diff is left empty: see
+/// [`render_diff`].
 pub fn plan_apply(
     desired: Vec<DesiredObject>,
-    existing: &HashMap<ObjectKey, RawObject>,
+    existing: &HashMap<ObjectKey, Existing>,
     options: &ApplyOptions,
 ) -> Result<(ApplyOutcome, Vec<Change>), ApplyError> {
     let mut outcome = ApplyOutcome {
@@ -176,11 +222,6 @@ pub fn plan_apply(
         };
         match existing.get(&object.key) {
             None => {
-                outcome.diff.push_str(&unified_diff(
-                    &object.key,
-                    None,
-                    Some(&declared_view(&object)),
-                ));
                 outcome.items.push(item(Action::Created));
                 changes.push(Change::Create {
                     object,
@@ -199,19 +240,12 @@ pub fn plan_apply(
                         manager: options.manager.clone(),
                     });
                 }
-                let same = stored.spec == object.spec.as_str()
-                    && stored.labels == map_text(&object.labels)
-                    && stored.annotations == map_text(&object.annotations)
+                let same = stored.digest == declared_digest(&object)
                     && stored.managed_by.as_deref() == Some(options.manager.as_str());
                 if same {
                     outcome.items.push(item(Action::Unchanged));
                     continue;
                 }
-                outcome.diff.push_str(&unified_diff(
-                    &object.key,
-                    Some(&stored_view(stored)),
-                    Some(&declared_view(&object)),
-                ));
                 outcome.items.push(item(Action::Configured));
                 changes.push(Change::Update {
                     object,
@@ -222,29 +256,48 @@ pub fn plan_apply(
         }
     }
     if options.prune {
-        let mut orphans: Vec<&RawObject> = existing
-            .values()
-            .filter(|s| s.managed_by.as_deref() == Some(options.manager.as_str()))
-            .filter(|s| s.key.kind != Kind::Run && !declared.contains(&s.key))
+        let mut orphans: Vec<(&ObjectKey, &Existing)> = existing
+            .iter()
+            .filter(|(_, s)| s.managed_by.as_deref() == Some(options.manager.as_str()))
+            .filter(|(key, _)| key.kind != Kind::Run && !declared.contains(*key))
             .collect();
-        orphans.sort_by(|a, b| a.key.cmp(&b.key));
-        for stored in orphans {
-            outcome
-                .diff
-                .push_str(&unified_diff(&stored.key, Some(&stored_view(stored)), None));
+        orphans.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, stored) in orphans {
             outcome.items.push(ApplyItem {
-                kind: stored.key.kind,
-                namespace: stored.key.namespace.clone(),
-                name: stored.key.name.clone(),
+                kind: key.kind,
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
                 action: Action::Pruned,
             });
             changes.push(Change::Delete {
-                key: stored.key.clone(),
+                key: key.clone(),
                 expected_resource_version: stored.resource_version,
             });
         }
     }
     Ok((outcome, changes))
+}
+
+/// The unified diff of `changes` (in order), reading the stored side of updates and
+/// deletes from `store`.
+pub async fn render_diff(store: &Store, changes: &[Change]) -> Result<String, StoreError> {
+    let mut diff = String::new();
+    for change in changes {
+        let stored = match change {
+            Change::Create { .. } => None,
+            Change::Update { object, .. } => store.get(&object.key).await?,
+            Change::Delete { key, .. } => store.get(key).await?,
+        };
+        let before = stored.as_ref().map(stored_view);
+        let after = match change {
+            Change::Create { object, .. } | Change::Update { object, .. } => {
+                Some(declared_view(object))
+            }
+            Change::Delete { .. } => None,
+        };
+        diff.push_str(&unified_diff(change.key(), before.as_ref(), after.as_ref()));
+    }
+    Ok(diff)
 }
 
 /// The user-owned part of an object, as compared and diffed.
@@ -278,12 +331,12 @@ fn declared_view(object: &DesiredObject) -> Value {
     )
 }
 
-fn stored_view(object: &RawObject) -> Value {
+fn stored_view(object: &StoredObject) -> Value {
     view(
         object.key.kind,
-        &serde_json::from_str(&object.labels).unwrap_or_default(),
-        &serde_json::from_str(&object.annotations).unwrap_or_default(),
-        &serde_json::from_str(&object.spec).unwrap_or_default(),
+        &object.labels,
+        &object.annotations,
+        &object.spec,
     )
 }
 
@@ -334,9 +387,9 @@ fn unified_diff(key: &ObjectKey, before: Option<&Value>, after: Option<&Value>) 
 
 /// Turns `stringData` of declared Secrets into Fernet tokens. A value equal to what the
 /// stored token already decrypts to keeps that token, so re-applying is `unchanged`.
-pub fn seal_secrets(
+pub async fn seal_secrets(
     objects: &mut [DesiredObject],
-    existing: &HashMap<ObjectKey, RawObject>,
+    store: &Store,
     keyring: Option<&Keyring>,
 ) -> Result<(), ApplyError> {
     for object in objects.iter_mut().filter(|o| o.key.kind == Kind::Secret) {
@@ -347,9 +400,10 @@ pub fn seal_secrets(
             continue;
         }
         let keyring = keyring.ok_or(SecretsError::MissingKey)?;
-        let stored: BTreeMap<String, String> = existing
+        let stored: BTreeMap<String, String> = store
             .get(&object.key)
-            .and_then(|s| serde_json::from_str::<SecretSpec>(&s.spec).ok())
+            .await?
+            .and_then(|s| serde_json::from_value::<SecretSpec>(s.spec).ok())
             .map(|s| s.encrypted_data)
             .unwrap_or_default();
         for (key, plaintext) in std::mem::take(&mut spec.string_data) {
@@ -397,8 +451,12 @@ impl ApplyRequest<'_> {
             attempt += 1;
             let mut desired = collect_objects(self.documents).map_err(ApplyError::Invalid)?;
             let existing = load_existing(store, &desired, &self.options.manager).await?;
-            seal_secrets(&mut desired, &existing, keyring)?;
-            let (outcome, changes) = plan_apply(desired, &existing, &self.options)?;
+            seal_secrets(&mut desired, store, keyring).await?;
+            let (mut outcome, changes) = plan_apply(desired, &existing, &self.options)?;
+            drop(existing);
+            if self.options.diff {
+                outcome.diff = render_diff(store, &changes).await?;
+            }
             if self.options.dry_run || changes.is_empty() {
                 return Ok(outcome);
             }
@@ -415,22 +473,28 @@ impl ApplyRequest<'_> {
     }
 }
 
+/// Objects read per query while loading what an apply must know.
+const EXISTING_PAGE: i64 = 1_000;
+
 async fn load_existing(
     store: &Store,
     desired: &[DesiredObject],
     manager: &str,
-) -> Result<HashMap<ObjectKey, RawObject>, StoreError> {
-    let mut existing = HashMap::new();
+) -> Result<HashMap<ObjectKey, Existing>, StoreError> {
     let mut kinds: Vec<Kind> = desired.iter().map(|o| o.key.kind).collect();
     kinds.sort();
     kinds.dedup();
-    for kind in kinds {
-        for object in store.list_raw(kind, None).await? {
-            existing.insert(object.key.clone(), object);
+    let mut existing = HashMap::new();
+    let mut after: Option<ObjectKey> = None;
+    loop {
+        let page = store
+            .list_apply_scope(&kinds, manager, after.as_ref(), EXISTING_PAGE)
+            .await?;
+        let full = page.len() as i64 == EXISTING_PAGE;
+        after = page.last().map(|o| o.key.clone());
+        existing.extend(page.iter().map(|o| (o.key.clone(), Existing::of(o))));
+        if !full {
+            return Ok(existing);
         }
     }
-    for object in store.list_managed_by(manager).await? {
-        existing.insert(object.key.clone(), object);
-    }
-    Ok(existing)
 }

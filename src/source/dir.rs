@@ -279,6 +279,7 @@ impl DirSource {
                 prune: scan.errors.is_empty(),
                 force: false,
                 dry_run: false,
+                diff: false,
             },
         };
         let outcome = request.execute(store, keyring).await?;

@@ -70,6 +70,16 @@ const LIST_MANAGED_BY: &str = concat!(
     " FROM objects WHERE managed_by = $1 ORDER BY kind, namespace, name"
 );
 
+/// A page of the objects of up to four kinds (`$2`…`$5`, repeated to fill) or managed by
+/// `$1`, after the key (`$6`, `$7`, `$8`).
+const PAGE_KINDS_OR_MANAGED_BY: &str = concat!(
+    "SELECT ",
+    object_columns!(),
+    " FROM objects WHERE (managed_by = $1 OR kind IN ($2, $3, $4, $5)) ",
+    "AND (kind, namespace, name) > ($6, $7, $8) ",
+    "ORDER BY kind, namespace, name LIMIT $9"
+);
+
 /// A handle on the database; clones share one connection pool and one change feed.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -321,6 +331,35 @@ impl Store {
             .backend
             .fetch(LIST_MANAGED_BY, vec![Param::Text(manager.to_owned())])
             .await?;
+        rows.into_iter().map(ObjectRow::into_raw).collect()
+    }
+
+    /// What an apply by `manager` of objects of `kinds` must know, a page at a time:
+    /// every object of those kinds plus every object `manager` owns, as stored text, at
+    /// most `limit` after `after` in (kind, namespace, name) order.
+    pub async fn list_apply_scope(
+        &self,
+        kinds: &[Kind],
+        manager: &str,
+        after: Option<&ObjectKey>,
+        limit: i64,
+    ) -> Result<Vec<RawObject>, StoreError> {
+        let mut params = vec![Param::Text(manager.to_owned())];
+        // Four slots cover every kind; unused ones repeat a given kind (or name none).
+        for slot in 0..4 {
+            let kind = kinds.get(slot).or(kinds.first()).map_or("", |k| k.as_str());
+            params.push(Param::Text(kind.to_owned()));
+        }
+        match after {
+            Some(key) => params.extend(key_params(key)),
+            None => params.extend([
+                Param::Text(String::new()),
+                Param::Text(String::new()),
+                Param::Text(String::new()),
+            ]),
+        }
+        params.push(Param::Int(limit));
+        let rows: Vec<ObjectRow> = self.backend.fetch(PAGE_KINDS_OR_MANAGED_BY, params).await?;
         rows.into_iter().map(ObjectRow::into_raw).collect()
     }
 

@@ -169,6 +169,7 @@ impl GitSource {
                 prune: true,
                 force: false,
                 dry_run: false,
+                diff: false,
             },
         };
         let outcome = match request.execute(store, keyring).await {
