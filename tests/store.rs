@@ -57,6 +57,7 @@ on_both_backends!(
     delete_checks_resource_version,
     commit_is_atomic,
     list_managed_by_spans_kinds,
+    lookups_by_key_and_owner_pages,
     resource_versions_increase_across_kinds,
     concurrent_updates_one_wins,
     ten_thousand_creates_in_one_commit,
@@ -424,6 +425,65 @@ async fn list_managed_by_spans_kinds(store: &Store) -> Result<()> {
         "{keys:?}"
     );
     ensure!(store.list_managed_by("git:elsewhere").await?.is_empty());
+    Ok(())
+}
+
+async fn lookups_by_key_and_owner_pages(store: &Store) -> Result<()> {
+    let manager = "git:repo#main";
+    // More keys than one lookup query takes, in two namespaces and two kinds.
+    let mut changes = Vec::new();
+    for i in 0..700 {
+        let namespace = if i % 2 == 0 { "default" } else { "team" };
+        let owner = if i % 7 == 0 { "cli" } else { manager };
+        changes.push(create(
+            &key(Kind::Pipeline, namespace, &format!("p{i:03}")),
+            Some(owner),
+        ));
+    }
+    changes.push(create(&key(Kind::Schedule, "default", "s"), Some(manager)));
+    store.commit(changes).await?;
+
+    let mut wanted: Vec<ObjectKey> = (0..650)
+        .map(|i| {
+            key(
+                Kind::Pipeline,
+                if i % 2 == 0 { "default" } else { "team" },
+                &format!("p{i:03}"),
+            )
+        })
+        .collect();
+    wanted.push(key(Kind::Pipeline, "default", "p001")); // wrong namespace: absent
+    wanted.push(key(Kind::Schedule, "default", "s"));
+    wanted.push(key(Kind::Run, "default", "p000")); // wrong kind: absent
+    let found = store.get_raw_many(&wanted).await?;
+    ensure!(found.len() == 651, "found {}", found.len());
+    let mut found_keys: Vec<&ObjectKey> = found.iter().map(|o| &o.key).collect();
+    found_keys.sort();
+    found_keys.dedup();
+    ensure!(found_keys.len() == 651);
+    ensure!(!found_keys.contains(&&key(Kind::Run, "default", "p000")));
+
+    let mut paged = Vec::new();
+    let mut after: Option<ObjectKey> = None;
+    loop {
+        let page = store
+            .list_managed_by_page(manager, after.as_ref(), 250)
+            .await?;
+        after = page.last().map(|o| o.key.clone());
+        let done = page.len() < 250;
+        paged.extend(page.into_iter().map(|o| o.key));
+        if done {
+            break;
+        }
+    }
+    let whole: Vec<ObjectKey> = store
+        .list_managed_by(manager)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    ensure!(paged.len() == 700 - 100 + 1, "paged {}", paged.len());
+    ensure!(paged == whole, "pages differ from the whole list");
     Ok(())
 }
 

@@ -75,7 +75,8 @@ pub(super) async fn apply(
             "fieldManager must be 1-512 characters",
         ));
     }
-    let documents = parse_body(&headers, &body)?;
+    // The documents keep what they need; the body goes before the apply runs.
+    let documents = parse_body(&headers, body)?;
     if documents.is_empty() {
         // An empty set with prune would delete everything the manager owns.
         return Err(ApiError::bad_request(
@@ -102,22 +103,24 @@ pub(super) async fn apply(
     Ok(Json(outcome))
 }
 
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Document>, ApiError> {
+fn parse_body(headers: &HeaderMap, body: Bytes) -> Result<Vec<Document>, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let files = if is_json {
-        serde_json::from_slice::<ApplyFiles>(body)
+        let files = serde_json::from_slice::<ApplyFiles>(&body)
             .map_err(|e| {
                 ApiError::bad_request(
                     "request.invalid",
                     format!("body is not an apply request: {e}"),
                 )
             })?
-            .files
+            .files;
+        drop(body);
+        files
     } else {
-        let content = String::from_utf8(body.to_vec()).map_err(|_| {
+        let content = String::from_utf8(Vec::from(body)).map_err(|_| {
             ApiError::bad_request(
                 "validation.failed",
                 "<request>: is not UTF-8 text (binary file?)",

@@ -450,7 +450,7 @@ impl ApplyRequest<'_> {
         loop {
             attempt += 1;
             let mut desired = collect_objects(self.documents).map_err(ApplyError::Invalid)?;
-            let existing = load_existing(store, &desired, &self.options.manager).await?;
+            let existing = load_existing(store, &desired, &self.options).await?;
             seal_secrets(&mut desired, store, keyring).await?;
             let (mut outcome, changes) = plan_apply(desired, &existing, &self.options)?;
             drop(existing);
@@ -476,25 +476,39 @@ impl ApplyRequest<'_> {
 /// Objects read per query while loading what an apply must know.
 const EXISTING_PAGE: i64 = 1_000;
 
+/// What planning needs of the stored objects: the declared keys that exist and, for a
+/// prune, everything the manager owns. Reads are proportional to the set, not the store
+/// (an apply of 5,000 Runs does not read the 100,000 already stored).
 async fn load_existing(
     store: &Store,
     desired: &[DesiredObject],
-    manager: &str,
+    options: &ApplyOptions,
 ) -> Result<HashMap<ObjectKey, Existing>, StoreError> {
-    let mut kinds: Vec<Kind> = desired.iter().map(|o| o.key.kind).collect();
-    kinds.sort();
-    kinds.dedup();
-    let mut existing = HashMap::new();
-    let mut after: Option<ObjectKey> = None;
-    loop {
-        let page = store
-            .list_apply_scope(&kinds, manager, after.as_ref(), EXISTING_PAGE)
-            .await?;
-        let full = page.len() as i64 == EXISTING_PAGE;
-        after = page.last().map(|o| o.key.clone());
-        existing.extend(page.iter().map(|o| (o.key.clone(), Existing::of(o))));
-        if !full {
-            return Ok(existing);
+    let keys: Vec<ObjectKey> = desired.iter().map(|o| o.key.clone()).collect();
+    let mut existing: HashMap<ObjectKey, Existing> = store
+        .get_raw_many(&keys)
+        .await?
+        .iter()
+        .map(|o| (o.key.clone(), Existing::of(o)))
+        .collect();
+    drop(keys);
+    if options.prune {
+        let mut after: Option<ObjectKey> = None;
+        loop {
+            let page = store
+                .list_managed_by_page(&options.manager, after.as_ref(), EXISTING_PAGE)
+                .await?;
+            let full = page.len() as i64 == EXISTING_PAGE;
+            after = page.last().map(|o| o.key.clone());
+            for object in &page {
+                if !existing.contains_key(&object.key) {
+                    existing.insert(object.key.clone(), Existing::of(object));
+                }
+            }
+            if !full {
+                break;
+            }
         }
     }
+    Ok(existing)
 }

@@ -9,6 +9,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -21,6 +22,13 @@ use super::error::StoreError;
 
 /// How long a SQLite writer waits for the write lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections to a SQLite database.
+const SQLITE_CONNECTIONS: u32 = 4;
+
+/// Page cache per SQLite connection, in KiB (SQLite's default is 2000): the database file
+/// stays in the OS page cache anyway.
+const SQLITE_CACHE_KIB: u32 = 1024;
 
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]
@@ -83,8 +91,14 @@ impl Backend {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().connect_with(options).await?;
+            .foreign_keys(true)
+            .pragma("cache_size", format!("-{}", SQLITE_CACHE_KIB));
+        // Each connection is a thread with its own page cache; SQLite writes one at a time
+        // and a few readers keep the cores busy, while ten (sqlx's default) cost memory.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(SQLITE_CONNECTIONS)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Backend::Sqlite(pool))
     }
@@ -129,10 +143,20 @@ impl Backend {
         sql: impl SqlSafeStr,
         params: Vec<Param>,
     ) -> Result<Vec<T>, sqlx::Error> {
+        // Rows are decoded as they arrive: collecting the driver's rows first would hold
+        // every row twice (a list of 10,000 objects is tens of megabytes of row buffers).
         dispatch!(Backend, self, pool => {
-            let rows = bind(sqlx::query(sql), params).fetch_all(pool).await?;
-            rows.iter().map(|row| T::from_row(row)).collect()
+            bind(sqlx::query(sql), params)
+                .fetch(pool)
+                .and_then(|row| std::future::ready(T::from_row(&row)))
+                .try_collect()
+                .await
         })
+    }
+
+    /// See [`Tx::wants_anonymous_placeholders`].
+    pub(super) fn wants_anonymous_placeholders(&self) -> bool {
+        matches!(self, Backend::Sqlite(_))
     }
 
     /// Begins a write transaction.
@@ -157,8 +181,11 @@ impl Tx {
         params: Vec<Param>,
     ) -> Result<Vec<T>, sqlx::Error> {
         dispatch!(Tx, self, tx => {
-            let rows = bind(sqlx::query(sql), params).fetch_all(&mut **tx).await?;
-            rows.iter().map(|row| T::from_row(row)).collect()
+            bind(sqlx::query(sql), params)
+                .fetch(&mut **tx)
+                .and_then(|row| std::future::ready(T::from_row(&row)))
+                .try_collect()
+                .await
         })
     }
 

@@ -70,15 +70,16 @@ const LIST_MANAGED_BY: &str = concat!(
     " FROM objects WHERE managed_by = $1 ORDER BY kind, namespace, name"
 );
 
-/// A page of the objects of up to four kinds (`$2`…`$5`, repeated to fill) or managed by
-/// `$1`, after the key (`$6`, `$7`, `$8`).
-const PAGE_KINDS_OR_MANAGED_BY: &str = concat!(
+/// A page of the objects managed by `$1`, after the key (`$2`, `$3`, `$4`).
+const PAGE_MANAGED_BY: &str = concat!(
     "SELECT ",
     object_columns!(),
-    " FROM objects WHERE (managed_by = $1 OR kind IN ($2, $3, $4, $5)) ",
-    "AND (kind, namespace, name) > ($6, $7, $8) ",
-    "ORDER BY kind, namespace, name LIMIT $9"
+    " FROM objects WHERE managed_by = $1 AND (kind, namespace, name) > ($2, $3, $4) ",
+    "ORDER BY kind, namespace, name LIMIT $5"
 );
+
+/// Keys looked up per query by [`Store::get_raw_many`] (three parameters each).
+const KEYS_PER_QUERY: usize = 300;
 
 /// A handle on the database; clones share one connection pool and one change feed.
 #[derive(Clone, Debug)]
@@ -334,22 +335,45 @@ impl Store {
         rows.into_iter().map(ObjectRow::into_raw).collect()
     }
 
-    /// What an apply by `manager` of objects of `kinds` must know, a page at a time:
-    /// every object of those kinds plus every object `manager` owns, as stored text, at
-    /// most `limit` after `after` in (kind, namespace, name) order.
-    pub async fn list_apply_scope(
+    /// The stored objects among `keys` (absent keys are left out), as stored text.
+    pub async fn get_raw_many(&self, keys: &[ObjectKey]) -> Result<Vec<RawObject>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(KEYS_PER_QUERY) {
+            let mut sql = String::from(concat!(
+                "SELECT ",
+                object_columns!(),
+                " FROM objects WHERE (kind, namespace, name) IN (VALUES "
+            ));
+            let mut params = Vec::with_capacity(chunk.len() * 3);
+            for (i, key) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                if self.backend.wants_anonymous_placeholders() {
+                    sql.push_str("(?, ?, ?)");
+                } else {
+                    sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+                }
+                params.extend(key_params(key));
+            }
+            sql.push(')');
+            let rows: Vec<ObjectRow> = self.backend.fetch(sqlx::AssertSqlSafe(sql), params).await?;
+            for row in rows {
+                found.push(row.into_raw()?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// One page of the objects `manager` owns, as stored text: at most `limit` after
+    /// `after` in (kind, namespace, name) order.
+    pub async fn list_managed_by_page(
         &self,
-        kinds: &[Kind],
         manager: &str,
         after: Option<&ObjectKey>,
         limit: i64,
     ) -> Result<Vec<RawObject>, StoreError> {
         let mut params = vec![Param::Text(manager.to_owned())];
-        // Four slots cover every kind; unused ones repeat a given kind (or name none).
-        for slot in 0..4 {
-            let kind = kinds.get(slot).or(kinds.first()).map_or("", |k| k.as_str());
-            params.push(Param::Text(kind.to_owned()));
-        }
         match after {
             Some(key) => params.extend(key_params(key)),
             None => params.extend([
@@ -359,7 +383,7 @@ impl Store {
             ]),
         }
         params.push(Param::Int(limit));
-        let rows: Vec<ObjectRow> = self.backend.fetch(PAGE_KINDS_OR_MANAGED_BY, params).await?;
+        let rows: Vec<ObjectRow> = self.backend.fetch(PAGE_MANAGED_BY, params).await?;
         rows.into_iter().map(ObjectRow::into_raw).collect()
     }
 
