@@ -21,7 +21,7 @@ use crate::store::{ChangeKind, Store, StoreEvent};
 /// [`RETAINED_BYTES`] in all (a window of recent changes, like the API server's watch
 /// cache; older resourceVersions answer 410 Gone and the client re-lists).
 const RETAINED: usize = 20_000;
-const RETAINED_BYTES: usize = 4 * 1024 * 1024;
+const RETAINED_BYTES: usize = 2 * 1024 * 1024;
 /// Events a slow watcher may fall behind before it is dropped.
 const CLIENT_BUFFER: usize = 1_024;
 

@@ -484,14 +484,13 @@ async fn load_existing(
     desired: &[DesiredObject],
     options: &ApplyOptions,
 ) -> Result<HashMap<ObjectKey, Existing>, StoreError> {
-    let keys: Vec<ObjectKey> = desired.iter().map(|o| o.key.clone()).collect();
-    let mut existing: HashMap<ObjectKey, Existing> = store
-        .get_raw_many(&keys)
-        .await?
-        .iter()
-        .map(|o| (o.key.clone(), Existing::of(o)))
-        .collect();
-    drop(keys);
+    let mut existing: HashMap<ObjectKey, Existing> = HashMap::with_capacity(desired.len());
+    for chunk in desired.chunks(EXISTING_PAGE as usize) {
+        let keys: Vec<ObjectKey> = chunk.iter().map(|o| o.key.clone()).collect();
+        for object in store.get_raw_many(&keys).await? {
+            existing.insert(object.key.clone(), Existing::of(&object));
+        }
+    }
     if options.prune {
         let mut after: Option<ObjectKey> = None;
         loop {

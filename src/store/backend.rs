@@ -28,7 +28,7 @@ const SQLITE_CONNECTIONS: u32 = 4;
 
 /// Page cache per SQLite connection, in KiB (SQLite's default is 2000): the database file
 /// stays in the OS page cache anyway.
-const SQLITE_CACHE_KIB: u32 = 1024;
+const SQLITE_CACHE_KIB: u32 = 512;
 
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]

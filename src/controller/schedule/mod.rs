@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::naming::slot_run_name;
 use self::slots::{CompileError, CronCache, due_slots};
-use self::state::{Entry, FinishedRun};
+use self::state::{Entry, FinishedRun, status_digest};
 use crate::controller::run::logs::RunFiles;
 use crate::metrics::Metrics;
 use crate::resource::quantity::parse_duration;
@@ -476,7 +476,7 @@ impl ScheduleController {
                             .next
                             .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
                         let value = serde_json::to_value(status).ok()?;
-                        (Some(value.to_string()) != entry.written)
+                        (Some(status_digest(&value.to_string())) != entry.written)
                             .then(|| (key.clone(), None, value))
                     })
                     .collect()
@@ -484,16 +484,16 @@ impl ScheduleController {
             if statuses.is_empty() {
                 continue;
             }
-            let written: Vec<(ObjectKey, String)> = statuses
+            let written: Vec<(ObjectKey, u64)> = statuses
                 .iter()
-                .map(|(k, _, v)| (k.clone(), v.to_string()))
+                .map(|(k, _, v)| (k.clone(), status_digest(&v.to_string())))
                 .collect();
             match self.store.update_statuses(statuses).await {
                 Ok(_) => {
                     let mut state = self.lock();
-                    for (key, text) in written {
+                    for (key, digest) in written {
                         if let Some(entry) = state.schedules.get_mut(&key) {
-                            entry.written = Some(text);
+                            entry.written = Some(digest);
                         }
                     }
                 }

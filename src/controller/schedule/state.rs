@@ -57,9 +57,9 @@ pub(super) struct Entry {
     pub compiled: Result<CompiledSchedule, CompileError>,
     pub created: DateTime<Utc>,
     pub status: ScheduleStatus,
-    /// The status as last written (JSON text, keys sorted), to skip writes that change
+    /// [`status_digest`] of the status as last written, to skip writes that change
     /// nothing.
-    pub written: Option<String>,
+    pub written: Option<u64>,
     pub next: Option<DateTime<Utc>>,
     pub history: Vec<FinishedRun>,
 }
@@ -77,7 +77,7 @@ impl Entry {
             spec,
             created: object.created_at,
             // Stored text is canonical (see `JsonText`), like the text compared with it.
-            written: object.status.clone(),
+            written: object.status.as_deref().map(status_digest),
             status,
             next: None,
             history: Vec::new(),
@@ -134,4 +134,12 @@ impl Entry {
         pruned.reverse();
         pruned
     }
+}
+
+/// A digest of a status's canonical JSON text: 8 bytes per schedule instead of the text.
+pub(super) fn status_digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
 }
