@@ -103,10 +103,8 @@ async fn list(
         )
         .await;
     }
-    // The revision is read first: a watch from it sees every later change.
-    let revision = state.store.revision().await?;
     let mut next_page = None;
-    let objects = match query.limit {
+    let (revision, objects) = match query.limit {
         Some(limit) => {
             let limit = limit.clamp(1, 10_000);
             let after = query
@@ -123,15 +121,23 @@ async fn list(
                     limit + 1,
                 )
                 .await?;
-            if page.len() as i64 > limit {
-                page.truncate(limit as usize);
+            // The page and its revision come from one statement: a watch from that
+            // revision sees every later change.
+            if page.objects.len() as i64 > limit {
+                page.objects.truncate(limit as usize);
                 next_page = page
+                    .objects
                     .last()
                     .map(|o| hex::encode(format!("{}/{}", o.key.namespace, o.key.name)));
             }
-            page
+            (page.revision, page.objects)
         }
-        None => state.store.list_raw(kind, namespace.as_deref()).await?,
+        None => {
+            // The revision is read first: a watch from it sees every later change.
+            let revision = state.store.revision().await?;
+            let objects = state.store.list_raw(kind, namespace.as_deref()).await?;
+            (revision, objects)
+        }
     };
     let mut body = String::with_capacity(
         64 + objects

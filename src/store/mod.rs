@@ -40,29 +40,69 @@ const GET: &str = concat!(
     " FROM objects WHERE kind = $1 AND namespace = $2 AND name = $3"
 );
 
-const LIST_KIND: &str = concat!(
-    "SELECT ",
-    object_columns!(),
-    " FROM objects WHERE kind = $1 ORDER BY namespace, name"
+/// A page of objects as one row: the store revision and the page's rows as one JSON
+/// array of arrays (columns in [`object_columns!`] order, JSON columns as strings).
+/// Fetching a row costs a round trip between the driver's thread and the caller's, so
+/// a page of 500 rows one by one spends most of its time switching threads.
+macro_rules! aggregated_page {
+    (sqlite, $filter:literal, $order:literal) => {
+        concat!(
+            "SELECT (SELECT value FROM revision WHERE id = 1), ",
+            "json_group_array(json_array(",
+            object_columns!(),
+            ") ORDER BY ",
+            $order,
+            ") FROM (SELECT ",
+            object_columns!(),
+            " FROM objects WHERE ",
+            $filter,
+            " ORDER BY ",
+            $order,
+            " LIMIT $4)"
+        )
+    };
+    (postgres, $filter:literal, $order:literal) => {
+        concat!(
+            "SELECT (SELECT value FROM revision WHERE id = 1), ",
+            "coalesce(json_agg(json_build_array(",
+            object_columns!(),
+            ") ORDER BY ",
+            $order,
+            "), '[]'::json)::text FROM (SELECT ",
+            object_columns!(),
+            " FROM objects WHERE ",
+            $filter,
+            " ORDER BY ",
+            $order,
+            " LIMIT $4) AS page"
+        )
+    };
+}
+
+/// [`aggregated_page`] queries: (SQLite, PostgreSQL) for all namespaces and for one.
+const PAGE_KIND: (&str, &str) = (
+    aggregated_page!(
+        sqlite,
+        "kind = $1 AND (namespace, name) > ($2, $3)",
+        "namespace, name"
+    ),
+    aggregated_page!(
+        postgres,
+        "kind = $1 AND (namespace, name) > ($2, $3)",
+        "namespace, name"
+    ),
+);
+const PAGE_KIND_IN_NAMESPACE: (&str, &str) = (
+    aggregated_page!(sqlite, "kind = $1 AND namespace = $2 AND name > $3", "name"),
+    aggregated_page!(
+        postgres,
+        "kind = $1 AND namespace = $2 AND name > $3",
+        "name"
+    ),
 );
 
-const LIST_KIND_IN_NAMESPACE: &str = concat!(
-    "SELECT ",
-    object_columns!(),
-    " FROM objects WHERE kind = $1 AND namespace = $2 ORDER BY name"
-);
-
-const PAGE_KIND: &str = concat!(
-    "SELECT ",
-    object_columns!(),
-    " FROM objects WHERE kind = $1 AND (namespace, name) > ($2, $3) ORDER BY namespace, name LIMIT $4"
-);
-
-const PAGE_KIND_IN_NAMESPACE: &str = concat!(
-    "SELECT ",
-    object_columns!(),
-    " FROM objects WHERE kind = $1 AND namespace = $2 AND name > $3 ORDER BY name LIMIT $4"
-);
+/// Objects per aggregated query when a whole list is read.
+const LIST_CHUNK: i64 = 1_000;
 
 const LIST_MANAGED_BY: &str = concat!(
     "SELECT ",
@@ -80,6 +120,15 @@ const PAGE_MANAGED_BY: &str = concat!(
 
 /// Keys looked up per query by [`Store::get_raw_many`] (three parameters each).
 const KEYS_PER_QUERY: usize = 300;
+
+/// One page of a list and the store revision it was read at.
+#[derive(Debug)]
+pub struct RawPage {
+    /// The store-wide revision when the page was read.
+    pub revision: i64,
+    /// The objects, in key order.
+    pub objects: Vec<RawObject>,
+}
 
 /// A handle on the database; clones share one connection pool and one change feed.
 #[derive(Clone, Debug)]
@@ -261,44 +310,52 @@ impl Store {
         kind: Kind,
         namespace: Option<&str>,
     ) -> Result<Vec<StoredObject>, StoreError> {
-        let kind = Param::Text(kind.as_str().to_owned());
-        match namespace {
-            Some(namespace) => {
-                let params = vec![kind, Param::Text(namespace.to_owned())];
-                self.fetch(LIST_KIND_IN_NAMESPACE, params).await
-            }
-            None => self.fetch(LIST_KIND, vec![kind]).await,
-        }
+        self.list_raw(kind, namespace)
+            .await?
+            .iter()
+            .map(row::parse)
+            .collect()
     }
 
     /// Like [`Store::list`], with spec, status, labels and annotations left as the stored
-    /// JSON text: lists for the API are written without building JSON trees.
+    /// JSON text: lists for the API are written without building JSON trees. Read in
+    /// chunks of [`LIST_CHUNK`] objects.
     pub async fn list_raw(
         &self,
         kind: Kind,
         namespace: Option<&str>,
     ) -> Result<Vec<RawObject>, StoreError> {
-        let kind = Param::Text(kind.as_str().to_owned());
-        let (sql, params) = match namespace {
-            Some(namespace) => (
-                LIST_KIND_IN_NAMESPACE,
-                vec![kind, Param::Text(namespace.to_owned())],
-            ),
-            None => (LIST_KIND, vec![kind]),
-        };
-        let rows: Vec<ObjectRow> = self.backend.fetch(sql, params).await?;
-        rows.into_iter().map(ObjectRow::into_raw).collect()
+        let mut objects: Vec<RawObject> = Vec::new();
+        loop {
+            let after = objects
+                .last()
+                .map(|o| (o.key.namespace.clone(), o.key.name.clone()));
+            let page = self
+                .list_raw_page(
+                    kind,
+                    namespace,
+                    after.as_ref().map(|(n, m)| (n.as_str(), m.as_str())),
+                    LIST_CHUNK,
+                )
+                .await?;
+            let full = page.objects.len() as i64 == LIST_CHUNK;
+            objects.extend(page.objects);
+            if !full {
+                return Ok(objects);
+            }
+        }
     }
 
     /// One page of [`Store::list_raw`]: at most `limit` objects after `after`
-    /// (`(namespace, name)` of the previous page's last object; `None` for the first).
+    /// (`(namespace, name)` of the previous page's last object; `None` for the first),
+    /// with the store revision read in the same statement.
     pub async fn list_raw_page(
         &self,
         kind: Kind,
         namespace: Option<&str>,
         after: Option<(&str, &str)>,
         limit: i64,
-    ) -> Result<Vec<RawObject>, StoreError> {
+    ) -> Result<RawPage, StoreError> {
         let (after_namespace, after_name) = after.unwrap_or(("", ""));
         let kind = Param::Text(kind.as_str().to_owned());
         let (sql, params) = match namespace {
@@ -321,8 +378,24 @@ impl Store {
                 ],
             ),
         };
-        let rows: Vec<ObjectRow> = self.backend.fetch(sql, params).await?;
-        rows.into_iter().map(ObjectRow::into_raw).collect()
+        let sql = match self.backend.name() {
+            "sqlite" => sql.0,
+            _ => sql.1,
+        };
+        let rows: Vec<(Option<i64>, String)> = self.backend.fetch(sql, params).await?;
+        let (revision, json) = rows.into_iter().next().unwrap_or((None, "[]".to_owned()));
+        let rows: Vec<ObjectRow> =
+            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                key: "objects page".to_owned(),
+                reason: format!("the aggregated page does not decode: {e}"),
+            })?;
+        Ok(RawPage {
+            revision: revision.unwrap_or(0),
+            objects: rows
+                .into_iter()
+                .map(ObjectRow::into_raw)
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     /// Every object, of any kind, whose field manager is `manager`, ordered by kind,

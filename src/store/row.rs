@@ -25,8 +25,9 @@ pub(super) use object_columns;
 /// Number of columns listed by [`object_columns!`].
 pub(super) const COLUMN_COUNT: usize = 13;
 
-/// One row of `objects` as read back from either backend.
-#[derive(sqlx::FromRow)]
+/// One row of `objects` as read back from either backend, or from an aggregated page
+/// (a JSON array of the columns in order).
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub(super) struct ObjectRow {
     kind: String,
     namespace: String,

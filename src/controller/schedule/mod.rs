@@ -243,7 +243,8 @@ impl ScheduleController {
                         .map(|(ns, name)| (ns.as_str(), name.as_str())),
                     RESYNC_PAGE,
                 )
-                .await?;
+                .await?
+                .objects;
             for run in &page {
                 let labels: BTreeMap<String, String> =
                     serde_json::from_str(&run.labels).unwrap_or_default();
