@@ -11,12 +11,16 @@
 --   WRK_CONNECTIONS  the -c value (needed for the pacing)
 --   WRK_NAMES        if set to N: GET <url>/<WRK_PREFIX><random 0..N-1, 6 digits>
 --   WRK_PREFIX       name prefix (default "seed-")
+--   WRK_CONTINUE     if set to N: list pages starting after a random one of the first N
+--                    names (`&continue=` token of "default/<WRK_PREFIX><6 digits>"), so
+--                    that each request reads and renders a different page
 
 local token = os.getenv("FLOTILLA_TOKEN") or ""
 local rate = tonumber(os.getenv("WRK_RATE") or "0")
 local connections = tonumber(os.getenv("WRK_CONNECTIONS") or "1")
 local names = tonumber(os.getenv("WRK_NAMES") or "0")
 local prefix = os.getenv("WRK_PREFIX") or "seed-"
+local continues = tonumber(os.getenv("WRK_CONTINUE") or "0")
 local pause = 0
 if rate > 0 then
   pause = math.max(0, math.floor(1000 * connections / rate) - 1)
@@ -38,7 +42,15 @@ function delay()
   return pause
 end
 
+local function hex(text)
+  return (text:gsub(".", function(c) return string.format("%02x", string.byte(c)) end))
+end
+
 function request()
+  if continues > 0 then
+    local after = string.format("default/%s%06d", prefix, math.random(0, continues - 1))
+    return wrk.format("GET", wrk.path .. "&continue=" .. hex(after))
+  end
   if names > 0 then
     local path = string.format("%s/%s%06d", wrk.path, prefix, math.random(0, names - 1))
     return wrk.format("GET", path)

@@ -753,4 +753,31 @@ async fn lists_page_with_limit_and_continue() {
         .get("/namespaces/default/pipelines?limit=3&continue=zz")
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    // A page asked for again is served from the rendered copy until a write moves the
+    // revision; then it shows the write.
+    let first = |page: &serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let (_, before) = server.get("/namespaces/default/pipelines?limit=3").await;
+    let (_, again) = server.get("/namespaces/default/pipelines?limit=3").await;
+    assert_eq!(before, again);
+    let (status, body) = server
+        .apply_yaml(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: page-0a\nspec: {}\n",
+            "fieldManager=other",
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let (_, after) = server.get("/namespaces/default/pipelines?limit=3").await;
+    assert_eq!(first(&after), ["page-0", "page-0a", "page-1"]);
+    assert_ne!(
+        before["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
 }

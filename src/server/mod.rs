@@ -9,6 +9,7 @@ pub mod error;
 mod events;
 pub mod hooks;
 mod ops;
+pub mod page_cache;
 mod resources;
 pub mod routes;
 mod runs;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub changes: watch::ChangeLog,
     /// Webhooks and the git source.
     pub hooks: hooks::HooksState,
+    /// Rendered list pages, reused while the store revision stays.
+    pub pages: page_cache::PageCache,
 }
 
 impl axum::extract::FromRef<AppState> for hooks::HooksState {

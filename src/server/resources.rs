@@ -2,6 +2,7 @@
 //! `/apis/flotilla.dev/v1alpha1/[namespaces/{ns}/]{plural}[/{name}]`.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -9,6 +10,7 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::Grant;
 use super::error::ApiError;
+use super::page_cache::PageKey;
 use crate::resource::{API_VERSION, Kind, ObjectKey};
 
 pub(super) fn parse_kind(plural: &str) -> Result<Kind, ApiError> {
@@ -104,9 +106,20 @@ async fn list(
         .await;
     }
     let mut next_page = None;
+    let mut cache_as = None;
     let (revision, objects) = match query.limit {
         Some(limit) => {
             let limit = limit.clamp(1, 10_000);
+            let key = PageKey {
+                kind,
+                namespace: namespace.clone(),
+                after: query.continue_token.clone(),
+                limit,
+            };
+            if let Some(body) = state.pages.get(&key, state.store.revision().await?) {
+                return Ok(json_response(body));
+            }
+            cache_as = Some(key);
             let after = query
                 .continue_token
                 .as_deref()
@@ -159,11 +172,19 @@ async fn list(
         object.write_manifest(&mut body);
     }
     body.push_str("]}");
-    Ok((
+    let body = Bytes::from(body);
+    if let Some(key) = cache_as {
+        state.pages.put(key, revision, body.clone());
+    }
+    Ok(json_response(body))
+}
+
+fn json_response(body: Bytes) -> Response {
+    (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET …/namespaces/{ns}/{plural}/{name}`.
