@@ -4,11 +4,12 @@
 --   FLOTILLA_TOKEN   bearer token sent with every request
 --   WRK_RATE         requests/s wanted over all connections; 0 = as fast as possible.
 --                    Debian's wrk has no rate option (wrk2 is not packaged): each
---                    connection waits WRK_CONNECTIONS / WRK_RATE seconds less 1 ms (about
---                    the latency of a small request) after a response before its next
+--                    connection waits WRK_CONNECTIONS / WRK_RATE seconds less
+--                    WRK_LATENCY_MS (about the latency of a request) after a response before its next
 --                    request; wrk's "Requests/sec" tells the rate reached. The latency is
 --                    measured closed-loop (a slow answer delays the next request).
 --   WRK_CONNECTIONS  the -c value (needed for the pacing)
+--   WRK_LATENCY_MS   the latency the pacing subtracts from each pause (default 1)
 --   WRK_NAMES        if set to N: GET <url>/<WRK_PREFIX><random 0..N-1, 6 digits>
 --   WRK_PREFIX       name prefix (default "seed-")
 --   WRK_CONTINUE     if set to N: list pages starting after a random one of the first N
@@ -21,9 +22,10 @@ local connections = tonumber(os.getenv("WRK_CONNECTIONS") or "1")
 local names = tonumber(os.getenv("WRK_NAMES") or "0")
 local prefix = os.getenv("WRK_PREFIX") or "seed-"
 local continues = tonumber(os.getenv("WRK_CONTINUE") or "0")
+local latency = tonumber(os.getenv("WRK_LATENCY_MS") or "1")
 local pause = 0
 if rate > 0 then
-  pause = math.max(0, math.floor(1000 * connections / rate) - 1)
+  pause = math.max(0, math.floor(1000 * connections / rate) - latency)
 end
 
 wrk.headers["Authorization"] = "Bearer " .. token

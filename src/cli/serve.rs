@@ -311,6 +311,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.git.webhook_secret.as_deref(),
         ),
         pages: Default::default(),
+        tokens: Default::default(),
     };
     tracing::info!(store = store.backend_name(), %address, dev = args.dev, "flotilla {} serving", env!("CARGO_PKG_VERSION"));
     println!("Flotilla API:       http://{address}/apis/flotilla.dev/v1alpha1/pipelines");

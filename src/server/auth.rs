@@ -2,7 +2,9 @@
 //! every route's required access is declared in [`super::routes::ROUTES`] and checked by
 //! [`authorize`] before any handler runs. A route missing from the table is refused.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::header;
@@ -15,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::error::ApiError;
 use super::routes::{Access, route_for};
+use crate::store::tokens::TokenRecord;
 
 /// What a token may do. `Admin` includes every other scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -208,13 +211,17 @@ async fn check(state: &AppState, caller: Caller) -> Result<Grant, ApiError> {
             needed.as_str()
         )));
     };
-    let record = state
-        .store
-        .find_token(&hash_token(token))
-        .await?
-        .ok_or_else(|| {
-            ApiError::Unauthorized("the bearer token is not valid (unknown or revoked)".into())
-        })?;
+    let hash = hash_token(token);
+    let record = match state.tokens.get(&hash) {
+        Some(record) => record,
+        None => {
+            let record = state.store.find_token(&hash).await?.ok_or_else(|| {
+                ApiError::Unauthorized("the bearer token is not valid (unknown or revoked)".into())
+            })?;
+            state.tokens.put(hash, record.clone());
+            record
+        }
+    };
     if record.expires_at.is_some_and(|t| t <= chrono::Utc::now()) {
         return Err(ApiError::Unauthorized(format!(
             "token {:?} has expired",
@@ -231,6 +238,48 @@ async fn check(state: &AppState, caller: Caller) -> Result<Grant, ApiError> {
     };
     grant.require(needed)?;
     Ok(grant)
+}
+
+/// Tokens found recently, so that a client polling hundreds of times a second does not
+/// cost a database read per request. Only tokens that exist are kept. A revocation
+/// through this server clears the cache at once; one made through another server sharing
+/// the database takes effect here within [`TOKEN_CACHE_TTL`].
+#[derive(Clone, Default)]
+pub struct TokenCache {
+    inner: std::sync::Arc<std::sync::Mutex<HashMap<String, (Instant, TokenRecord)>>>,
+}
+
+/// How long a token found in the store is trusted without reading it again.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Tokens kept at most; beyond, the cache starts over.
+const TOKEN_CACHE_MAX: usize = 1_024;
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<TokenRecord> {
+        let tokens = self.lock();
+        let (found, record) = tokens.get(hash)?;
+        (found.elapsed() < TOKEN_CACHE_TTL).then(|| record.clone())
+    }
+
+    fn put(&self, hash: String, record: TokenRecord) {
+        let mut tokens = self.lock();
+        if tokens.len() >= TOKEN_CACHE_MAX {
+            tokens.clear();
+        }
+        tokens.insert(hash, (Instant::now(), record));
+    }
+
+    /// Forgets every token (after a revocation).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, TokenRecord)>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The `{plural}` segment of a request path for routes that have one.

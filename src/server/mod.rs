@@ -64,6 +64,8 @@ pub struct AppState {
     pub hooks: hooks::HooksState,
     /// Rendered list pages, reused while the store revision stays.
     pub pages: page_cache::PageCache,
+    /// Recently verified API tokens.
+    pub tokens: auth::TokenCache,
 }
 
 impl axum::extract::FromRef<AppState> for hooks::HooksState {

@@ -55,6 +55,12 @@ impl PageCache {
         }
     }
 
+    /// Whether a page for `key` is kept (at any revision): only then is the revision
+    /// worth reading before the page itself.
+    pub fn has(&self, key: &PageKey) -> bool {
+        self.lock().pages.contains_key(key)
+    }
+
     /// Keeps `body`, rendered at `revision`. Pages of older revisions can never be
     /// served again (revisions only grow) and are dropped.
     pub fn put(&self, key: PageKey, revision: i64, body: Bytes) {

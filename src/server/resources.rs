@@ -116,7 +116,9 @@ async fn list(
                 after: query.continue_token.clone(),
                 limit,
             };
-            if let Some(body) = state.pages.get(&key, state.store.revision().await?) {
+            if state.pages.has(&key)
+                && let Some(body) = state.pages.get(&key, state.store.revision().await?)
+            {
                 return Ok(json_response(body));
             }
             cache_as = Some(key);

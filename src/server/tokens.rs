@@ -82,6 +82,7 @@ pub(super) async fn revoke(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     if state.store.revoke_token(&name).await? {
+        state.tokens.clear();
         Ok(Json(json!({ "name": name, "revoked": true })))
     } else {
         Err(ApiError::NotFound(format!("no token named {name:?}")))

@@ -43,16 +43,16 @@ const GET: &str = concat!(
 /// A page of objects as one row: the store revision and the page's rows as one JSON
 /// array of arrays (columns in [`object_columns!`] order, JSON columns as strings).
 /// Fetching a row costs a round trip between the driver's thread and the caller's, so
-/// a page of 500 rows one by one spends most of its time switching threads.
+/// a page of 500 rows one by one spends most of its time switching threads. The order
+/// of an aggregate's input is unspecified (and asking for one makes SQLite sort again):
+/// the caller sorts the decoded page.
 macro_rules! aggregated_page {
     (sqlite, $filter:literal, $order:literal) => {
         concat!(
             "SELECT (SELECT value FROM revision WHERE id = 1), ",
             "json_group_array(json_array(",
             object_columns!(),
-            ") ORDER BY ",
-            $order,
-            ") FROM (SELECT ",
+            ")) FROM (SELECT ",
             object_columns!(),
             " FROM objects WHERE ",
             $filter,
@@ -66,9 +66,7 @@ macro_rules! aggregated_page {
             "SELECT (SELECT value FROM revision WHERE id = 1), ",
             "coalesce(json_agg(json_build_array(",
             object_columns!(),
-            ") ORDER BY ",
-            $order,
-            "), '[]'::json)::text FROM (SELECT ",
+            ")), '[]'::json)::text FROM (SELECT ",
             object_columns!(),
             " FROM objects WHERE ",
             $filter,
@@ -389,12 +387,16 @@ impl Store {
                 key: "objects page".to_owned(),
                 reason: format!("the aggregated page does not decode: {e}"),
             })?;
+        let mut objects: Vec<RawObject> = rows
+            .into_iter()
+            .map(ObjectRow::into_raw)
+            .collect::<Result<_, _>>()?;
+        objects.sort_unstable_by(|a, b| {
+            (&a.key.namespace, &a.key.name).cmp(&(&b.key.namespace, &b.key.name))
+        });
         Ok(RawPage {
             revision: revision.unwrap_or(0),
-            objects: rows
-                .into_iter()
-                .map(ObjectRow::into_raw)
-                .collect::<Result<_, _>>()?,
+            objects,
         })
     }
 
