@@ -7,6 +7,7 @@
 //! skipped), which makes a proxy cut or an operator restart lose and duplicate nothing.
 //! CPU and memory samples go to `metrics.jsonl` beside the logs.
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -111,12 +112,47 @@ impl LogLine {
     }
 }
 
-/// Where a follower resumes: the last stored timestamp and how many stored lines carry
-/// exactly that timestamp.
-fn resume_point(path: &Path) -> std::io::Result<(Option<DateTime<Utc>>, usize)> {
+/// Where a follower resumes. Docker's `since=` takes whole seconds, so the replay starts
+/// at the second of the latest stored line, and every line stored from that second on is
+/// skipped when it comes again: matched by timestamp, stream and text, and counted. The
+/// match does not depend on where a line sits in the file, because lines are stored in
+/// arrival order and stdout and stderr arrive out of timestamp order (a stderr line can
+/// follow a later stdout line).
+#[derive(Debug, Default, PartialEq)]
+struct Resume {
+    /// Replay from this Unix second (0: from the start).
+    since: i64,
+    /// Lines stored at or after `since`, with how many times each is stored.
+    stored: HashMap<(DateTime<Utc>, LogStream, String), usize>,
+}
+
+impl Resume {
+    /// Whether a replayed line is already stored (and counts it off).
+    fn already_stored(&mut self, at: DateTime<Utc>, stream: LogStream, text: &str) -> bool {
+        if self.stored.is_empty() {
+            return false;
+        }
+        let key = (at, stream, text.to_owned());
+        match self.stored.get_mut(&key) {
+            Some(count) => {
+                *count -= 1;
+                if *count == 0 {
+                    self.stored.remove(&key);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Lines a stdout/stderr interleaving can put before an earlier-stamped line, in seconds.
+const ARRIVAL_SLACK_SECONDS: i64 = 1;
+
+fn resume_point(path: &Path) -> std::io::Result<Resume> {
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Resume::default()),
         Err(e) => return Err(e),
     };
     let length = file.metadata()?.len();
@@ -134,19 +170,28 @@ fn resume_point(path: &Path) -> std::io::Result<(Option<DateTime<Utc>>, usize)> 
             lines.remove(0); // probably cut in the middle
         }
         let parsed: Vec<LogLine> = lines.iter().filter_map(|l| LogLine::parse(l)).collect();
-        let Some(last) = parsed.last() else {
+        let Some(latest) = parsed.iter().map(|l| l.at).max() else {
             if start == 0 {
-                return Ok((None, 0));
+                return Ok(Resume::default());
             }
             window *= 4;
             continue;
         };
-        let same = parsed.iter().rev().take_while(|l| l.at == last.at).count();
-        if same == parsed.len() && start > 0 {
-            window *= 4; // every line in the window has that timestamp; look further back
+        let since = latest.timestamp();
+        // The window must reach back past that second (with slack for interleaving),
+        // unless it holds the whole file.
+        let reaches_back = parsed
+            .iter()
+            .any(|l| l.at.timestamp() < since - ARRIVAL_SLACK_SECONDS);
+        if start > 0 && !reaches_back {
+            window *= 4;
             continue;
         }
-        return Ok((Some(last.at), same));
+        let mut stored = HashMap::new();
+        for line in parsed.into_iter().filter(|l| l.at.timestamp() >= since) {
+            *stored.entry((line.at, line.stream, line.text)).or_insert(0) += 1;
+        }
+        return Ok(Resume { since, stored });
     }
 }
 
@@ -204,8 +249,7 @@ pub async fn follow_attempt<R: ContainerRuntime>(
     let mut failures = 0u32;
     let mut final_pass = false;
     loop {
-        let (last_at, mut skip) = resume_point(path).map_err(io_error)?;
-        let since = last_at.map_or(0, |t| t.timestamp());
+        let mut resume = resume_point(path).map_err(io_error)?;
         let mut file = std::io::BufWriter::new(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -213,7 +257,7 @@ pub async fn follow_attempt<R: ContainerRuntime>(
                 .open(path)
                 .map_err(io_error)?,
         );
-        let mut stream = runtime.logs(container, since);
+        let mut stream = runtime.logs(container, resume.since);
         let mut cut = None;
         while let Some(item) = stream.next().await {
             let chunk = match item {
@@ -234,19 +278,13 @@ pub async fn follow_attempt<R: ContainerRuntime>(
                 else {
                     continue;
                 };
-                if let Some(last) = last_at {
-                    if at < last {
-                        continue;
-                    }
-                    if at == last && skip > 0 {
-                        skip -= 1;
-                        continue;
-                    }
-                }
                 let text = match filter {
                     Some(filter) => filter(message),
                     None => message.to_owned(),
                 };
+                if resume.already_stored(at, chunk.stream, &text) {
+                    continue;
+                }
                 let line = LogLine {
                     at,
                     stream: chunk.stream,
@@ -369,17 +407,37 @@ mod tests {
     }
 
     #[test]
-    fn resume_point_counts_lines_at_the_last_instant() {
+    fn resume_point_holds_the_lines_of_the_last_second_in_any_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("a.log");
-        assert_eq!(resume_point(&path).expect("missing is fine"), (None, 0));
+        assert_eq!(
+            resume_point(&path).expect("missing is fine"),
+            Resume::default()
+        );
+        // stderr's line arrived (and was stored) after a later-stamped stdout line.
         std::fs::write(
             &path,
-            "2026-01-01T00:00:01.000000000Z stdout a\n2026-01-01T00:00:02.000000000Z stdout b\n2026-01-01T00:00:02.000000000Z stderr c\n",
+            "2026-01-01T00:00:01.000000000Z stdout a\n\
+             2026-01-01T00:00:02.000000000Z stdout b\n\
+             2026-01-01T00:00:02.500000000Z stdout done\n\
+             2026-01-01T00:00:02.400000000Z stderr late\n\
+             2026-01-01T00:00:02.000000000Z stdout b\n",
         )
         .expect("write");
-        let (at, same) = resume_point(&path).expect("read");
-        assert_eq!(at.map(|t| t.timestamp()), Some(1_767_225_602));
-        assert_eq!(same, 2);
+        let mut resume = resume_point(&path).expect("read");
+        assert_eq!(resume.since, 1_767_225_602);
+        assert_eq!(resume.stored.len(), 3);
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .expect("instant")
+                .with_timezone(&Utc)
+        };
+        // The replay from that second: each stored line is skipped as often as stored.
+        assert!(resume.already_stored(at("2026-01-01T00:00:02Z"), LogStream::Stdout, "b"));
+        assert!(resume.already_stored(at("2026-01-01T00:00:02.4Z"), LogStream::Stderr, "late"));
+        assert!(resume.already_stored(at("2026-01-01T00:00:02.5Z"), LogStream::Stdout, "done"));
+        assert!(resume.already_stored(at("2026-01-01T00:00:02Z"), LogStream::Stdout, "b"));
+        assert!(!resume.already_stored(at("2026-01-01T00:00:02Z"), LogStream::Stdout, "b"));
+        assert!(!resume.already_stored(at("2026-01-01T00:00:02.6Z"), LogStream::Stdout, "new"));
     }
 }
