@@ -191,12 +191,12 @@ impl Store {
     }
 
     /// Creates every object whose key is free, in one transaction, and returns those
-    /// created; taken keys are skipped. This is how "exactly once per slot" is enforced:
+    /// created (as stored text, shared with the change feed); taken keys are skipped. This is how "exactly once per slot" is enforced:
     /// the second create of a slot's run finds its key taken, whoever made the first.
     pub async fn create_absent(
         &self,
         objects: Vec<(DesiredObject, Option<Value>)>,
-    ) -> Result<Vec<StoredObject>, StoreError> {
+    ) -> Result<Vec<Arc<RawObject>>, StoreError> {
         let writes = objects
             .into_iter()
             .map(|(object, status)| Write::Create {
@@ -205,7 +205,7 @@ impl Store {
                 status,
             })
             .collect();
-        parse_all(&self.write_with(writes, true).await?)
+        self.write_with(writes, true).await
     }
 
     /// Writes several statuses in one transaction (all or none), each with the

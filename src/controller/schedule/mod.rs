@@ -56,6 +56,15 @@ const RESYNC_PAGE: i64 = 1_000;
 /// Unfinished run names and finished runs of one schedule.
 type ScheduleRuns = (Vec<String>, Vec<FinishedRun>);
 
+/// The `slot` of a Run's spec (stored JSON text), if any.
+fn slot_of(spec: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Slot {
+        slot: Option<String>,
+    }
+    serde_json::from_str::<Slot>(spec).ok()?.slot
+}
+
 /// Whether a Pipeline's spec (stored JSON text) has `suspend: true`.
 fn is_suspended(spec: &str) -> bool {
     #[derive(serde::Deserialize)]
@@ -417,12 +426,26 @@ impl ScheduleController {
             match self.store.create_absent(plan.runs).await {
                 Ok(created) => {
                     // Only runs this call created: a name already taken (a restart, a
-                    // second operator) is that slot's existing run.
-                    let events: Vec<_> = created
-                        .iter()
-                        .filter_map(|run| {
-                            let schedule = run.labels.get(SCHEDULE_LABEL)?;
-                            Some((
+                    // second operator) is that slot's existing run. The skew is taken
+                    // now, when the runs exist, before their events are recorded.
+                    let now = Utc::now();
+                    let mut events = Vec::with_capacity(created.len());
+                    for run in &created {
+                        let slot = slot_of(&run.spec);
+                        if let Some(at) = slot
+                            .as_deref()
+                            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                        {
+                            let skew = (now - at.with_timezone(&Utc)).num_milliseconds();
+                            self.metrics
+                                .schedule_skew_seconds
+                                .observe(skew.max(0) as f64 / 1000.0);
+                            tracing::debug!(run = %run.key.name, skew_ms = skew, "run created for slot");
+                        }
+                        let labels: BTreeMap<String, String> =
+                            serde_json::from_str(&run.labels).unwrap_or_default();
+                        if let Some(schedule) = labels.get(SCHEDULE_LABEL) {
+                            events.push((
                                 ObjectKey::new(
                                     Kind::Schedule,
                                     run.key.namespace.clone(),
@@ -433,25 +456,13 @@ impl ScheduleController {
                                 format!(
                                     "created {} for slot {}",
                                     run.key.name,
-                                    run.spec["slot"].as_str().unwrap_or("?")
+                                    slot.as_deref().unwrap_or("?")
                                 ),
-                            ))
-                        })
-                        .collect();
+                            ));
+                        }
+                    }
                     if let Err(e) = self.store.record_events(events).await {
                         tracing::warn!(code = e.code(), "cannot record RunCreated events: {e}");
-                    }
-                    for run in &created {
-                        if let Some(slot) = run.spec["slot"]
-                            .as_str()
-                            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                        {
-                            let skew = (Utc::now() - slot.with_timezone(&Utc)).num_milliseconds();
-                            self.metrics
-                                .schedule_skew_seconds
-                                .observe(skew.max(0) as f64 / 1000.0);
-                            tracing::debug!(run = %run.key.name, skew_ms = skew, "run created for slot");
-                        }
                     }
                 }
                 Err(e) => tracing::error!(code = e.code(), "cannot create scheduled runs: {e}"),
