@@ -117,13 +117,14 @@ impl LogLine {
 /// skipped when it comes again: matched by timestamp, stream and text, and counted. The
 /// match does not depend on where a line sits in the file, because lines are stored in
 /// arrival order and stdout and stderr arrive out of timestamp order (a stderr line can
-/// follow a later stdout line).
+/// follow a later stdout line). Lines are remembered by a 64-bit digest: a second of a
+/// loud run can hold 100,000 lines.
 #[derive(Debug, Default, PartialEq)]
 struct Resume {
     /// Replay from this Unix second (0: from the start).
     since: i64,
-    /// Lines stored at or after `since`, with how many times each is stored.
-    stored: HashMap<(DateTime<Utc>, LogStream, String), usize>,
+    /// Digests of the lines stored at or after `since`, with how many times each.
+    stored: HashMap<u64, usize>,
 }
 
 impl Resume {
@@ -132,12 +133,12 @@ impl Resume {
         if self.stored.is_empty() {
             return false;
         }
-        let key = (at, stream, text.to_owned());
-        match self.stored.get_mut(&key) {
+        let digest = line_digest(at, stream, text);
+        match self.stored.get_mut(&digest) {
             Some(count) => {
                 *count -= 1;
                 if *count == 0 {
-                    self.stored.remove(&key);
+                    self.stored.remove(&digest);
                 }
                 true
             }
@@ -146,8 +147,18 @@ impl Resume {
     }
 }
 
-/// Lines a stdout/stderr interleaving can put before an earlier-stamped line, in seconds.
+fn line_digest(at: DateTime<Utc>, stream: LogStream, text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (at, stream, text).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// How far out of timestamp order a stored line can be, in seconds.
 const ARRIVAL_SLACK_SECONDS: i64 = 1;
+
+/// Bytes read at a time when looking at the end of a log.
+const TAIL_WINDOW: u64 = 64 * 1024;
 
 fn resume_point(path: &Path) -> std::io::Result<Resume> {
     let mut file = match std::fs::File::open(path) {
@@ -156,43 +167,85 @@ fn resume_point(path: &Path) -> std::io::Result<Resume> {
         Err(e) => return Err(e),
     };
     let length = file.metadata()?.len();
-    let mut window = 64 * 1024u64;
+    let Some(latest) = latest_at(&mut file, length)? else {
+        return Ok(Resume::default());
+    };
+    let since = latest.timestamp();
+    // Step back until a line is older than that second (with slack), or to the start.
+    let mut back = TAIL_WINDOW;
+    let start = loop {
+        let offset = length.saturating_sub(back);
+        if offset == 0 {
+            break 0;
+        }
+        match first_line_at(&mut file, offset)? {
+            Some(at) if at.timestamp() < since - ARRIVAL_SLACK_SECONDS => break offset,
+            _ => back *= 2,
+        }
+    };
+    // Then read forward, remembering the lines of that second and later.
+    file.seek(SeekFrom::Start(start))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut stored = HashMap::new();
+    let mut line = Vec::new();
+    let mut first = start > 0;
+    loop {
+        line.clear();
+        if std::io::BufRead::read_until(&mut reader, b'\n', &mut line)? == 0 {
+            break;
+        }
+        if std::mem::take(&mut first) {
+            continue; // probably cut in the middle
+        }
+        let text = String::from_utf8_lossy(&line);
+        if let Some(parsed) = LogLine::parse(text.trim_end_matches('\n'))
+            && parsed.at.timestamp() >= since
+        {
+            *stored
+                .entry(line_digest(parsed.at, parsed.stream, &parsed.text))
+                .or_insert(0) += 1;
+        }
+    }
+    Ok(Resume { since, stored })
+}
+
+/// The latest timestamp among the last lines of a log, if it has any.
+fn latest_at(file: &mut std::fs::File, length: u64) -> std::io::Result<Option<DateTime<Utc>>> {
+    let mut window = TAIL_WINDOW;
     loop {
         let start = length.saturating_sub(window);
-        file.seek(SeekFrom::Start(start))?;
-        let mut tail = String::new();
-        Read::by_ref(&mut file)
-            .take(window)
-            .read_to_string(&mut tail)
-            .ok();
+        let tail = read_at(file, start, window)?;
         let mut lines: Vec<&str> = tail.lines().collect();
         if start > 0 && !lines.is_empty() {
             lines.remove(0); // probably cut in the middle
         }
-        let parsed: Vec<LogLine> = lines.iter().filter_map(|l| LogLine::parse(l)).collect();
-        let Some(latest) = parsed.iter().map(|l| l.at).max() else {
-            if start == 0 {
-                return Ok(Resume::default());
-            }
-            window *= 4;
-            continue;
-        };
-        let since = latest.timestamp();
-        // The window must reach back past that second (with slack for interleaving),
-        // unless it holds the whole file.
-        let reaches_back = parsed
+        let latest = lines
             .iter()
-            .any(|l| l.at.timestamp() < since - ARRIVAL_SLACK_SECONDS);
-        if start > 0 && !reaches_back {
-            window *= 4;
-            continue;
+            .filter_map(|l| LogLine::parse(l))
+            .map(|l| l.at)
+            .max();
+        if latest.is_some() || start == 0 {
+            return Ok(latest);
         }
-        let mut stored = HashMap::new();
-        for line in parsed.into_iter().filter(|l| l.at.timestamp() >= since) {
-            *stored.entry((line.at, line.stream, line.text)).or_insert(0) += 1;
-        }
-        return Ok(Resume { since, stored });
+        window *= 4;
     }
+}
+
+/// The timestamp of the first whole line after `offset`.
+fn first_line_at(file: &mut std::fs::File, offset: u64) -> std::io::Result<Option<DateTime<Utc>>> {
+    let text = read_at(file, offset, TAIL_WINDOW)?;
+    Ok(text
+        .split('\n')
+        .skip(1)
+        .find_map(LogLine::parse)
+        .map(|l| l.at))
+}
+
+fn read_at(file: &mut std::fs::File, offset: u64, length: u64) -> std::io::Result<String> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut bytes = Vec::new();
+    Read::by_ref(file).take(length).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Timestamp of the first line the pipeline itself printed: uv's own progress and
@@ -439,5 +492,23 @@ mod tests {
         assert!(resume.already_stored(at("2026-01-01T00:00:02Z"), LogStream::Stdout, "b"));
         assert!(!resume.already_stored(at("2026-01-01T00:00:02Z"), LogStream::Stdout, "b"));
         assert!(!resume.already_stored(at("2026-01-01T00:00:02.6Z"), LogStream::Stdout, "new"));
+    }
+
+    #[test]
+    fn resume_point_reaches_back_over_a_loud_second() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("loud.log");
+        let mut text = String::new();
+        for i in 0..100 {
+            text.push_str(&format!("2026-01-01T00:00:01.{i:09}Z stdout early {i}\n"));
+        }
+        // 20,000 lines (about 1 MB) in the last second: far more than one tail window.
+        for i in 0..20_000 {
+            text.push_str(&format!("2026-01-01T00:00:03.{i:09}Z stdout loud {i}\n"));
+        }
+        std::fs::write(&path, text).expect("write");
+        let resume = resume_point(&path).expect("read");
+        assert_eq!(resume.since, 1_767_225_603);
+        assert_eq!(resume.stored.values().sum::<usize>(), 20_000);
     }
 }
