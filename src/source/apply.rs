@@ -279,16 +279,27 @@ pub fn plan_apply(
 }
 
 /// The unified diff of `changes` (in order), reading the stored side of updates and
-/// deletes from `store`.
+/// deletes from `store` in one batch.
 pub async fn render_diff(store: &Store, changes: &[Change]) -> Result<String, StoreError> {
+    let touched: Vec<ObjectKey> = changes
+        .iter()
+        .filter(|c| !matches!(c, Change::Create { .. }))
+        .map(|c| c.key().clone())
+        .collect();
+    let mut stored: HashMap<ObjectKey, StoredObject> = HashMap::new();
+    for raw in store.get_raw_many(&touched).await? {
+        let object = raw.to_object().map_err(|reason| StoreError::Corrupt {
+            key: raw.key.to_string(),
+            reason,
+        })?;
+        stored.insert(raw.key, object);
+    }
     let mut diff = String::new();
     for change in changes {
-        let stored = match change {
+        let before = match change {
             Change::Create { .. } => None,
-            Change::Update { object, .. } => store.get(&object.key).await?,
-            Change::Delete { key, .. } => store.get(key).await?,
+            _ => stored.get(change.key()).map(stored_view),
         };
-        let before = stored.as_ref().map(stored_view);
         let after = match change {
             Change::Create { object, .. } | Change::Update { object, .. } => {
                 Some(declared_view(object))

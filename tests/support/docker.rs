@@ -17,18 +17,17 @@
 // Each test crate that includes `support` uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use super::server::{API, ENCRYPTION_KEY};
+use super::server::{API, ENCRYPTION_KEY, await_api_line, base_of, bearer_client};
 
 /// The runner image `make runner-image` builds for this version.
 pub const RUNNER_IMAGE: &str = concat!("flotilla/runner:", env!("CARGO_PKG_VERSION"));
@@ -38,6 +37,7 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Client timeout of API calls: longer is a hang.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Label with the operator instance on every run container.
 pub const MANAGED_BY: &str = "flotilla.dev/managed-by";
@@ -358,46 +358,11 @@ impl Fixture {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("operator log file"));
         let mut child = command.spawn().expect("start flotilla serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("Flotilla API:")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-            }
-        });
-        let Ok(api_line) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "flotilla serve printed no `Flotilla API:` line within 30 s; its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        let base = api_line
-            .find("/apis/")
-            .map(|cut| api_line[..cut].to_owned())
-            .unwrap_or_else(|| panic!("unexpected API line {api_line:?}"));
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", self.token)
-                .parse()
-                .expect("a header value"),
-        );
+        let base = base_of(&await_api_line(&mut child, &log, START_TIMEOUT));
         Operator {
             child,
             base,
-            client: reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .default_headers(headers)
-                .build()
-                .expect("http client"),
+            client: bearer_client(&self.token, REQUEST_TIMEOUT),
             log,
             instance: self.instance.clone(),
             token: self.token.clone(),

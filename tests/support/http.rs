@@ -11,10 +11,8 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -23,7 +21,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
 use super::docker::{Fixture, RUN_TIMEOUT, RUNNER_IMAGE, phase};
-use super::server::{API, ENCRYPTION_KEY};
+use super::server::{API, ENCRYPTION_KEY, await_api_line};
 
 /// Client timeout of plain API calls: longer is a hang.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -180,28 +178,7 @@ impl ApiOperator {
         let mut child = serve_command(fixture, options, &log)
             .spawn()
             .expect("start flotilla serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Reads the address, then keeps draining stdout so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("Flotilla API:")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-            }
-        });
-        let Ok(api_line) = rx.recv_timeout(START_TIMEOUT) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "flotilla serve printed no `Flotilla API:` line within {START_TIMEOUT:?}; its log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
+        let api_line = await_api_line(&mut child, &log, START_TIMEOUT);
         let port = api_line
             .strip_prefix("http://")
             .and_then(|rest| rest.split('/').next())

@@ -113,47 +113,9 @@ impl TestServer {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start flotilla serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Reads the address, then keeps draining stdout so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("Flotilla API:")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-            }
-        });
-        let api_url = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "flotilla serve printed no `Flotilla API:` line within {START_TIMEOUT:?}; its log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-        };
-        let base = api_url
-            .find("/apis/")
-            .map(|cut| api_url[..cut].to_owned())
-            .unwrap_or_else(|| panic!("unexpected API line {api_url:?}"));
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {ADMIN_TOKEN}")
-                .parse()
-                .expect("header value"),
-        );
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .default_headers(headers)
-            .build()
-            .expect("http client");
+        let api_url = await_api_line(&mut child, &log, START_TIMEOUT);
+        let base = base_of(&api_url);
+        let client = bearer_client(ADMIN_TOKEN, REQUEST_TIMEOUT);
         Self {
             child,
             base,
@@ -406,4 +368,53 @@ pub fn schedule_yaml(name: &str, pipeline: &str, cron: &str) -> String {
 /// Joins manifests into one multi-document text.
 pub fn documents(manifests: &[String]) -> String {
     manifests.join("---\n")
+}
+
+/// Waits until a started `flotilla serve` prints its `Flotilla API:` line and returns the
+/// URL on it; its stdout keeps being drained afterwards so the server never blocks on it.
+/// Kills the server and panics with its log when no such line comes within `timeout`.
+pub fn await_api_line(child: &mut Child, log: &Path, timeout: Duration) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("Flotilla API:")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(rest.trim().to_owned());
+            }
+        }
+    });
+    rx.recv_timeout(timeout).unwrap_or_else(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "flotilla serve printed no `Flotilla API:` line within {timeout:?}; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        )
+    })
+}
+
+/// `http://127.0.0.1:PORT` of an API URL.
+pub fn base_of(api_url: &str) -> String {
+    api_url
+        .find("/apis/")
+        .map(|cut| api_url[..cut].to_owned())
+        .unwrap_or_else(|| panic!("unexpected API line {api_url:?}"))
+}
+
+/// An HTTP client sending `token` as its bearer token, with a per-request timeout.
+pub fn bearer_client(token: &str, timeout: Duration) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .default_headers(headers)
+        .build()
+        .expect("http client")
 }
