@@ -415,22 +415,31 @@ mod tests {
     use axum::Router;
     use axum::body::Body;
     use axum::http::Request;
-    use axum::routing::{get, post};
     use tempfile::TempDir;
+    use tokio_util::sync::{CancellationToken, DropGuard};
     use tower::ServiceExt;
 
     use super::*;
     use crate::resource::DesiredObject;
+    use crate::server::auth::{generate_token, hash_token};
+    use crate::server::{AppState, HttpOptions};
     use crate::source::git::GitConfig;
     use crate::source::git::push::sign;
 
     const SECRET: &str = "hook-secret";
+    /// The source routes as the production table declares them.
+    const SOURCES: &str = "/apis/flotilla.dev/v1alpha1/sources";
+    const SOURCES_SYNC: &str = "/apis/flotilla.dev/v1alpha1/sources/sync";
 
+    /// A store, a git source, and the production router (`ROUTES` and the auth layer)
+    /// serving them with the webhook secret [`SECRET`].
     struct Fixture {
-        _dir: TempDir,
+        dir: TempDir,
         store: Store,
         git: GitSource,
         app: Router,
+        shutdown: CancellationToken,
+        _stop: DropGuard,
     }
 
     async fn fixture() -> Fixture {
@@ -440,26 +449,53 @@ mod tests {
             .expect("store");
         let git = GitSource::new(GitConfig::new("/nonexistent/repo.git"), dir.path())
             .expect("valid settings");
-        let state = HooksState::new(store.clone(), Some(git.clone()), Some(SECRET));
+        let shutdown = CancellationToken::new();
+        let app = Fixture::serve(
+            &store,
+            dir.path(),
+            HooksState::new(store.clone(), Some(git.clone()), Some(SECRET)),
+            &shutdown,
+        );
         Fixture {
-            _dir: dir,
+            dir,
             store,
             git,
-            app: router(state),
+            app,
+            _stop: shutdown.clone().drop_guard(),
+            shutdown,
         }
     }
 
-    fn router(state: HooksState) -> Router {
-        Router::new()
-            .route("/hooks/git", post(git_push))
-            .route("/hooks/pipelines/{name}", post(pipeline_trigger))
-            .route(
-                "/api/webhooks/{pipeline}/{key}",
-                post(pipeline_trigger_fastflow),
-            )
-            .route("/sources", get(sources_list))
-            .route("/sources/sync", post(sources_sync))
-            .with_state(state)
+    impl Fixture {
+        /// The production router of `flotilla serve` over `hooks`.
+        fn serve(
+            store: &Store,
+            data_dir: &std::path::Path,
+            hooks: HooksState,
+            shutdown: &CancellationToken,
+        ) -> Router {
+            let state = AppState::new(store.clone(), data_dir, hooks, shutdown.clone());
+            crate::server::router(state, &HttpOptions::default())
+        }
+
+        /// The production router over other hooks settings on the same store.
+        fn app_with(&self, git: Option<GitSource>, secret: Option<&str>) -> Router {
+            let hooks = HooksState::new(self.store.clone(), git, secret);
+            Self::serve(&self.store, self.dir.path(), hooks, &self.shutdown)
+        }
+
+        /// A new API token with `scopes`, stored the way `flotilla token create` does.
+        async fn token(&self, scopes: &[&str]) -> String {
+            let token = generate_token();
+            let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+            let created = self
+                .store
+                .create_token(&token[token.len() - 12..], &hash_token(&token), &scopes, None)
+                .await
+                .expect("token stored");
+            assert!(created, "a fresh token name");
+            token
+        }
     }
 
     async fn send(
@@ -603,7 +639,7 @@ mod tests {
     #[tokio::test]
     async fn without_secret_or_source_nothing_is_accepted() {
         let f = fixture().await;
-        let no_secret = router(HooksState::new(f.store.clone(), Some(f.git.clone()), None));
+        let no_secret = f.app_with(Some(f.git.clone()), None);
         let body = push_body("main");
         let signature = sign("", body.as_bytes());
         let (status, _, problem) = send(
@@ -621,13 +657,17 @@ mod tests {
                 .unwrap_or_default()
                 .contains("WEBHOOK_SECRET")
         );
+        assert!(!f.git.status().sync_requested, "nothing happens");
 
-        let no_git = router(HooksState::new(f.store.clone(), None, Some(SECRET)));
+        let no_git = f.app_with(None, Some(SECRET));
+        let admin = f.token(&["admin"]).await;
+        let bearer = format!("Bearer {admin}");
+        let auth = [("authorization", bearer.as_str())];
         let (status, _, _) = send(&no_git, "POST", "/hooks/git", &[], &body).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        let (status, _, _) = send(&no_git, "POST", "/sources/sync", &[], "").await;
+        let (status, _, _) = send(&no_git, "POST", SOURCES_SYNC, &auth, "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        let (status, _, list) = send(&no_git, "GET", "/sources", &[], "").await;
+        let (status, _, list) = send(&no_git, "GET", SOURCES, &auth, "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(list["items"], json!([]));
     }
@@ -635,7 +675,16 @@ mod tests {
     #[tokio::test]
     async fn sources_are_listed_and_synced_on_request() {
         let f = fixture().await;
-        let (status, _, list) = send(&f.app, "GET", "/sources", &[], "").await;
+        let reader = format!("Bearer {}", f.token(&["resources:read"]).await);
+        let syncer = format!("Bearer {}", f.token(&["sources:write"]).await);
+        let (status, _, list) = send(
+            &f.app,
+            "GET",
+            SOURCES,
+            &[("authorization", reader.as_str())],
+            "",
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(list["items"][0]["kind"], "git");
         assert_eq!(list["items"][0]["branch"], "main");
@@ -643,9 +692,74 @@ mod tests {
             list["items"][0]["manager"],
             "git:/nonexistent/repo.git#main"
         );
-        let (status, _, answer) = send(&f.app, "POST", "/sources/sync", &[], "").await;
+        let (status, _, answer) = send(
+            &f.app,
+            "POST",
+            SOURCES_SYNC,
+            &[("authorization", syncer.as_str())],
+            "",
+        )
+        .await;
         assert_eq!(status, StatusCode::ACCEPTED);
         assert_eq!(answer["syncRequested"], true);
+    }
+
+    #[tokio::test]
+    async fn source_routes_need_their_scopes_and_hooks_need_none() {
+        let f = fixture().await;
+        let reader = format!("Bearer {}", f.token(&["resources:read"]).await);
+        let syncer = format!("Bearer {}", f.token(&["sources:write"]).await);
+        let (status, _, problem) = send(&f.app, "GET", SOURCES, &[], "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+        assert_eq!(problem["code"], "auth.unauthenticated");
+        let (status, _, problem) = send(&f.app, "POST", SOURCES_SYNC, &[], "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+        let (status, _, problem) = send(
+            &f.app,
+            "POST",
+            SOURCES_SYNC,
+            &[("authorization", reader.as_str())],
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("sources:write"),
+            "{problem}"
+        );
+        assert!(!f.git.status().sync_requested, "refused before the handler");
+        let (status, _, problem) = send(
+            &f.app,
+            "GET",
+            SOURCES,
+            &[("authorization", syncer.as_str())],
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+        let (status, _, problem) = send(
+            &f.app,
+            "POST",
+            "/hooks/git",
+            &[("authorization", "Bearer flt_not_a_token")],
+            &push_body("main"),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "the signature, not a bearer token, decides: {problem}"
+        );
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("missing"),
+            "{problem}"
+        );
     }
 
     async fn add_pipeline(store: &Store, name: &str, spec: Value) {

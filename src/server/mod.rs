@@ -68,6 +68,34 @@ pub struct AppState {
     pub tokens: auth::TokenCache,
 }
 
+impl AppState {
+    /// The smallest complete state: `store`, run files under `data_dir`, the webhook and
+    /// git-source state `hooks`, and a change log recording until `shutdown`. Everything
+    /// optional is off: no secret keys, no container runtime to probe, tokens required
+    /// for every non-public route (no `--dev`); metrics and caches start empty. It lets
+    /// tests (and embedders) serve [`router`] with its real routes and authorization
+    /// without starting a whole operator; `flotilla serve` fills in every part itself.
+    pub fn new(
+        store: Store,
+        data_dir: &std::path::Path,
+        hooks: hooks::HooksState,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            changes: watch::ChangeLog::start(&store, shutdown),
+            store,
+            keyring: None,
+            files: RunFiles::new(data_dir),
+            metrics: Arc::new(Metrics::new()),
+            dev_mode: false,
+            runtime_probe: None,
+            hooks,
+            pages: page_cache::PageCache::default(),
+            tokens: auth::TokenCache::default(),
+        }
+    }
+}
+
 impl axum::extract::FromRef<AppState> for hooks::HooksState {
     fn from_ref(state: &AppState) -> Self {
         state.hooks.clone()
