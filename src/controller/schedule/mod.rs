@@ -10,6 +10,8 @@
 pub mod naming;
 pub mod slots;
 #[cfg(test)]
+mod plan_tests;
+#[cfg(test)]
 mod slots_tests;
 mod state;
 
