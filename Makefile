@@ -5,6 +5,7 @@
 #   make bench    benchmarks; print figures
 #   make lint     cargo fmt --check, clippy -D warnings, CRD drift check
 #   make crds     regenerate crds/ from the binary
+#   make fuzz     every fuzz target for FUZZ_SECONDS (default 600) each, then schemathesis
 
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/flotilla-target
 BIN := $(CARGO_TARGET_DIR)/debug/flotilla
@@ -12,7 +13,7 @@ DATA_DIR ?= ./data
 
 include mk/infra.mk
 
-.PHONY: build test run crds lint bench deps
+.PHONY: build test run crds lint bench deps fuzz
 
 build:
 	cargo build --all-targets
@@ -27,8 +28,8 @@ test: deps runner-image
 	cargo nextest run --no-fail-fast
 
 run: build runner-image
-	@mkdir -p $(DATA_DIR)
-	@test -s $(DATA_DIR)/dev-encryption-key || $(BIN) secret gen-key > $(DATA_DIR)/dev-encryption-key
+	@mkdir -p -m 700 $(DATA_DIR)
+	@test -s $(DATA_DIR)/dev-encryption-key || (umask 077; $(BIN) secret gen-key > $(DATA_DIR)/dev-encryption-key)
 	ENCRYPTION_KEY=$${ENCRYPTION_KEY:-$$(cat $(DATA_DIR)/dev-encryption-key)} \
 		$(BIN) serve --dev --data-dir $(DATA_DIR) --pipelines-dir examples
 
@@ -47,3 +48,10 @@ bench: runner-image
 	@bash scripts/bench-runs.sh
 	@bash scripts/bench-schedules.sh
 	@bash scripts/bench-api.sh
+	@bash scripts/bench-parse.sh
+
+# Coverage-guided fuzzing (cargo fuzz, nightly) of the parsers on their committed corpora
+# (fuzz/corpus/), then schemathesis against a running operator: see scripts/fuzz.sh.
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh

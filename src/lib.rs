@@ -7,6 +7,7 @@ pub mod cli;
 pub mod controller;
 pub mod docker;
 pub mod metrics;
+pub mod private_fs;
 pub mod resource;
 pub mod secrets;
 pub mod server;

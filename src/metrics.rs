@@ -25,6 +25,14 @@ pub struct Code {
     pub code: String,
 }
 
+/// Label `result` of paged list requests: `hit` (served from the rendered-page cache)
+/// or `miss` (read from the store and rendered).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheResult {
+    /// `hit` or `miss`.
+    pub result: String,
+}
+
 /// Label `state` of active runs.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct State {
@@ -64,8 +72,16 @@ pub struct Metrics {
     pub schedule_skew_seconds: Histogram,
     /// Container runtime errors by code.
     pub docker_errors: Family<Code, Counter>,
+    /// Reads of stored objects that failed to decode (corrupt, or a newer schema).
+    pub unreadable_objects: Counter,
+    /// Completed garbage collection passes over this store's containers.
+    pub gc_passes: Counter,
+    /// Containers removed by garbage collection (their run no longer exists).
+    pub gc_removed: Counter,
     /// HTTP requests by method, route and status.
     pub http_requests: Family<RouteStatus, Counter>,
+    /// Paged list requests by page-cache result.
+    pub list_page_cache: Family<CacheResult, Counter>,
 }
 
 impl Default for Metrics {
@@ -86,7 +102,11 @@ impl Metrics {
             work_queue_depth: Gauge::default(),
             schedule_skew_seconds: histogram(0.005, 2.0, 14),
             docker_errors: Family::default(),
+            unreadable_objects: Counter::default(),
+            gc_passes: Counter::default(),
+            gc_removed: Counter::default(),
             http_requests: Family::default(),
+            list_page_cache: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -125,14 +145,44 @@ impl Metrics {
             metrics.docker_errors.clone(),
         );
         registry.register(
+            "unreadable_objects",
+            "Reads of stored objects that could not be decoded (corrupt, or written by a newer schema); nothing is written over them",
+            metrics.unreadable_objects.clone(),
+        );
+        registry.register(
+            "gc_passes",
+            "Completed garbage collection passes over the containers labelled with this store's identity",
+            metrics.gc_passes.clone(),
+        );
+        registry.register(
+            "gc_removed_containers",
+            "Containers of this store removed because their run no longer exists",
+            metrics.gc_removed.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP requests by method, route and status",
             metrics.http_requests.clone(),
+        );
+        registry.register(
+            "list_page_cache_requests",
+            "Paged list requests served from the rendered-page cache (hit) or rendered (miss)",
+            metrics.list_page_cache.clone(),
         );
         Self {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts one paged list request as a page-cache `hit` or `miss`.
+    pub fn count_page(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.list_page_cache
+            .get_or_create(&CacheResult {
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -39,15 +39,7 @@ pub fn save(config: &ClientConfig) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// Writes a file readable and writable only by its owner (mode 0600 on Unix).
+/// Writes a file readable and writable only by its owner (mode 0600).
 pub fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(contents)
+    crate::private_fs::write(path, contents)
 }

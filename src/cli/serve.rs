@@ -177,9 +177,15 @@ pub struct DockerArgs {
     #[arg(long, env = "FLOTILLA_RUN_USER", default_value = "10001:10001")]
     pub run_user: String,
     /// CA bundle (PEM) mounted into runs as `SSL_CERT_FILE`, for package indexes behind
-    /// a TLS-intercepting proxy or a private CA.
+    /// a TLS-intercepting proxy or a private CA. Default: the bundle this host trusts
+    /// (`SSL_CERT_FILE`, else the distribution's bundle), unless --no-host-ca-bundle.
     #[arg(long, env = "FLOTILLA_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
+    /// Do not mount the host's CA bundle into runs: they trust only what their image
+    /// trusts (set it when the operator runs in a container whose bundle path does not
+    /// exist on the Docker host).
+    #[arg(long, env = "FLOTILLA_NO_HOST_CA_BUNDLE")]
+    pub no_host_ca_bundle: bool,
     /// Directory of wheels mounted into runs at `/wheels` and offered to uv as
     /// `UV_FIND_LINKS` (with `UV_OFFLINE=1` runs need no index at all).
     #[arg(long, env = "FLOTILLA_WHEELHOUSE")]
@@ -210,11 +216,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     let keyring = Keyring::from_env_value(args.encryption_key.as_deref().unwrap_or_default())
         .context("refusing to start")?;
-    std::fs::create_dir_all(&args.data_dir)
+    // Owner-only: it holds the database, the admin token and run logs.
+    crate::private_fs::create_dir(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
     let database = match &args.database {
         Some(url) => url.clone(),
-        None => format!("sqlite://{}", args.data_dir.join("flotilla.db").display()),
+        None => {
+            let file = args.data_dir.join("flotilla.db");
+            crate::private_fs::touch(&file)
+                .with_context(|| format!("cannot create the database {}", file.display()))?;
+            format!("sqlite://{}", file.display())
+        }
     };
     let store = Store::connect(&database)
         .await
@@ -269,7 +281,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let source = DirSource::new(source_root.clone());
         tasks.spawn(source.run(store.clone(), Some(keyring.clone()), shutdown.clone()));
     }
-    let controller_config = run_controller_config(&args.docker, &data_dir, &source_root)?;
+    let controller_config =
+        run_controller_config(&args.docker, &data_dir, &source_root, store.identity())?;
     let runtime = Arc::new(DockerRuntime::connect(&args.docker.docker_host)?);
     let metrics = Arc::new(Metrics::new());
     let runtime = match runtime.as_ref().clone().negotiate().await {
@@ -365,10 +378,33 @@ async fn install_admin_token(store: &Store, args: &ServeArgs) -> anyhow::Result<
     ))
 }
 
+/// Where runs find the CA bundle they trust.
+const RUN_CA_BUNDLE: &str = "/etc/flotilla/ca.pem";
+
+/// The CA bundle this host trusts: `SSL_CERT_FILE` when it names a file, else the first
+/// distribution bundle that exists (Debian/Ubuntu, Fedora/RHEL, openSUSE, Alpine).
+fn host_ca_bundle() -> Option<PathBuf> {
+    let from_env = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    from_env
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/ca-bundle.pem",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(PathBuf::from),
+        )
+        .find(|path| path.is_file())
+        .and_then(|path| std::fs::canonicalize(path).ok())
+}
+
 fn run_controller_config(
     args: &DockerArgs,
     data_dir: &std::path::Path,
     source_root: &std::path::Path,
+    store_identity: &str,
 ) -> anyhow::Result<RunControllerConfig> {
     let uv_cache = args
         .uv_cache_dir
@@ -388,15 +424,25 @@ fn run_controller_config(
         .filter(|(k, _)| k.starts_with("UV_"))
         .collect();
     let mut extra_mounts = Vec::new();
-    if let Some(bundle) = &args.ca_bundle {
-        let bundle = std::fs::canonicalize(bundle)
-            .with_context(|| format!("the CA bundle {} does not exist", bundle.display()))?;
+    let bundle = match &args.ca_bundle {
+        Some(bundle) => Some(
+            std::fs::canonicalize(bundle)
+                .with_context(|| format!("the CA bundle {} does not exist", bundle.display()))?,
+        ),
+        None if args.no_host_ca_bundle => None,
+        None => host_ca_bundle(),
+    };
+    if let Some(bundle) = bundle {
+        tracing::info!(bundle = %bundle.display(), "runs trust this CA bundle (SSL_CERT_FILE)");
         extra_mounts.push(Mount {
             source: bundle.display().to_string(),
-            target: "/etc/flotilla/ca.pem".into(),
+            target: RUN_CA_BUNDLE.into(),
             read_only: true,
         });
-        uv_env.insert("SSL_CERT_FILE".into(), "/etc/flotilla/ca.pem".into());
+        // uv, OpenSSL (Python's ssl) and requests (which ignores SSL_CERT_FILE).
+        for variable in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"] {
+            uv_env.insert(variable.into(), RUN_CA_BUNDLE.into());
+        }
     }
     if let Some(wheels) = &args.wheelhouse {
         let wheels = std::fs::canonicalize(wheels)
@@ -423,6 +469,7 @@ fn run_controller_config(
             uv_env,
             extra_mounts,
             instance: args.instance.clone(),
+            store: store_identity.to_owned(),
             tmp_size: "256m".to_owned(),
             log_max_size: args.container_log_max_size.clone(),
         },

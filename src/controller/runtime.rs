@@ -19,8 +19,13 @@ pub mod labels {
     pub const PIPELINE: &str = "flotilla.dev/pipeline";
     /// 1-based attempt number.
     pub const ATTEMPT: &str = "flotilla.dev/attempt";
-    /// Operator instance that owns the container (`--instance`).
+    /// Operator instance that created the container (`--instance`): for humans and
+    /// `docker ps --filter`, never for deciding what an operator may touch.
     pub const MANAGED_BY: &str = "flotilla.dev/managed-by";
+    /// Identity of the store whose run the container belongs to
+    /// ([`crate::store::Store::identity`]): garbage collection, adoption and event
+    /// watches only ever consider containers carrying their own store's identity.
+    pub const STORE: &str = "flotilla.dev/store";
     /// Revision (git commit) of the code the container runs.
     pub const SOURCE_REVISION: &str = "flotilla.dev/source-revision";
 }

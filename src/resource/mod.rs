@@ -12,6 +12,7 @@ pub use object::{
 pub mod error;
 pub mod fastflow;
 pub mod manifest;
+pub mod path;
 pub mod quantity;
 pub mod schedule_time;
 pub mod types;

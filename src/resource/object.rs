@@ -71,7 +71,55 @@ pub struct StoredObject {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A stored spec, status or label map that does not decode as this version expects
+/// (a corrupt row, or one written by a newer schema). Never replaced by a default: a
+/// default written back would silently overwrite what is stored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: the stored {part} cannot be read by this version of Flotilla: {message}")]
+pub struct DecodeError {
+    /// The object.
+    pub key: ObjectKey,
+    /// `spec`, `status` or `labels`.
+    pub part: &'static str,
+    /// What the decoder said.
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(key: &ObjectKey, part: &'static str, error: impl fmt::Display) -> Self {
+        Self {
+            key: key.clone(),
+            part,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Decodes stored JSON text of `key`'s `part`.
+pub fn decode_text<T: serde::de::DeserializeOwned>(
+    key: &ObjectKey,
+    part: &'static str,
+    text: &str,
+) -> Result<T, DecodeError> {
+    serde_json::from_str(text).map_err(|e| DecodeError::new(key, part, e))
+}
+
 impl StoredObject {
+    /// The spec as its kind's type.
+    pub fn spec_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        T::deserialize(&self.spec).map_err(|e| DecodeError::new(&self.key, "spec", e))
+    }
+
+    /// The status as its kind's type; the type's default when none was written yet.
+    pub fn status_as<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, DecodeError> {
+        match &self.status {
+            None | Some(Value::Null) => Ok(T::default()),
+            Some(status) => {
+                T::deserialize(status).map_err(|e| DecodeError::new(&self.key, "status", e))
+            }
+        }
+    }
+
     /// The Kubernetes-shaped document for the API and `-o yaml|json`.
     pub fn to_manifest(&self) -> Value {
         let mut metadata = Map::new();
@@ -137,6 +185,24 @@ pub struct RawObject {
 }
 
 impl RawObject {
+    /// The spec as its kind's type.
+    pub fn spec_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        decode_text(&self.key, "spec", &self.spec)
+    }
+
+    /// The status as its kind's type; the type's default when none was written yet.
+    pub fn status_as<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, DecodeError> {
+        match self.status.as_deref() {
+            None | Some("null") => Ok(T::default()),
+            Some(text) => decode_text(&self.key, "status", text),
+        }
+    }
+
+    /// The labels.
+    pub fn labels_map(&self) -> Result<BTreeMap<String, String>, DecodeError> {
+        decode_text(&self.key, "labels", &self.labels)
+    }
+
     /// Parses the JSON parts; the error names the part that does not parse.
     pub fn to_object(&self) -> Result<StoredObject, String> {
         let labels = serde_json::from_str(&self.labels)

@@ -7,7 +7,6 @@
 //! is a status condition of the referring object, not an apply error.
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -499,32 +498,10 @@ pub fn is_env_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// Rejects absolute paths and any path that climbs out of its root with `..`.
+/// Rejects absolute paths and any path that climbs out of its root with `..`
+/// (lexically; see [`super::path`]).
 pub fn check_relative_path(path: &str) -> Result<(), String> {
-    if path.is_empty() {
-        return Err("must not be empty".to_owned());
-    }
-    let mut depth: i32 = 0;
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err(format!(
-                        "{path:?} leaves the source root (path traversal); use a folder inside the pipelines directory or repository"
-                    ));
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(format!(
-                    "{path:?} is absolute; use a path relative to the pipelines directory or repository root"
-                ));
-            }
-        }
-    }
-    Ok(())
+    super::path::check_relative(path).map_err(|e| e.to_string())
 }
 
 fn looks_like_fernet_token(token: &str) -> bool {

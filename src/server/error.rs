@@ -58,6 +58,12 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::resource::object::DecodeError> for ApiError {
+    fn from(error: crate::resource::object::DecodeError) -> Self {
+        ApiError::Store(error.into())
+    }
+}
+
 impl ApiError {
     /// A 400 with a code.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -94,6 +100,7 @@ fn store_status(error: &StoreError) -> (StatusCode, &'static str) {
     let status = match error {
         StoreError::NotFound(_) => StatusCode::NOT_FOUND,
         StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => StatusCode::CONFLICT,
+        StoreError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, error.code())
@@ -104,6 +111,14 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let detail = if matches!(self, ApiError::Unavailable { .. }) {
             self.to_string()
+        } else if let ApiError::Store(StoreError::Corrupt { key, .. })
+        | ApiError::Apply(ApplyError::Store(StoreError::Corrupt { key, .. })) = &self
+        {
+            // Which object, but not the decoder's words: they may quote stored values.
+            tracing::error!(code, "request failed: {self}");
+            format!(
+                "{key}: the stored object cannot be read by this version of Flotilla (corrupt, or written by a newer one); nothing was changed; the operator's log has the details"
+            )
         } else if status.is_server_error() {
             tracing::error!(code, "request failed: {self}");
             "the server could not complete the request; see its log".to_owned()

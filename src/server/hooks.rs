@@ -264,7 +264,8 @@ async fn key_matches(store: &Store, pipeline: &str, given: Option<&str>) -> Resu
     let stored = store
         .get(&ObjectKey::new(Kind::Pipeline, DEFAULT_NAMESPACE, pipeline))
         .await?
-        .and_then(|p| serde_json::from_value::<PipelineSpec>(p.spec).ok())
+        .map(|p| p.spec_as::<PipelineSpec>())
+        .transpose()?
         .and_then(|spec| spec.webhook_key)
         .filter(|key| !key.is_empty());
     let expected = stored.as_deref().unwrap_or("\u{0}no key\u{0}");
@@ -272,8 +273,8 @@ async fn key_matches(store: &Store, pipeline: &str, given: Option<&str>) -> Resu
     Ok(equal && stored.is_some() && given.is_some())
 }
 
-/// The run's env from a trigger body.
-fn trigger_env(body: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
+/// The run's env from a trigger body `{"env_vars": {…}, "parameters": {…}}`.
+pub fn trigger_env(body: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
     #[derive(Default, Deserialize)]
     struct TriggerBody {
         #[serde(default)]
@@ -490,7 +491,12 @@ mod tests {
             let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
             let created = self
                 .store
-                .create_token(&token[token.len() - 12..], &hash_token(&token), &scopes, None)
+                .create_token(
+                    &token[token.len() - 12..],
+                    &hash_token(&token),
+                    &scopes,
+                    None,
+                )
                 .await
                 .expect("token stored");
             assert!(created, "a fresh token name");

@@ -128,11 +128,7 @@ pub(super) async fn log(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let run = get_run(&state, namespace, name).await?;
-    let status: RunStatus = run
-        .status
-        .clone()
-        .and_then(|s| serde_json::from_value(s).ok())
-        .unwrap_or_default();
+    let status: RunStatus = run.status_as()?;
     let latest = status.attempts.len().max(1) as u32;
     let attempt = query.attempt.unwrap_or(latest);
     if attempt == 0 || attempt > latest {

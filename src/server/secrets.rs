@@ -52,9 +52,11 @@ pub(super) async fn set_data(
     let key = ObjectKey::new(Kind::Secret, namespace, name);
     for _ in 0..5 {
         let existing = state.store.get(&key).await?;
+        // An unreadable stored secret is an error: a default would drop its keys.
         let mut spec: SecretSpec = existing
             .as_ref()
-            .and_then(|s| serde_json::from_value(s.spec.clone()).ok())
+            .map(|s| s.spec_as())
+            .transpose()?
             .unwrap_or_default();
         for (k, v) in &body.data {
             spec.encrypted_data.insert(k.clone(), keyring.encrypt(v));
@@ -110,7 +112,7 @@ async fn describe_keys(state: &AppState, key: &ObjectKey) -> Result<Json<Value>,
         .get(key)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{key} not found")))?;
-    let spec: SecretSpec = serde_json::from_value(secret.spec.clone()).unwrap_or_default();
+    let spec: SecretSpec = secret.spec_as()?;
     let keyring = keyring(state)?;
     let keys: Vec<Value> = spec
         .encrypted_data
@@ -143,7 +145,18 @@ pub(super) async fn rotate(State(state): State<AppState>) -> Result<Json<Value>,
     let mut rotated = 0usize;
     let mut unreadable = Vec::new();
     for secret in &secrets {
-        let mut spec: SecretSpec = serde_json::from_value(secret.spec.clone()).unwrap_or_default();
+        // An unreadable secret is reported and left as stored; the others rotate.
+        let mut spec: SecretSpec = match secret.spec_as() {
+            Ok(spec) => spec,
+            Err(e) => {
+                tracing::error!("secret rotation skipped {}: {e}", secret.key);
+                unreadable.push(format!(
+                    "{}: the stored spec cannot be read by this version of Flotilla",
+                    secret.key
+                ));
+                continue;
+            }
+        };
         let mut changed = false;
         for (name, token) in spec.encrypted_data.iter_mut() {
             if keyring.is_current(token) {

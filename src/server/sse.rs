@@ -86,10 +86,10 @@ async fn produce(
             }
         }
         let status = match state.store.get(key).await {
-            Ok(Some(run)) => run
-                .status
-                .and_then(|s| serde_json::from_value::<RunStatus>(s).ok())
-                .unwrap_or_default(),
+            Ok(Some(run)) => match run.status_as::<RunStatus>() {
+                Ok(status) => status,
+                Err(_) => return Err("the run's stored status cannot be read"),
+            },
             _ => return Err("run deleted"),
         };
         let over = status.phase.is_finished() || status.attempts.len() as u32 > attempt;

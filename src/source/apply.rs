@@ -411,12 +411,18 @@ pub async fn seal_secrets(
             continue;
         }
         let keyring = keyring.ok_or(SecretsError::MissingKey)?;
-        let stored: BTreeMap<String, String> = store
-            .get(&object.key)
-            .await?
-            .and_then(|s| serde_json::from_value::<SecretSpec>(s.spec).ok())
-            .map(|s| s.encrypted_data)
-            .unwrap_or_default();
+        // Applying declares the whole spec, so it may replace a stored one this version
+        // cannot read (that is how such a secret is repaired); it says so.
+        let stored: BTreeMap<String, String> = match store.get(&object.key).await? {
+            Some(stored) => match stored.spec_as::<SecretSpec>() {
+                Ok(spec) => spec.encrypted_data,
+                Err(e) => {
+                    tracing::warn!("apply replaces an unreadable stored secret: {e}");
+                    BTreeMap::new()
+                }
+            },
+            None => BTreeMap::new(),
+        };
         for (key, plaintext) in std::mem::take(&mut spec.string_data) {
             let token = stored
                 .get(&key)

@@ -40,6 +40,18 @@ pub enum StoreError {
     },
 }
 
+impl From<crate::resource::object::DecodeError> for StoreError {
+    fn from(error: crate::resource::object::DecodeError) -> Self {
+        StoreError::Corrupt {
+            key: error.key.to_string(),
+            reason: format!(
+                "the stored {} cannot be read: {}",
+                error.part, error.message
+            ),
+        }
+    }
+}
+
 impl StoreError {
     /// Stable machine code for API problem documents and metric labels.
     pub fn code(&self) -> &'static str {

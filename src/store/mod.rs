@@ -133,6 +133,7 @@ pub struct RawPage {
 pub struct Store {
     backend: Backend,
     changes: broadcast::Sender<StoreEvent>,
+    identity: Arc<str>,
 }
 
 /// What a write did, announced to [`Store::subscribe`]rs in this process.
@@ -169,18 +170,55 @@ impl Store {
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://…` and brings the
     /// schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Ok(Self::with_backend(Backend::open_url(url).await?))
+        Self::with_backend(Backend::open_url(url).await?).await
     }
 
     /// Opens (creating if missing) the SQLite database at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new().filename(path);
-        Ok(Self::with_backend(Backend::open_sqlite(options).await?))
+        Self::with_backend(Backend::open_sqlite(options).await?).await
     }
 
-    fn with_backend(backend: Backend) -> Self {
+    async fn with_backend(backend: Backend) -> Result<Self, StoreError> {
+        let identity = Self::ensure_identity(&backend).await?;
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
-        Self { backend, changes }
+        Ok(Self {
+            backend,
+            changes,
+            identity,
+        })
+    }
+
+    /// Reads the store's identity, writing a new UUID first when the store has none.
+    /// Operators opening the same store at once agree: the first insert wins and every
+    /// one reads the row back.
+    async fn ensure_identity(backend: &Backend) -> Result<Arc<str>, StoreError> {
+        let fresh = uuid::Uuid::new_v4().to_string();
+        let _: Vec<(i64,)> = backend
+            .fetch(
+                "INSERT INTO store_identity (id, uid) VALUES (1, $1) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
+                vec![Param::Text(fresh)],
+            )
+            .await?;
+        let rows: Vec<(String,)> = backend
+            .fetch("SELECT uid FROM store_identity WHERE id = 1", Vec::new())
+            .await?;
+        match rows.into_iter().next() {
+            Some((uid,)) if !uid.trim().is_empty() => Ok(uid.into()),
+            _ => Err(StoreError::Corrupt {
+                key: "store_identity".into(),
+                reason: "the store has no identity row; restore it from a backup".into(),
+            }),
+        }
+    }
+
+    /// The store's identity: a UUID created once, when the store was first opened, and
+    /// shared by every operator using this store. Containers carry it as the
+    /// `flotilla.dev/store` label, so operators with different stores never touch each
+    /// other's containers, whatever their `--instance` says.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// A feed of every write made through this process's stores (clones share it).

@@ -24,13 +24,19 @@ pub struct TokenRecord {
 
 type Row = (String, String, i64, Option<i64>);
 
-fn record((name, scopes, created, expires): Row) -> TokenRecord {
-    TokenRecord {
+/// A token row; scopes that do not decode are an error (never "no scopes", which would
+/// hide the damage behind 403s).
+fn record((name, scopes, created, expires): Row) -> Result<TokenRecord, StoreError> {
+    let scopes = serde_json::from_str(&scopes).map_err(|e| StoreError::Corrupt {
+        key: format!("Token/{name}"),
+        reason: format!("its scopes are not a list of strings: {e}"),
+    })?;
+    Ok(TokenRecord {
         name,
-        scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+        scopes,
         created_at: DateTime::from_timestamp_millis(created).unwrap_or_default(),
         expires_at: expires.and_then(DateTime::from_timestamp_millis),
-    }
+    })
 }
 
 impl Store {
@@ -96,7 +102,7 @@ impl Store {
                 vec![Param::Text(hash.to_owned())],
             )
             .await?;
-        Ok(rows.into_iter().next().map(record))
+        rows.into_iter().next().map(record).transpose()
     }
 
     /// Every token, by name.
@@ -108,7 +114,7 @@ impl Store {
                 Vec::new(),
             )
             .await?;
-        Ok(rows.into_iter().map(record).collect())
+        rows.into_iter().map(record).collect()
     }
 
     /// Deletes a token; false when there was none of that name.

@@ -226,6 +226,13 @@ pub struct OperatorOptions {
     pub wheelhouse: Option<PathBuf>,
     /// Extra environment of the operator process (e.g. `UV_OFFLINE=1`).
     pub env: Vec<(String, String)>,
+    /// `--git-url`: follow this repository instead of the fixture's pipelines dir.
+    pub git_url: Option<String>,
+    /// Further `flotilla serve` arguments (e.g. `--webhook-secret S`).
+    pub args: Vec<String>,
+    /// `--instance` instead of the fixture's own (its containers are then cleaned up
+    /// by the fixture whose instance it is).
+    pub instance: Option<String>,
 }
 
 /// One test's proxy, directories and operator instance name.
@@ -326,13 +333,19 @@ impl Fixture {
             .arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir())
-            .arg("--pipelines-dir")
-            .arg(self.pipelines_dir())
             .args(["--listen", "127.0.0.1:0"])
             .args(["--docker-host", &self.proxy.docker_host()])
             .args(["--runner-image", RUNNER_IMAGE])
-            .args(["--instance", &self.instance])
+            .args([
+                "--instance",
+                options.instance.as_deref().unwrap_or(&self.instance),
+            ])
             .args(["--stop-grace-period", "2s"]);
+        match &options.git_url {
+            Some(url) => command.args(["--git-url", url]),
+            None => command.arg("--pipelines-dir").arg(self.pipelines_dir()),
+        };
+        command.args(&options.args);
         if let Some(max) = options.max_concurrent_runs {
             command.args(["--max-concurrent-runs", &max.to_string()]);
         }
@@ -512,6 +525,35 @@ impl Operator {
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.context()));
         decode(response).await
+    }
+
+    /// The bearer token this operator accepts (admin).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `GET` of a path outside the resource API (`/metrics`, `/readyz`); status and text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.context()));
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    /// The value of an unlabelled counter or gauge on `/metrics` (`flotilla_<name>`), or
+    /// 0 when it was not exposed yet.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (status, text) = self.get_text("/metrics").await;
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        let prefix = format!("flotilla_{name} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Waits until the directory source has applied pipeline `name`.

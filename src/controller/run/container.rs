@@ -26,6 +26,8 @@ pub struct RunnerConfig {
     pub extra_mounts: Vec<Mount>,
     /// Value of the `flotilla.dev/managed-by` label (operator instance).
     pub instance: String,
+    /// Value of the `flotilla.dev/store` label: the store's identity.
+    pub store: String,
     /// Size of the writable `/tmp`.
     pub tmp_size: String,
     /// Largest container log Docker keeps before Flotilla has read it.
@@ -116,6 +118,7 @@ pub fn build_container_spec(
         (labels::PIPELINE.to_owned(), id.pipeline.to_owned()),
         (labels::ATTEMPT.to_owned(), id.attempt.to_string()),
         (labels::MANAGED_BY.to_owned(), config.instance.clone()),
+        (labels::STORE.to_owned(), config.store.clone()),
     ]);
     let source = format!(
         "{}/{}",
@@ -188,6 +191,7 @@ mod tests {
                 read_only: true,
             }],
             instance: "test".into(),
+            store: "0b5e6c3a-store".into(),
             tmp_size: "64m".into(),
             log_max_size: "1g".into(),
         }

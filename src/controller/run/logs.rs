@@ -297,19 +297,13 @@ pub async fn follow_attempt<R: ContainerRuntime>(
         RuntimeError::Unavailable(format!("cannot write {}: {e}", path.display()))
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_error)?;
+        crate::private_fs::create_dir(dir).map_err(io_error)?;
     }
     let mut failures = 0u32;
     let mut final_pass = false;
     loop {
         let mut resume = resume_point(path).map_err(io_error)?;
-        let mut file = std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(io_error)?,
-        );
+        let mut file = std::io::BufWriter::new(crate::private_fs::append(path).map_err(io_error)?);
         let mut stream = runtime.logs(container, resume.since);
         let mut cut = None;
         while let Some(item) = stream.next().await {
@@ -406,12 +400,9 @@ pub async fn sample_attempt<R: ContainerRuntime>(
 
 fn append_sample(path: &Path, sample: &ResourceSample) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::private_fs::create_dir(dir)?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let mut file = crate::private_fs::append(path)?;
     let line = serde_json::to_string(sample).map_err(std::io::Error::other)?;
     writeln!(file, "{line}")
 }

@@ -27,7 +27,7 @@ use self::admission::Slots;
 use self::container::RunnerConfig;
 use self::logs::RunFiles;
 use super::queue::WorkQueue;
-use super::runtime::{ContainerRuntime, labels};
+use super::runtime::{ContainerRuntime, ContainerState, labels};
 use crate::metrics::{Metrics, State};
 use crate::resource::types::RunSpec;
 use crate::resource::types::{RunPhase, RunStatus};
@@ -107,7 +107,9 @@ impl<R: ContainerRuntime> RunController<R> {
     /// re-attaches to them.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut changes = self.store.subscribe();
-        self.register_existing_runs().await;
+        if !self.register_existing_runs(&shutdown).await {
+            return;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..self.config.workers.max(1) {
             let this = self.clone();
@@ -185,35 +187,39 @@ impl<R: ContainerRuntime> RunController<R> {
 
     /// Loads every unfinished run at start-up: running ones keep their slots, pending
     /// ones queue in creation order, all get reconciled.
-    async fn register_existing_runs(&self) {
+    /// Returns false when `shutdown` came first. Rows are read as stored text: a run
+    /// whose status or spec cannot be read is queued all the same, so its reconcile
+    /// reports it (log, metric, event) instead of one bad row stopping the start.
+    async fn register_existing_runs(&self, shutdown: &CancellationToken) -> bool {
+        let mut retry = tokio::time::interval(Duration::from_secs(2));
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let runs = loop {
-            match self.store.list(Kind::Run, None).await {
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = retry.tick() => {}
+            }
+            match self.store.list_raw(Kind::Run, None).await {
                 Ok(runs) => break runs,
-                Err(e) => {
-                    tracing::error!(code = e.code(), "cannot list runs, retrying: {e}");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
+                Err(e) => tracing::error!(code = e.code(), "cannot list runs, retrying: {e}"),
             }
         };
         let mut active = lock(&self.active);
         let mut slots = lock(&self.slots);
         for run in runs {
-            let status: RunStatus = run
-                .status
-                .as_ref()
-                .and_then(|s| serde_json::from_value(s.clone()).ok())
-                .unwrap_or_default();
-            if status.phase.is_finished() {
+            let status = run.status_as::<RunStatus>();
+            if status.as_ref().is_ok_and(|s| s.phase.is_finished()) {
                 continue;
             }
-            if status.phase == RunPhase::Running {
-                let pipeline = run.spec["pipelineRef"]["name"].as_str().unwrap_or_default();
-                slots.hold(&run.key, pipeline);
+            if status.is_ok_and(|s| s.phase == RunPhase::Running)
+                && let Ok(spec) = run.spec_as::<RunSpec>()
+            {
+                slots.hold(&run.key, &spec.pipeline_ref.name);
             }
             active.insert(run.key.clone());
             self.queue.add(run.key);
         }
         tracing::info!(active = active.len(), "run controller started");
+        true
     }
 
     /// Re-queues every unfinished run and removes containers that belong to no live run.
@@ -225,12 +231,13 @@ impl<R: ContainerRuntime> RunController<R> {
         self.collect_garbage().await;
     }
 
-    /// Containers labelled ours whose run no longer exists (or was recreated under the
-    /// same name) are stopped and removed.
+    /// Containers of this store whose run no longer exists (or was recreated under the
+    /// same name) are stopped and removed. Only the store identity decides what is ours:
+    /// another operator with the same `--instance` but its own store is never touched.
     async fn collect_garbage(&self) {
         let containers = match self
             .runtime
-            .list(labels::MANAGED_BY, &self.config.runner.instance)
+            .list(labels::STORE, &self.config.runner.store)
             .await
         {
             Ok(containers) => containers,
@@ -258,11 +265,17 @@ impl<R: ContainerRuntime> RunController<R> {
                 tracing::info!(container = %container.name, "removing a container whose run no longer exists");
                 self.stop_watcher(&container.name);
                 reconcile::remove_secret_files(&self.config.secrets_dir, &container.name);
-                if let Err(e) = self.runtime.remove(&container.name).await {
-                    tracing::warn!(container = %container.name, code = e.code(), "cannot remove: {e}");
+                match self.runtime.remove(&container.name).await {
+                    Ok(()) => {
+                        self.metrics.gc_removed.inc();
+                    }
+                    Err(e) => {
+                        tracing::warn!(container = %container.name, code = e.code(), "cannot remove: {e}")
+                    }
                 }
             }
         }
+        self.metrics.gc_passes.inc();
     }
 
     /// Follows container events; after every (re)connect re-lists, because the daemon
@@ -272,7 +285,7 @@ impl<R: ContainerRuntime> RunController<R> {
         loop {
             let mut events = self
                 .runtime
-                .events(labels::MANAGED_BY, &self.config.runner.instance);
+                .events(labels::STORE, &self.config.runner.store);
             self.resync().await;
             loop {
                 tokio::select! {
@@ -333,7 +346,7 @@ impl<R: ContainerRuntime> RunController<R> {
     async fn remove_containers_of(&self, run_uid: &str) {
         match self.runtime.list(labels::RUN, run_uid).await {
             Ok(containers) => {
-                for container in containers {
+                for container in containers.into_iter().filter(|c| self.owns(c)) {
                     self.stop_watcher(&container.name);
                     reconcile::remove_secret_files(&self.config.secrets_dir, &container.name);
                     if let Err(e) = self.runtime.remove(&container.name).await {
@@ -346,6 +359,17 @@ impl<R: ContainerRuntime> RunController<R> {
                 "containers of a deleted run are left to garbage collection: {e}"
             ),
         }
+    }
+
+    /// Whether a container found by its run's uid may be adopted, stopped or removed:
+    /// it carries this store's identity, or none at all (created before containers
+    /// carried it; its run uid already ties it to this store). A container of another
+    /// store with the same run uid (a copied store) is left alone.
+    fn owns(&self, container: &ContainerState) -> bool {
+        container
+            .labels
+            .get(labels::STORE)
+            .is_none_or(|store| *store == self.config.runner.store)
     }
 
     fn stop_watcher(&self, container: &str) {
@@ -368,7 +392,8 @@ pub async fn request_cancel(
         let Some(run) = store.get(key).await? else {
             return Ok(None);
         };
-        let mut spec: RunSpec = serde_json::from_value(run.spec.clone()).unwrap_or_default();
+        // A spec this version cannot read is an error, never a default written back.
+        let mut spec: RunSpec = run.spec_as()?;
         if spec.cancel {
             return Ok(Some(run));
         }
@@ -378,7 +403,12 @@ pub async fn request_cancel(
                 key: run.key.clone(),
                 labels: run.labels.clone(),
                 annotations: run.annotations.clone(),
-                spec: serde_json::to_value(&spec).unwrap_or_default().into(),
+                spec: serde_json::to_value(&spec)
+                    .map_err(|e| StoreError::Corrupt {
+                        key: run.key.to_string(),
+                        reason: format!("the cancelled spec cannot be written: {e}"),
+                    })?
+                    .into(),
             },
             managed_by: run.managed_by.clone(),
             expected_resource_version: run.resource_version,

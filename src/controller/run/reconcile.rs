@@ -13,6 +13,8 @@ use super::logs::{first_output_at, follow_attempt, sample_attempt};
 use super::{RunController, lock};
 use crate::controller::runtime::{ContainerRuntime, ContainerState, Created, RuntimeError, labels};
 use crate::metrics::{Metrics, PhaseReason};
+use crate::resource::object::DecodeError;
+use crate::resource::path::{PathError, Resolved};
 use crate::resource::quantity::parse_duration;
 use crate::resource::types::{
     PipelineSpec, RunPhase, RunSpec, RunStatus, ScheduleSpec, SecretMount, SecretSpec,
@@ -27,6 +29,9 @@ enum ReconcileError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// A stored object this run depends on cannot be read: reported, never defaulted.
+    #[error(transparent)]
+    Unreadable(#[from] DecodeError),
 }
 
 impl ReconcileError {
@@ -34,6 +39,7 @@ impl ReconcileError {
         match self {
             ReconcileError::Store(e) => e.code(),
             ReconcileError::Runtime(e) => e.code(),
+            ReconcileError::Unreadable(_) => "store.corrupt",
         }
     }
 }
@@ -77,6 +83,9 @@ impl<R: ContainerRuntime> RunController<R> {
                 }
                 if let ReconcileError::Runtime(RuntimeError::Unavailable(_)) = &error {
                     self.note_runtime_unavailable(key, &error).await;
+                }
+                if error.code() == "store.corrupt" {
+                    self.report_unreadable(key, &error).await;
                 }
                 Some(delay)
             }
@@ -131,12 +140,8 @@ impl<R: ContainerRuntime> RunController<R> {
         let Some(run) = self.store.get(key).await? else {
             return Ok(None);
         };
-        let spec: RunSpec = serde_json::from_value(run.spec.clone()).unwrap_or_default();
-        let status: RunStatus = run
-            .status
-            .clone()
-            .and_then(|s| serde_json::from_value(s).ok())
-            .unwrap_or_default();
+        let spec: RunSpec = run.spec_as()?;
+        let status: RunStatus = run.status_as()?;
         let pipeline_key = ObjectKey::new(
             Kind::Pipeline,
             key.namespace.clone(),
@@ -146,9 +151,11 @@ impl<R: ContainerRuntime> RunController<R> {
             .store
             .get(&pipeline_key)
             .await?
-            .and_then(|p| serde_json::from_value(p.spec).ok());
+            .map(|p| p.spec_as())
+            .transpose()?;
         let policy = pipeline.as_ref().map(|p| self.policy_of(p));
-        let containers = self.runtime.list(labels::RUN, &run.uid).await?;
+        let mut containers = self.runtime.list(labels::RUN, &run.uid).await?;
+        containers.retain(|c| self.owns(c));
         Ok(Some(Observed {
             run,
             spec,
@@ -367,37 +374,11 @@ impl<R: ContainerRuntime> RunController<R> {
             }));
         };
         let key = &observed.run.key;
-        let source_path = pipeline.source.as_ref().map_or_else(
-            || observed.spec.pipeline_ref.name.clone(),
-            |s| s.path.clone(),
-        );
-        // A source root that is a symlink (the git source's `current`) is resolved now:
-        // the container keeps this commit's code even when the pointer moves on.
-        let resolved_root = std::fs::canonicalize(&self.config.source_root)
-            .unwrap_or_else(|_| self.config.source_root.clone());
-        let revision = (resolved_root != self.config.source_root)
-            .then(|| {
-                resolved_root
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
-            .flatten();
-        let local = resolved_root.join(&source_path);
-        let entrypoint = pipeline
-            .entrypoint
-            .clone()
-            .unwrap_or_else(|| "main.py".to_owned());
-        if !local.join(&entrypoint).is_file() {
-            return Ok(Err(StartFailure {
-                reason: "SourceNotFound",
-                message: format!(
-                    "{} does not exist under the source root {}",
-                    Path::new(&source_path).join(&entrypoint).display(),
-                    self.config.source_root.display()
-                ),
-            }));
-        }
-        let has_requirements = declares_requirements(&local.join("requirements.txt"));
+        let source = match locate_source(&self.config.source_root, observed, pipeline) {
+            Ok(source) => source,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let has_requirements = declares_requirements(&source.folder.path.join("requirements.txt"));
         let schedule_env = self.schedule_env(key, &observed.spec).await?;
         let secret_env = match self.secret_env(key, pipeline).await? {
             Ok(env) => env,
@@ -419,15 +400,15 @@ impl<R: ContainerRuntime> RunController<R> {
             &self.config.runner,
             &id,
             pipeline,
-            &source_path,
+            &source.folder.relative().to_string_lossy(),
             has_requirements,
             &layers,
         );
-        if let Some(revision) = &revision {
+        if let Some(revision) = &source.revision {
             spec.labels
                 .insert(labels::SOURCE_REVISION.to_owned(), revision.clone());
             if let Some(mount) = spec.mounts.first_mut() {
-                mount.source = resolved_root.join(&source_path).display().to_string();
+                mount.source = source.folder.path.display().to_string();
             }
         }
         if !secret_env.files.is_empty() {
@@ -452,7 +433,9 @@ impl<R: ContainerRuntime> RunController<R> {
         match self.runtime.create(&spec).await {
             Ok(Created::New) => {}
             Ok(Created::Existing(existing)) => {
-                if existing.labels.get(labels::RUN) != Some(&observed.run.uid) {
+                if existing.labels.get(labels::RUN) != Some(&observed.run.uid)
+                    || !self.owns(&existing)
+                {
                     return Ok(Err(StartFailure {
                         reason: "ContainerNameConflict",
                         message: format!(
@@ -508,7 +491,8 @@ impl<R: ContainerRuntime> RunController<R> {
             .store
             .get(&schedule_key)
             .await?
-            .and_then(|s| serde_json::from_value::<ScheduleSpec>(s.spec).ok())
+            .map(|s| s.spec_as::<ScheduleSpec>())
+            .transpose()?
             .map(|s| s.env))
     }
 
@@ -533,7 +517,7 @@ impl<R: ContainerRuntime> RunController<R> {
                     ),
                 }));
             };
-            let spec: SecretSpec = serde_json::from_value(secret.spec).unwrap_or_default();
+            let spec: SecretSpec = secret.spec_as()?;
             let Some(keyring) = &self.keyring else {
                 return Ok(Err(StartFailure {
                     reason: "SecretUnreadable",
@@ -681,11 +665,9 @@ impl<R: ContainerRuntime> RunController<R> {
         let Ok(Some(run)) = self.store.get(key).await else {
             return;
         };
-        let mut status: RunStatus = run
-            .status
-            .clone()
-            .and_then(|s| serde_json::from_value(s).ok())
-            .unwrap_or_default();
+        let Ok(mut status) = run.status_as::<RunStatus>() else {
+            return;
+        };
         if status.phase != RunPhase::Pending
             || status.reason.as_deref() == Some("ContainerRuntimeUnavailable")
         {
@@ -700,6 +682,29 @@ impl<R: ContainerRuntime> RunController<R> {
             .store
             .update_status(key, Some(run.resource_version), value)
             .await;
+    }
+
+    /// Reports a run that cannot be reconciled because a stored object it depends on is
+    /// unreadable: a Warning event on the run (repeats counted, not duplicated) and the
+    /// unreadable-objects metric. Nothing is written over the stored object.
+    async fn report_unreadable(&self, key: &ObjectKey, error: &ReconcileError) {
+        self.metrics.unreadable_objects.inc();
+        tracing::error!(run = %key, "cannot reconcile: {error}; fix or delete the stored object");
+        let message = format!(
+            "{error}; the run is retried with backoff and nothing stored is changed: fix or delete the object"
+        );
+        if let Err(e) = self
+            .store
+            .record_event(
+                key,
+                crate::store::events::EventType::Warning,
+                "UnreadableObject",
+                &message,
+            )
+            .await
+        {
+            tracing::warn!(run = %key, code = e.code(), "cannot record an event: {e}");
+        }
     }
 
     /// The line filter that redacts this run's secret values (none without secrets).
@@ -727,6 +732,63 @@ impl<R: ContainerRuntime> RunController<R> {
         }
         Some(Arc::new(move |line: &str| redactor.redact(line)))
     }
+}
+
+/// The pipeline folder a run mounts, found right before its container is created.
+struct SourceFolder {
+    /// The folder and the source root, with every symbolic link resolved.
+    folder: Resolved,
+    /// The git commit the code comes from, when the source root is a checkout.
+    revision: Option<String>,
+}
+
+/// Resolves the pipeline's folder under the source root and refuses one whose real path
+/// leaves it (a folder that is a symbolic link to `/` or to the data directory would
+/// otherwise be bind-mounted as it stands on the host). A source root that is itself a
+/// link (the git source's `current`) is resolved here too: the container keeps this
+/// commit's code when the pointer moves on.
+fn locate_source(
+    source_root: &Path,
+    observed: &Observed,
+    pipeline: &PipelineSpec,
+) -> Result<SourceFolder, StartFailure> {
+    let source_path = pipeline.source.as_ref().map_or_else(
+        || observed.spec.pipeline_ref.name.clone(),
+        |s| s.path.clone(),
+    );
+    let entrypoint = pipeline.entrypoint.as_deref().unwrap_or("main.py");
+    let not_found = || StartFailure {
+        reason: "SourceNotFound",
+        message: format!(
+            "{} does not exist under the source root {}",
+            Path::new(&source_path).join(entrypoint).display(),
+            source_root.display()
+        ),
+    };
+    let folder = match crate::resource::path::resolve_inside(source_root, &source_path) {
+        Ok(folder) => folder,
+        Err(PathError::Unreadable { .. }) => return Err(not_found()),
+        Err(problem) => {
+            return Err(StartFailure {
+                reason: "SourceOutsideRoot",
+                message: format!(
+                    "spec.source.path {source_path:?}: {problem}; the folder is not mounted"
+                ),
+            });
+        }
+    };
+    if !folder.path.join(entrypoint).is_file() {
+        return Err(not_found());
+    }
+    let revision = (folder.root != source_root)
+        .then(|| {
+            folder
+                .root
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .flatten();
+    Ok(SourceFolder { folder, revision })
 }
 
 /// True when `requirements.txt` exists and names at least one requirement (uv warns

@@ -8,9 +8,9 @@
 //! instead of creating a duplicate.
 
 pub mod naming;
-pub mod slots;
 #[cfg(test)]
 mod plan_tests;
+pub mod slots;
 #[cfg(test)]
 mod slots_tests;
 mod state;
@@ -29,6 +29,7 @@ use self::slots::{CompileError, CronCache, due_slots};
 use self::state::{Entry, FinishedRun, status_digest};
 use crate::controller::run::logs::RunFiles;
 use crate::metrics::Metrics;
+use crate::resource::object::DecodeError;
 use crate::resource::quantity::parse_duration;
 use crate::resource::types::{
     ConcurrencyPolicy, Condition, LocalRef, RunSpec, RunStatus, ScheduleSpec, Trigger,
@@ -197,6 +198,7 @@ impl ScheduleController {
             }
         };
         let mut overdue = Vec::new();
+        let mut unreadable = Vec::new();
         let keys: Vec<ObjectKey> = {
             let mut state = self.lock();
             let live: HashSet<ObjectKey> = schedules.iter().map(|s| s.key.clone()).collect();
@@ -216,7 +218,14 @@ impl ScheduleController {
                 .collect();
             for object in schedules {
                 let (active, history) = by_schedule.remove(&object.key).unwrap_or_default();
-                let mut entry = Entry::from_object(&object, &mut state.crons);
+                let mut entry = match Entry::from_object(&object, &mut state.crons) {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        state.remove(&object.key);
+                        unreadable.push(e);
+                        continue;
+                    }
+                };
                 entry.status.active = active;
                 entry.status.active.sort();
                 entry.history = history;
@@ -235,7 +244,27 @@ impl ScheduleController {
         for (namespace, runs) in overdue {
             self.prune(&namespace, runs).await;
         }
+        self.report_unreadable(unreadable).await;
         self.evaluate(keys).await;
+    }
+
+    /// Reports schedules whose stored spec or status cannot be read: logged, counted and
+    /// a Warning event on the schedule. They make no runs and get no status written.
+    async fn report_unreadable(&self, errors: Vec<DecodeError>) {
+        for error in errors {
+            self.metrics.unreadable_objects.inc();
+            tracing::error!("schedule left alone: {error}; fix or delete it");
+            let message = format!(
+                "{error}; the schedule makes no runs until it is fixed, and nothing stored is changed"
+            );
+            if let Err(e) = self
+                .store
+                .record_event(&error.key, EventType::Warning, "UnreadableObject", &message)
+                .await
+            {
+                tracing::warn!(code = e.code(), "cannot record an event: {e}");
+            }
+        }
     }
 
     /// The unfinished run names and finished runs of every schedule, read a page at a time
@@ -257,8 +286,14 @@ impl ScheduleController {
                 .await?
                 .objects;
             for run in &page {
-                let labels: BTreeMap<String, String> =
-                    serde_json::from_str(&run.labels).unwrap_or_default();
+                let labels: BTreeMap<String, String> = match run.labels_map() {
+                    Ok(labels) => labels,
+                    Err(e) => {
+                        self.metrics.unreadable_objects.inc();
+                        tracing::error!("run left out of its schedule's history: {e}");
+                        continue;
+                    }
+                };
                 let Some(schedule) = labels.get(SCHEDULE_LABEL) else {
                     continue;
                 };
@@ -281,6 +316,7 @@ impl ScheduleController {
 
     async fn on_changes(&self, events: Vec<StoreEvent>) {
         let mut upserted = Vec::new();
+        let mut unreadable = Vec::new();
         for event in events {
             match (event.key.kind, event.change) {
                 (Kind::Schedule, ChangeKind::StatusModified) => {}
@@ -288,7 +324,14 @@ impl ScheduleController {
                 (Kind::Schedule, _) => {
                     let object = &*event.object;
                     let mut state = self.lock();
-                    let mut entry = Entry::from_object(object, &mut state.crons);
+                    let mut entry = match Entry::from_object(object, &mut state.crons) {
+                        Ok(entry) => entry,
+                        Err(e) => {
+                            state.remove(&object.key);
+                            unreadable.push(e);
+                            continue;
+                        }
+                    };
                     if let Some(previous) = state.schedules.get(&object.key) {
                         entry.status.active = previous.status.active.clone();
                         entry.history = previous.history.clone();
@@ -312,6 +355,7 @@ impl ScheduleController {
                 (Kind::Secret, _) => {}
             }
         }
+        self.report_unreadable(unreadable).await;
         upserted.sort();
         upserted.dedup();
         self.evaluate(upserted).await;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::slots::{CompileError, CompiledSchedule, CronCache};
+use crate::resource::object::DecodeError;
 use crate::resource::types::{Condition, RunPhase, RunStatus, ScheduleSpec, ScheduleStatus};
 use crate::resource::{RawObject, StoredObject};
 
@@ -65,14 +66,12 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub fn from_object(object: &RawObject, crons: &mut CronCache) -> Entry {
-        let spec: ScheduleSpec = serde_json::from_str(&object.spec).unwrap_or_default();
-        let status: ScheduleStatus = object
-            .status
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
-        Entry {
+    /// The entry of a stored schedule; an unreadable spec or status is an error (the
+    /// schedule is then left alone: no runs, no status written over it).
+    pub fn from_object(object: &RawObject, crons: &mut CronCache) -> Result<Entry, DecodeError> {
+        let spec: ScheduleSpec = object.spec_as()?;
+        let status: ScheduleStatus = object.status_as()?;
+        Ok(Entry {
             compiled: CompiledSchedule::compile_with(&spec, crons),
             spec,
             created: object.created_at,
@@ -81,7 +80,7 @@ impl Entry {
             status,
             next: None,
             history: Vec::new(),
-        }
+        })
     }
 
     /// Sets a condition; true when its status or reason changed.

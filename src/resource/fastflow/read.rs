@@ -34,20 +34,27 @@ pub(super) fn check_folder_path(folder: &str) -> Result<(), String> {
 
 /// The folder's real path, refusing one that a symbolic link leads out of the root.
 pub(super) fn resolve_inside(root: &Path, folder: &str) -> Result<PathBuf, ManifestError> {
-    let root = root.canonicalize().map_err(|e| {
-        ManifestError::file(&root.display().to_string(), format!("cannot be read: {e}"))
-    })?;
-    let dir = root
-        .join(folder)
-        .canonicalize()
-        .map_err(|e| ManifestError::file(folder, format!("cannot be read: {e}")))?;
-    if !dir.starts_with(&root) || !dir.is_dir() {
+    let dir = crate::resource::path::resolve_inside(root, folder)
+        .map_err(|e| path_problem(folder, e))?
+        .path;
+    if !dir.is_dir() {
         return Err(ManifestError::file(
             folder,
-            "is not a folder inside the pipelines directory (a symbolic link leading out of it?)",
+            "is not a folder inside the pipelines directory",
         ));
     }
     Ok(dir)
+}
+
+/// A containment problem of `file`, worded for a manifest error that already names it.
+fn path_problem(file: &str, error: crate::resource::path::PathError) -> ManifestError {
+    use crate::resource::path::PathError;
+    match error {
+        PathError::Unreadable { message, .. } => {
+            ManifestError::file(file, format!("cannot be read: {message}"))
+        }
+        other => ManifestError::file(file, other.to_string()),
+    }
 }
 
 /// Where each top-level key of a metadata file stands.
@@ -87,7 +94,7 @@ pub(super) fn read_metadata(
         (false, false) => return Ok(None),
     };
     let file = format!("{folder}/{chosen}");
-    let text = read_bounded(root, &dir.join(chosen), &file)?;
+    let text = read_bounded(root, &file)?;
     let (fields, positions) = parse_metadata(&file, &text, warnings)?;
     Ok(Some(MetadataFile {
         file,
@@ -96,17 +103,23 @@ pub(super) fn read_metadata(
     }))
 }
 
-/// The file's bytes, refusing a link out of `root` and anything over [`MAX_METADATA_BYTES`].
-fn read_bounded(root: &Path, path: &Path, file: &str) -> Result<Vec<u8>, ManifestError> {
+/// The bytes of `file` (relative to `root`), refusing a link out of `root` and anything
+/// over [`MAX_METADATA_BYTES`].
+fn read_bounded(root: &Path, file: &str) -> Result<Vec<u8>, ManifestError> {
+    use crate::resource::path::{self, PathError};
     let unreadable = |e: std::io::Error| ManifestError::file(file, format!("cannot be read: {e}"));
-    let real = path.canonicalize().map_err(unreadable)?;
-    let root = root.canonicalize().map_err(unreadable)?;
-    if !real.starts_with(&root) {
-        return Err(ManifestError::file(
-            file,
-            "is a symbolic link leading out of the pipelines directory; replace it with the file itself",
-        ));
-    }
+    let real = match path::resolve_inside(root, file) {
+        Ok(resolved) => resolved.path,
+        Err(PathError::OutsideRoot { resolved, .. }) => {
+            return Err(ManifestError::file(
+                file,
+                format!(
+                    "is a symbolic link leading out of the pipelines directory (to {resolved}); replace it with the file itself"
+                ),
+            ));
+        }
+        Err(e) => return Err(path_problem(file, e)),
+    };
     let too_large = |size: u64| {
         ManifestError::file(
             file,

@@ -120,7 +120,7 @@ pub(super) fn materialize(
     let temp = checkouts.join(format!(".tmp-{commit}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&temp);
     std::fs::create_dir(&temp).map_err(io_error(&temp))?;
-    if let Err(e) = write_tree(&repo, &tree, &temp, 0) {
+    if let Err(e) = write_tree(&repo, &tree, &temp, 0).and_then(|()| remove_escaping_links(&temp)) {
         let _ = std::fs::remove_dir_all(&temp);
         return Err(GitError::Io {
             path: temp.display().to_string(),
@@ -154,7 +154,7 @@ fn write_tree(repo: &Repository, tree: &Tree<'_>, dir: &Path, depth: usize) -> i
             Some(ObjectType::Blob) => {
                 let blob = repo.find_blob(entry.id()).map_err(git_error)?;
                 match entry.filemode() {
-                    0o120000 => write_symlink(&path, blob.content(), depth)?,
+                    0o120000 => write_symlink(&path, blob.content())?,
                     mode => {
                         std::fs::write(&path, blob.content())?;
                         if mode == 0o100755 {
@@ -179,35 +179,52 @@ fn is_safe_name(name: &str) -> bool {
         && !name.eq_ignore_ascii_case(".git")
 }
 
-/// Only relative symlinks that stay inside the checkout are created; `depth` is how
-/// deep the link's folder sits below the checkout root.
-fn write_symlink(path: &Path, target: &[u8], depth: usize) -> io::Result<()> {
+/// Writes a symbolic link as committed; [`remove_escaping_links`] then removes those
+/// that do not resolve inside the checkout.
+fn write_symlink(path: &Path, target: &[u8]) -> io::Result<()> {
     let target = String::from_utf8_lossy(target).into_owned();
-    if !link_stays_inside(&target, depth) {
-        tracing::warn!(link = %path.display(), "skipped a symlink that points outside the checkout");
-        return Ok(());
-    }
     #[cfg(unix)]
     std::os::unix::fs::symlink(&target, path)?;
     Ok(())
 }
 
-fn link_stays_inside(target: &str, depth: usize) -> bool {
-    if target.starts_with('/') {
-        return false;
-    }
-    let mut level = depth as i64;
-    for component in target.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => level -= 1,
-            _ => level += 1,
+/// Removes every symbolic link under `root` whose real target is not inside `root`
+/// (absolute, climbing out, through another link, or dangling), until none is left: a
+/// link that resolved inside only through a removed one dangles on the next pass.
+/// The check is [`crate::resource::path::resolve_inside`], the same one runs use.
+fn remove_escaping_links(root: &Path) -> io::Result<()> {
+    loop {
+        let mut links = Vec::new();
+        collect_links(root, root, &mut links)?;
+        let mut removed = 0;
+        for relative in links {
+            if let Err(problem) = crate::resource::path::resolve_inside(root, &relative) {
+                tracing::warn!(link = %relative, "skipped a symlink that does not resolve inside the checkout: {problem}");
+                std::fs::remove_file(root.join(&relative))?;
+                removed += 1;
+            }
         }
-        if level < 0 {
-            return false;
+        if removed == 0 {
+            return Ok(());
         }
     }
-    true
+}
+
+/// Paths (relative to `root`) of the symbolic links under `dir`, without following any.
+fn collect_links(root: &Path, dir: &Path, links: &mut Vec<String>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_symlink() {
+            if let Ok(relative) = path.strip_prefix(root) {
+                links.push(relative.to_string_lossy().into_owned());
+            }
+        } else if kind.is_dir() {
+            collect_links(root, &path, links)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -281,21 +298,35 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
-    fn symlinks_may_not_leave_the_checkout() {
-        for (target, depth, inside) in [
-            ("lib/common.py", 0, true),
-            ("../shared/common.py", 1, true),
-            ("../shared/common.py", 0, false),
-            ("a/../../x", 0, false),
-            ("/etc/passwd", 3, false),
-            ("./x", 0, true),
-        ] {
-            assert_eq!(
-                link_stays_inside(target, depth),
-                inside,
-                "{target} at {depth}"
-            );
+    fn symlinks_that_leave_the_checkout_are_removed() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("checkout");
+        std::fs::create_dir_all(root.join("lib")).expect("mkdir");
+        std::fs::create_dir_all(root.join("team/etl")).expect("mkdir");
+        std::fs::write(root.join("lib/common.py"), "x = 1\n").expect("write");
+        let links = [
+            // (link, target, kept)
+            ("team/etl/common.py", "../../lib/common.py", true),
+            ("here", ".", true),
+            ("etc", "/etc", false),
+            ("up", "../..", false),
+            ("team/back", "..", true),
+            // Lexically inside (team, back, .. = depth 1); really the checkout's parent.
+            ("sneaky", "team/back/..", false),
+            // Through `up`: outside, and dangling once `up` is gone.
+            ("through", "up/tmp", false),
+            ("dangling", "nothing-here", false),
+        ];
+        for (link, target, _) in links {
+            symlink(target, root.join(link)).expect("link");
+        }
+        remove_escaping_links(&root).expect("pass");
+        for (link, target, kept) in links {
+            let exists = root.join(link).symlink_metadata().is_ok();
+            assert_eq!(exists, kept, "{link} -> {target}");
         }
     }
 }

@@ -332,16 +332,19 @@ impl GitSource {
     }
 }
 
-/// Commits named by runs that have not finished: their containers may mount them.
+/// Commits named by runs that have not finished: their containers may mount them. A run
+/// whose status cannot be read is an error, so nothing is pruned that it might use.
 async fn revisions_in_use(store: &Store) -> Result<HashSet<String>, crate::store::StoreError> {
-    Ok(store
-        .list(Kind::Run, None)
-        .await?
-        .into_iter()
-        .filter_map(|run| serde_json::from_value::<RunStatus>(run.status?).ok())
-        .filter(|status| !status.phase.is_finished())
-        .filter_map(|status| status.source_revision)
-        .collect())
+    let mut in_use = HashSet::new();
+    for run in store.list_raw(Kind::Run, None).await? {
+        let status: RunStatus = run.status_as()?;
+        if !status.phase.is_finished()
+            && let Some(revision) = status.source_revision
+        {
+            in_use.insert(revision);
+        }
+    }
+    Ok(in_use)
 }
 
 /// Identity, generation and metadata of every object the manager owns: changes when
