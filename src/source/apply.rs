@@ -528,3 +528,7 @@ async fn load_existing(
     }
     Ok(existing)
 }
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod apply_tests;
