@@ -704,10 +704,30 @@ async fn applies_are_not_refused_because_a_controller_wrote_status() {
     let (status, body) = server.apply_yaml(&set(0), "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut refused = Vec::new();
+    // The slots each schedule's status recorded between the applies: the premise of the
+    // test is that the controller kept writing status while the applies went on.
+    let mut slots_seen: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
     for round in 1..=60 {
         let (status, body) = server.apply_yaml(&set(round), "prune=true").await;
         if status != StatusCode::OK {
             refused.push(format!("round {round}: {status} {body}"));
+        }
+        for schedule in server.list("schedules").await["items"]
+            .as_array()
+            .expect("items")
+        {
+            if let Some(slot) = schedule["status"]["lastSlot"].as_str() {
+                slots_seen
+                    .entry(
+                        schedule["metadata"]["name"]
+                            .as_str()
+                            .expect("name")
+                            .to_owned(),
+                    )
+                    .or_default()
+                    .insert(slot.to_owned());
+            }
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -716,6 +736,14 @@ async fn applies_are_not_refused_because_a_controller_wrote_status() {
         "{} of 60 applies refused:\n{}",
         refused.len(),
         refused.join("\n")
+    );
+    let quiet: Vec<String> = (0..20)
+        .map(|i| format!("s{i}"))
+        .filter(|name| slots_seen.get(name).is_none_or(|slots| slots.len() < 2))
+        .collect();
+    assert!(
+        quiet.is_empty(),
+        "the schedule controller moved every schedule's lastSlot at least once during the applies; these it did not: {quiet:?} (seen: {slots_seen:?})"
     );
 }
 
@@ -765,8 +793,18 @@ async fn lists_page_with_limit_and_continue() {
             .collect()
     };
     let (_, before) = server.get("/namespaces/default/pipelines?limit=3").await;
+    let hits = page_cache_count(&server, "hit").await;
+    let misses = page_cache_count(&server, "miss").await;
     let (_, again) = server.get("/namespaces/default/pipelines?limit=3").await;
     assert_eq!(before, again);
+    assert_eq!(
+        (
+            page_cache_count(&server, "hit").await,
+            page_cache_count(&server, "miss").await
+        ),
+        (hits + 1, misses),
+        "the page asked for again with nothing written is served from the cache"
+    );
     let (status, body) = server
         .apply_yaml(
             "apiVersion: flotilla.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: page-0a\nspec: {}\n",
@@ -776,8 +814,33 @@ async fn lists_page_with_limit_and_continue() {
     assert!(status.is_success(), "{body}");
     let (_, after) = server.get("/namespaces/default/pipelines?limit=3").await;
     assert_eq!(first(&after), ["page-0", "page-0a", "page-1"]);
+    assert_eq!(
+        (
+            page_cache_count(&server, "hit").await,
+            page_cache_count(&server, "miss").await
+        ),
+        (hits + 1, misses + 1),
+        "after a write the page is rendered again"
+    );
     assert_ne!(
         before["metadata"]["resourceVersion"],
         after["metadata"]["resourceVersion"]
     );
+}
+
+/// `flotilla_list_page_cache_requests_total{result="…"}` from `/metrics` (0 before the
+/// first request of that result).
+async fn page_cache_count(server: &TestServer, result: &str) -> u64 {
+    let response = server
+        .client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("metrics text");
+    let series = format!("flotilla_list_page_cache_requests_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |value| value.trim().parse().expect("a counter value"))
 }

@@ -558,14 +558,30 @@ async fn a_trailing_comma_pipeline_json_breaks_only_its_own_pipeline() {
         StatusCode::NOT_FOUND,
         "the broken pipeline was stored: {body}"
     );
-    // The problem is reported with the file, line and column.
-    let log = server
+    // The problem is reported with the file, line and column of the trailing comma
+    // (`]` on line 3, column 17), and says what is wrong.
+    let report = server
         .wait_for("the broken pipeline.json to be reported", || async {
-            let log = server.log();
-            log.contains("broken/pipeline.json:3:").then_some(log)
+            server
+                .log()
+                .lines()
+                .find(|l| l.contains("broken/pipeline.json:3:"))
+                .map(str::to_owned)
         })
         .await;
-    assert!(log.contains("broken"), "{log}");
+    assert!(
+        report.contains("broken/pipeline.json:3:17"),
+        "line and column of the trailing comma: {report}"
+    );
+    assert!(
+        report.to_lowercase().contains("trailing comma"),
+        "the report says what is wrong: {report}"
+    );
+    assert!(
+        !server.log().contains("fastgood/pipeline.json:"),
+        "the valid pipeline.json is not reported:\n{}",
+        server.log()
+    );
 }
 
 #[tokio::test]

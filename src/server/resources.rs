@@ -119,8 +119,10 @@ async fn list(
             if state.pages.has(&key)
                 && let Some(body) = state.pages.get(&key, state.store.revision().await?)
             {
+                state.metrics.count_page(true);
                 return Ok(json_response(body));
             }
+            state.metrics.count_page(false);
             cache_as = Some(key);
             let after = query
                 .continue_token
