@@ -102,6 +102,11 @@ async fn operators_with_their_own_stores_and_one_instance_name_never_touch_each_
     assert!(uuid::Uuid::parse_str(&store_a).is_ok(), "{store_a}");
     assert!(uuid::Uuid::parse_str(&store_b).is_ok(), "{store_b}");
     assert_ne!(store_a, store_b, "two data dirs are two stores");
+    for (op, store) in [(&op_a, &store_a), (&op_b, &store_b)] {
+        let (_, ready) = op.get_text("/readyz").await;
+        let ready: Value = serde_json::from_str(&ready).expect("readyz JSON");
+        assert_eq!(ready["storeIdentity"], store.as_str(), "{ready}");
+    }
     for container in [&container_a, &container_b] {
         assert_eq!(
             label(container, "flotilla.dev/managed-by").as_deref(),

@@ -19,7 +19,9 @@ pub(super) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the store and the container runtime answer.
+/// `GET /readyz`: the store and the container runtime answer. Also names the store's
+/// identity, the `flotilla.dev/store` label value of its containers
+/// (`docker ps --filter label=flotilla.dev/store=<identity>`).
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.store.ping().await?;
     if let Some(probe) = &state.runtime_probe {
@@ -29,7 +31,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
         })?;
     }
     Ok(Json(
-        json!({ "store": "ok", "docker": if state.runtime_probe.is_some() { "ok" } else { "not configured" } }),
+        json!({
+            "store": "ok",
+            "storeIdentity": state.store.identity(),
+            "docker": if state.runtime_probe.is_some() { "ok" } else { "not configured" },
+        }),
     ))
 }
 
