@@ -66,13 +66,13 @@ async fn gc_passes(op: &Operator) -> f64 {
     op.metric("gc_passes_total").await
 }
 
-/// Waits for a garbage collection pass of `op` that starts after this call.
-async fn wait_for_a_new_gc_pass(op: &Operator) {
-    let before = gc_passes(op).await;
+/// Waits for the first garbage collection pass of a freshly started operator (it runs
+/// when the operator starts watching container events).
+async fn wait_for_first_gc_pass(op: &Operator) {
     op.wait_until(
-        "a garbage collection pass that started after now (resyncs run every 30 s)",
-        Duration::from_secs(120),
-        || async { (gc_passes(op).await >= before + 2.0).then_some(()) },
+        "the operator's first garbage collection pass",
+        Duration::from_secs(60),
+        || async { (gc_passes(op).await >= 1.0).then_some(()) },
     )
     .await;
 }
@@ -114,18 +114,14 @@ async fn operators_with_their_own_stores_and_one_instance_name_never_touch_each_
         );
     }
 
-    // A's periodic garbage collection sees B's running container (same instance label).
-    wait_for_a_new_gc_pass(&op_a).await;
-    // B is killed and restarted: its start-up re-list and garbage collection run while
-    // A's container is running with the same instance label.
+    // Each operator in turn is killed and restarted: its start-up re-list and garbage
+    // collection run while the other's container runs with the same instance label.
+    op_a.kill_9();
+    let op_a = a.start_operator(&shared_name);
+    wait_for_first_gc_pass(&op_a).await;
     op_b.kill_9();
     let op_b = b.start_operator(&shared_name);
-    op_b.wait_until(
-        "the restarted operator's first garbage collection pass",
-        Duration::from_secs(60),
-        || async { (gc_passes(&op_b).await >= 1.0).then_some(()) },
-    )
-    .await;
+    wait_for_first_gc_pass(&op_b).await;
     for container in [&container_a, &container_b] {
         let state = inspect_container(container)
             .unwrap_or_else(|| panic!("{container} was removed\n{}", op_a.context()));
