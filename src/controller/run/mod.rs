@@ -68,7 +68,8 @@ pub struct RunController<R: ContainerRuntime> {
     queue: WorkQueue,
     slots: Mutex<Slots>,
     active: Mutex<HashSet<ObjectKey>>,
-    watchers: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Log followers by container; each answers whether it stored all output.
+    watchers: Mutex<HashMap<String, JoinHandle<bool>>>,
     failures: Mutex<HashMap<ObjectKey, u32>>,
     files: RunFiles,
     metrics: Arc<Metrics>,
@@ -135,7 +136,8 @@ impl<R: ContainerRuntime> RunController<R> {
             }
         }
         while tasks.join_next().await.is_some() {}
-        let watchers: Vec<JoinHandle<()>> = lock(&self.watchers).drain().map(|(_, h)| h).collect();
+        let watchers: Vec<JoinHandle<bool>> =
+            lock(&self.watchers).drain().map(|(_, h)| h).collect();
         for watcher in watchers {
             watcher.abort();
         }

@@ -230,7 +230,7 @@ impl<R: ContainerRuntime> RunController<R> {
                     self.stop_in_background(key, &container_name(&observed.run.uid, current))
                 }
                 Effect::DrainLogs => {
-                    self.drain_logs(key, &observed.run.uid, current).await;
+                    self.drain_logs(key, &observed.run.uid, current).await?;
                     if let Some(next) = status.as_mut() {
                         self.record_setup_time(&observed.run.uid, next);
                     }
@@ -587,16 +587,31 @@ impl<R: ContainerRuntime> RunController<R> {
                     sample_attempt(runtime.as_ref(), &container, &metrics_path, every).await
                 })
             };
-            this.store_output(&key, &container, &log_path).await;
+            let stored = match this.store_output(&key, &container, &log_path).await {
+                Ok(()) => true,
+                Err(e) => {
+                    // Not followed unredacted: the next reconcile starts a new follower.
+                    tracing::warn!(run = %key, container, code = e.code(), "output not followed: {e}");
+                    false
+                }
+            };
             sampler.abort();
             this.queue.add(key);
+            stored
         });
         watchers.insert(name, handle);
     }
 
-    /// Copies a container's output, redacted, into `path` until it has all of it.
-    async fn store_output(&self, key: &ObjectKey, container: &str, path: &Path) {
-        let filter = self.redactor_for(key).await;
+    /// Copies a container's output, redacted, into `path` until it has all of it. Fails
+    /// (storing nothing) when the secret values to redact cannot be read: output is never
+    /// stored unredacted because the store did not answer; Docker keeps it meanwhile.
+    async fn store_output(
+        &self,
+        key: &ObjectKey,
+        container: &str,
+        path: &Path,
+    ) -> Result<(), ReconcileError> {
+        let filter = self.redactor_for(key).await?;
         if let Err(e) = follow_attempt(
             self.runtime.as_ref(),
             container,
@@ -612,26 +627,35 @@ impl<R: ContainerRuntime> RunController<R> {
                 "could not store the container's output: {e}"
             );
         }
+        Ok(())
     }
 
-    /// Waits until the follower of an exited container has stored all output.
-    async fn drain_logs(self: &Arc<Self>, key: &ObjectKey, run_uid: &str, attempt: u32) {
+    /// Waits until the follower of an exited container has stored all output; follows
+    /// it here when no follower did. An error leaves the run as it is, to be retried.
+    async fn drain_logs(
+        self: &Arc<Self>,
+        key: &ObjectKey,
+        run_uid: &str,
+        attempt: u32,
+    ) -> Result<(), ReconcileError> {
         let container = container_name(run_uid, attempt);
         let handle = lock(&self.watchers).remove(&container);
-        match handle {
-            Some(handle) => {
-                if tokio::time::timeout(Duration::from_secs(60), handle)
-                    .await
-                    .is_err()
-                {
+        let stored = match handle {
+            Some(handle) => match tokio::time::timeout(Duration::from_secs(60), handle).await {
+                Ok(Ok(stored)) => stored,
+                Ok(Err(_)) => false,
+                Err(_) => {
                     tracing::warn!(container, "log follower did not finish within 60 s");
+                    true
                 }
-            }
-            None => {
-                let path = self.files.attempt_log(run_uid, attempt);
-                self.store_output(key, &container, &path).await;
-            }
+            },
+            None => false,
+        };
+        if !stored {
+            let path = self.files.attempt_log(run_uid, attempt);
+            self.store_output(key, &container, &path).await?;
         }
+        Ok(())
     }
 
     fn record_setup_time(&self, run_uid: &str, status: &mut RunStatus) {
@@ -707,20 +731,30 @@ impl<R: ContainerRuntime> RunController<R> {
         }
     }
 
-    /// The line filter that redacts this run's secret values (none without secrets).
-    async fn redactor_for(&self, key: &ObjectKey) -> Option<super::logs::LineFilter> {
-        let run = self.store.get(key).await.ok()??;
-        let spec: RunSpec = serde_json::from_value(run.spec).ok()?;
+    /// The line filter that redacts this run's secret values (none without secrets). An
+    /// error when they cannot be known (the store does not answer, an object cannot be
+    /// read): the caller then stores nothing rather than output that may hold them.
+    async fn redactor_for(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<super::logs::LineFilter>, ReconcileError> {
+        // Deleted run or pipeline, a missing secret: nothing was injected to redact.
+        let Some(run) = self.store.get(key).await? else {
+            return Ok(None);
+        };
+        let spec: RunSpec = run.spec_as()?;
         let pipeline_key = ObjectKey::new(
             Kind::Pipeline,
             key.namespace.clone(),
             spec.pipeline_ref.name,
         );
-        let pipeline: PipelineSpec =
-            serde_json::from_value(self.store.get(&pipeline_key).await.ok()??.spec).ok()?;
-        let resolved = match self.secret_env(key, &pipeline).await {
-            Ok(Ok(resolved)) => resolved,
-            _ => return None,
+        let Some(pipeline) = self.store.get(&pipeline_key).await? else {
+            return Ok(None);
+        };
+        let pipeline: PipelineSpec = pipeline.spec_as()?;
+        let resolved = match self.secret_env(key, &pipeline).await? {
+            Ok(resolved) => resolved,
+            Err(_) => return Ok(None),
         };
         let values = resolved
             .env
@@ -728,9 +762,9 @@ impl<R: ContainerRuntime> RunController<R> {
             .chain(resolved.files.values().flat_map(|f| f.values()));
         let redactor = crate::secrets::Redactor::new(values.map(String::as_str));
         if redactor.is_empty() {
-            return None;
+            return Ok(None);
         }
-        Some(Arc::new(move |line: &str| redactor.redact(line)))
+        Ok(Some(Arc::new(move |line: &str| redactor.redact(line))))
     }
 }
 
