@@ -1,10 +1,15 @@
 //! The git source against real git: a bare repository as remote by file URL and over
 //! HTTP (`git http-backend` with a token check), commits made and pushed with the `git`
 //! CLI, a real SQLite store. Covers apply and prune, atomic checkouts, invalid commits,
-//! runs keeping their code, tokens never written down, push deliveries and coalescing.
+//! tokens never written down, push deliveries and coalescing; and a real
+//! `flotilla serve --git-url`: signed push webhooks through its API, `flotilla sync`
+//! and `flotilla get sources`, and runs on Docker (through the HAProxy socket proxy)
+//! that record the commit they ran and keep its checkout while new commits land.
 
 mod support {
+    pub mod docker;
     pub mod git;
+    pub mod server;
 }
 
 use std::path::Path;
@@ -16,10 +21,13 @@ use flotilla::source::git::push::{
 };
 use flotilla::source::git::{GitConfig, GitSource, SyncResult};
 use flotilla::store::Store;
-use serde_json::json;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use support::docker::{Fixture, Operator, OperatorOptions, attempts, phase, stdout_lines};
 use support::git::{
-    GitRemote, HttpGitServer, add_pipeline, captured_logs, files_containing, temp_store,
+    GitRemote, HttpGitServer, add_pipeline, captured_logs, files_containing, git, temp_store,
 };
+use support::server::{TestServer, assert_exit, stderr, stdout};
 use tokio_util::sync::CancellationToken;
 
 fn source(url: &str, data: &Path) -> GitSource {
@@ -194,68 +202,223 @@ async fn an_invalid_commit_changes_nothing_and_names_file_and_line() {
     assert_eq!(mounted_commit(&git), fixed);
 }
 
-#[tokio::test]
-async fn a_run_in_flight_keeps_its_checkout_while_new_commits_land() {
-    let remote = GitRemote::new();
-    add_pipeline(&remote, "", "etl", "3.12");
-    let first = remote.commit_and_push("first");
-    let (data, store) = temp_store().await;
-    let git = source(&remote.file_url(), data.path());
-    assert_eq!(git.sync(&store, None).await.result, SyncResult::Applied);
+/// The webhook secret of the operators these tests start.
+const WEBHOOK_SECRET: &str = "push-hook-secret";
 
-    // What the run controller does when it creates a container: resolve `current`.
-    let mounted = std::fs::canonicalize(git.source_root()).expect("resolves");
-    let run_key = ObjectKey::new(Kind::Run, "default", "etl-inflight");
-    let run = store
-        .create(
-            DesiredObject {
-                key: run_key.clone(),
-                labels: Default::default(),
-                annotations: Default::default(),
-                spec: json!({ "pipelineRef": { "name": "etl" } }).into(),
-            },
-            None,
-            Some(json!({ "phase": "Running", "sourceRevision": first })),
-        )
-        .await
-        .expect("run created");
-
-    let mut commits = Vec::new();
-    for i in 0..7 {
-        remote.write("etl/main.py", &format!("print('version {i}')\n"));
-        commits.push(remote.commit_and_push(&format!("version {i}")));
-        assert_eq!(git.sync(&store, None).await.result, SyncResult::Applied);
+/// `X-Hub-Signature-256` as GitHub documents it: `sha256=` and the hex HMAC-SHA256 of
+/// the body keyed by the secret. HMAC is written out here from its definition (RFC 2104,
+/// `H((K ^ opad) || H((K ^ ipad) || m))` with 64-byte blocks), so the test does not
+/// trust the signing code of the server it checks.
+fn github_signature(secret: &str, body: &[u8]) -> String {
+    const BLOCK: usize = 64;
+    let mut key = [0u8; BLOCK];
+    if secret.len() > BLOCK {
+        key[..32].copy_from_slice(&Sha256::digest(secret.as_bytes()));
+    } else {
+        key[..secret.len()].copy_from_slice(secret.as_bytes());
     }
-    assert_eq!(mounted_commit(&git), commits[6]);
+    let inner = Sha256::new()
+        .chain_update(key.map(|b| b ^ 0x36))
+        .chain_update(body)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(key.map(|b| b ^ 0x5c))
+        .chain_update(inner)
+        .finalize();
+    format!("sha256={}", hex::encode(outer))
+}
+
+#[test]
+fn the_test_signature_matches_githubs_documented_example() {
+    // From GitHub's "Validating webhook deliveries" page.
     assert_eq!(
-        std::fs::read_to_string(mounted.join("etl/main.py")).expect("old code still there"),
-        "print('etl')\n"
+        github_signature("It's a Secret to Everybody", b"Hello, World!"),
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
     );
-    let checkouts = data.path().join("git/checkouts");
+    let long_secret = "k".repeat(100);
+    assert_eq!(
+        github_signature(&long_secret, b"body"),
+        sign(&long_secret, b"body"),
+        "keys longer than a block are hashed first"
+    );
+}
+
+/// A GitHub push delivery of `after` on `main`, signed with `signed_with`, posted to
+/// `POST {base}/hooks/git` the way GitHub sends it: no bearer token. Returns the status
+/// and the JSON answer.
+async fn deliver_push(base: &str, signed_with: &str, after: &str) -> (u16, Value) {
+    let body = json!({
+        "ref": "refs/heads/main",
+        "before": "0000000000000000000000000000000000000000",
+        "after": after,
+        "repository": { "full_name": "flotilla/pipelines" },
+    })
+    .to_string();
+    post_delivery(base, &github_signature(signed_with, body.as_bytes()), &body).await
+}
+
+async fn post_delivery(base: &str, signature: &str, body: &str) -> (u16, Value) {
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+        .post(format!("{base}/hooks/git"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+        .header("x-hub-signature-256", signature)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the operator answers the delivery");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("answer body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The head of `main` in the remote, read with the `git` CLI.
+fn remote_head(remote: &GitRemote) -> String {
+    git(
+        remote.root(),
+        &["--git-dir", "remote.git", "rev-parse", "refs/heads/main"],
+    )
+}
+
+/// A pipeline folder `<name>/main.py` and its manifest `<name>.yaml`, without a Python
+/// version: the runner image's own interpreter runs it.
+fn add_runnable_pipeline(remote: &GitRemote, name: &str, main_py: &str) {
+    remote.write(&format!("{name}/main.py"), main_py).write(
+        &format!("{name}.yaml"),
+        &format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: {name}\nspec:\n  source: {{ path: {name} }}\n"
+        ),
+    );
+}
+
+/// The operator's git source status (`GET …/sources`, first item).
+async fn source_status(operator: &Operator) -> Value {
+    let (status, list) = operator.get("/sources").await;
+    assert_eq!(status, 200, "GET sources: {list}");
+    list["items"][0].clone()
+}
+
+/// Runs `pipeline` once and waits for the end; returns the run and its stdout lines.
+async fn run_once(operator: &Operator, pipeline: &str) -> (Value, Vec<String>) {
+    let name = operator.create_run(pipeline, &[]).await;
+    let run = operator.wait_finished(&name).await;
+    assert_eq!(phase(&run), "Succeeded", "{run:#}\n{}", operator.context());
+    let log = operator.log(&name, 1).await;
+    (run, stdout_lines(&log))
+}
+
+#[tokio::test]
+async fn runs_of_a_git_pipeline_record_the_commit_they_ran_and_keep_its_checkout() {
+    let fixture = Fixture::new();
+    let remote = GitRemote::new();
+    add_runnable_pipeline(&remote, "hello", "print('version one', flush=True)\n");
+    add_runnable_pipeline(
+        &remote,
+        "sleeper",
+        "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n",
+    );
+    remote.commit_and_push("hello and sleeper");
+    let first = remote_head(&remote);
+    let operator = fixture.start_operator(&OperatorOptions {
+        git_url: Some(remote.file_url()),
+        args: vec!["--webhook-secret".into(), WEBHOOK_SECRET.into()],
+        ..OperatorOptions::default()
+    });
+    operator.wait_for_pipeline("hello").await;
+
+    let (run, lines) = run_once(&operator, "hello").await;
+    assert_eq!(run["status"]["sourceRevision"], first.as_str(), "{run:#}");
+    assert_eq!(lines, ["version one"]);
+    let first_run = run["metadata"]["name"].as_str().expect("named").to_owned();
+
+    // A run in flight on the first commit.
+    let sleeper = operator.create_run("sleeper", &[]).await;
+    operator.wait_running_container(&sleeper).await;
+    let in_flight = operator.run(&sleeper).await;
+    assert_eq!(
+        in_flight["status"]["sourceRevision"],
+        first.as_str(),
+        "{in_flight:#}"
+    );
+
+    // A new main.py, pushed and announced by a signed webhook.
+    remote.write("hello/main.py", "print('version two', flush=True)\n");
+    remote.commit_and_push("version two");
+    let second = remote_head(&remote);
+    assert_ne!(first, second);
+    let (status, answer) = deliver_push(operator.base(), WEBHOOK_SECRET, &second).await;
+    assert_eq!(status, 202, "{answer}");
+    operator
+        .wait_until(
+            "the pushed commit to be live",
+            Duration::from_secs(60),
+            || async {
+                (source_status(&operator).await["liveCommit"] == second.as_str()).then_some(())
+            },
+        )
+        .await;
+    let (run, lines) = run_once(&operator, "hello").await;
+    assert_eq!(run["status"]["sourceRevision"], second.as_str(), "{run:#}");
+    assert_eq!(lines, ["version two"]);
+    assert_eq!(
+        operator.run(&first_run).await["status"]["sourceRevision"],
+        first.as_str(),
+        "the earlier run keeps its commit"
+    );
+
+    // Six more commits, each synced with `flotilla sync`: only the newest five checkouts
+    // and the one the sleeper mounts are kept.
+    let mut commits = Vec::new();
+    for i in 3..9 {
+        remote.write("hello/main.py", &format!("print('version {i}')\n"));
+        remote.commit_and_push(&format!("version {i}"));
+        commits.push(remote_head(&remote));
+        let synced = operator.cli(&["sync"], Duration::from_secs(60));
+        assert_exit(&synced, 0);
+    }
+    assert_eq!(
+        source_status(&operator).await["liveCommit"],
+        commits[5].as_str()
+    );
+    let checkouts = fixture.data_dir().join("git/checkouts");
+    assert!(
+        checkouts.join(&first).join("sleeper/main.py").is_file(),
+        "the running sleeper's commit is kept"
+    );
+    assert!(
+        !checkouts.join(&second).exists(),
+        "older than the newest five"
+    );
     assert!(
         !checkouts.join(&commits[0]).exists(),
         "older than the newest five"
     );
-    assert!(
-        !checkouts.join(&commits[1]).exists(),
-        "older than the newest five"
-    );
-    for kept in &commits[2..] {
+    for kept in &commits[1..] {
         assert!(checkouts.join(kept).is_dir(), "one of the newest five");
     }
+    let running = operator.run(&sleeper).await;
+    assert_eq!(phase(&running), "Running", "{running:#}");
+    assert_eq!(attempts(&running).len(), 1, "{running:#}");
 
-    store
-        .update_status(
-            &run_key,
-            Some(run.resource_version),
-            json!({ "phase": "Succeeded", "sourceRevision": first }),
-        )
-        .await
-        .expect("run finished");
-    remote.write("etl/main.py", "print('final')\n");
+    // Once the sleeper has ended, the next sync lets its checkout go.
+    operator.cancel(&sleeper).await;
+    operator
+        .wait_for_phase(&sleeper, &["Cancelled"], Duration::from_secs(60))
+        .await;
+    remote.write("hello/main.py", "print('final')\n");
     remote.commit_and_push("final");
-    assert_eq!(git.sync(&store, None).await.result, SyncResult::Applied);
-    assert!(!mounted.exists(), "released once no run uses it");
+    assert_exit(&operator.cli(&["sync"], Duration::from_secs(60)), 0);
+    assert!(
+        !checkouts.join(&first).exists(),
+        "released once no run uses it"
+    );
 }
 
 #[tokio::test]
@@ -291,6 +454,10 @@ async fn https_token_authenticates_and_is_never_written_down() {
 
     let mut config = GitConfig::new(server.url());
     config.auth.token = Some(token.clone());
+    for shown in [format!("{:?}", config.auth), format!("{config:?}")] {
+        assert!(shown.contains("<redacted>"), "the token is there: {shown}");
+        assert!(!shown.contains(&token), "{shown}");
+    }
     let git = GitSource::new(config, data.path()).expect("valid settings");
     let attempt = git.sync(&store, None).await;
     assert_eq!(attempt.result, SyncResult::Applied, "{attempt:?}");
@@ -319,7 +486,15 @@ async fn https_token_authenticates_and_is_never_written_down() {
     );
     let status = serde_json::to_string(&embedded.status()).expect("serializes");
     assert!(!status.contains(&token), "{status}");
-    assert!(!format!("{:?}", GitConfig::new("x").auth).contains(&token));
+    let shown = format!("{git:?}");
+    assert!(shown.contains("<redacted>"), "it holds the token: {shown}");
+    assert!(!shown.contains(&token), "{shown}");
+    let shown = format!("{embedded:?}");
+    assert!(shown.contains("/remote.git"), "{shown}");
+    assert!(
+        !shown.contains(&token),
+        "the URL's password is not shown: {shown}"
+    );
     let logged = String::from_utf8_lossy(
         &logs
             .lock()
@@ -451,41 +626,119 @@ async fn requests_during_a_sync_coalesce_into_one_follow_up() {
     loop_task.await.expect("the loop ends");
 }
 
+/// `GET …/sources` of a test server: its one git source.
+async fn served_source(server: &TestServer) -> Value {
+    let (status, list) = server.get("/sources").await;
+    assert_eq!(status, 200, "GET sources: {list}");
+    list["items"][0].clone()
+}
+
+async fn has_pipeline(server: &TestServer, name: &str) -> bool {
+    let (status, body) = server
+        .get(&format!("/namespaces/default/pipelines/{name}"))
+        .await;
+    assert!(
+        status == 200 || status == 404,
+        "GET pipeline {name}: {status} {body}"
+    );
+    status == 200
+}
+
 #[tokio::test]
-async fn a_signed_push_delivery_syncs_the_branch() {
-    let secret = WebhookSecret::new("hook-secret");
+async fn the_operator_syncs_on_a_signed_push_and_refuses_a_forged_one() {
     let remote = GitRemote::new();
     add_pipeline(&remote, "", "etl", "3.12");
     remote.commit_and_push("etl");
-    let (data, store) = temp_store().await;
-    let git = source(&remote.file_url(), data.path());
-    let shutdown = CancellationToken::new();
-    let loop_task = tokio::spawn(git.clone().run(store.clone(), None, shutdown.clone()));
-    git.wait(git.sync_now()).await;
-    assert_eq!(python_of(&store, "etl").await, "3.12");
+    let first = remote_head(&remote);
+    let url = remote.file_url();
+    let server =
+        TestServer::start_with_args(&["--git-url", &url, "--webhook-secret", WEBHOOK_SECRET]);
+    let started = server
+        .wait_for("the first sync at start", || async {
+            let source = served_source(&server).await;
+            (source["liveCommit"] == first.as_str()).then_some(source)
+        })
+        .await;
+    assert_eq!(started["syncs"], 1, "{started}");
+    assert!(has_pipeline(&server, "etl").await);
 
-    add_pipeline(&remote, "", "etl", "3.13");
-    let pushed = remote.commit_and_push("newer python");
-    let body = json!({ "ref": "refs/heads/main", "after": pushed }).to_string();
-    let signature = sign("hook-secret", body.as_bytes());
-    let delivery = Delivery {
-        github_signature: Some(&signature),
-        github_event: Some("push"),
-        body: body.as_bytes(),
-        ..Delivery::default()
-    };
-    verify(secret.as_ref(), &delivery).expect("signed by the secret");
+    add_pipeline(&remote, "", "reports", "3.12");
+    remote.commit_and_push("reports");
+    let second = remote_head(&remote);
+
+    // Forged: signed with another secret; tampered: the body is not the one signed.
+    let (status, problem) = deliver_push(server.base(), "not-the-secret", &second).await;
+    assert_eq!(status, 401, "{problem}");
+    let signed = json!({ "ref": "refs/heads/main", "after": first }).to_string();
+    let tampered = json!({ "ref": "refs/heads/main", "after": second }).to_string();
+    let (status, problem) = post_delivery(
+        server.base(),
+        &github_signature(WEBHOOK_SECRET, signed.as_bytes()),
+        &tampered,
+    )
+    .await;
+    assert_eq!(status, 401, "{problem}");
+    let source = served_source(&server).await;
     assert_eq!(
-        classify(git.branch(), &delivery),
-        PushVerdict::Sync {
-            after: Some(pushed.clone())
-        }
+        (
+            &source["syncs"],
+            &source["syncing"],
+            &source["syncRequested"],
+            &source["liveCommit"]
+        ),
+        (&json!(1), &json!(false), &json!(false), &json!(first)),
+        "refused deliveries sync nothing: {source}"
     );
-    let status = git.wait(git.sync_now()).await;
-    assert_eq!(status.live_commit.as_deref(), Some(pushed.as_str()));
-    assert_eq!(python_of(&store, "etl").await, "3.13");
-    shutdown.cancel();
-    loop_task.await.expect("the loop ends");
+    assert!(!has_pipeline(&server, "reports").await);
+
+    let (status, answer) = deliver_push(server.base(), WEBHOOK_SECRET, &second).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["after"], second.as_str(), "{answer}");
+    // The live commit is recorded in the same step that ends the sync.
+    let source = server
+        .wait_for("the pushed commit to be live", || async {
+            let source = served_source(&server).await;
+            (source["liveCommit"] == second.as_str()).then_some(source)
+        })
+        .await;
+    assert_eq!(
+        source["syncs"], 2,
+        "one sync for one accepted delivery: {source}"
+    );
+    assert!(has_pipeline(&server, "reports").await);
+
+    // `flotilla sync` waits for the sync; `flotilla get sources` shows what is live.
+    add_pipeline(&remote, "", "audit", "3.12");
+    remote.commit_and_push("audit");
+    let third = remote_head(&remote);
+    let synced = server.cli(&["sync"]);
+    assert_exit(&synced, 0);
+    assert!(
+        has_pipeline(&server, "audit").await,
+        "applied when `flotilla sync` returns: {}{}",
+        stdout(&synced),
+        stderr(&synced)
+    );
+    assert_eq!(served_source(&server).await["liveCommit"], third.as_str());
+
+    let shown = server.cli(&["get", "sources"]);
+    assert_exit(&shown, 0);
+    let table = stdout(&shown);
+    let header = table.lines().next().unwrap_or_default();
+    for column in ["REPOSITORY", "LIVE", "LAST SYNC"] {
+        assert!(header.contains(column), "{table}");
+    }
+    let row = table
+        .lines()
+        .find(|line| line.starts_with(&format!("{url}#main")))
+        .unwrap_or_else(|| panic!("a row for {url}#main:\n{table}"));
+    assert!(row.contains(&third[..7]), "live commit {third}: {row}");
+    assert!(row.contains("applied"), "{row}");
+    let json_out = server.cli(&["get", "sources", "-o", "json"]);
+    assert_exit(&json_out, 0);
+    let listed: Value = serde_json::from_str(&stdout(&json_out)).expect("JSON");
+    assert_eq!(listed["items"][0]["liveCommit"], third.as_str(), "{listed}");
+    assert_eq!(listed["items"][0]["url"], url.as_str(), "{listed}");
 }
 
 #[test]

@@ -72,7 +72,17 @@ impl TestServer {
         Self::start_with(Some(pipelines_dir))
     }
 
+    /// Starts a server with further `serve` arguments, e.g. `--git-url URL
+    /// --webhook-secret S` (the pipelines directory is left out, as with [`Self::start`]).
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::start_with_options(None, args)
+    }
+
     fn start_with(pipelines_dir: Option<&Path>) -> Self {
+        Self::start_with_options(pipelines_dir, &[])
+    }
+
+    fn start_with_options(pipelines_dir: Option<&Path>, args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("flotilla-test-")
             .tempdir()
@@ -88,6 +98,7 @@ impl TestServer {
         if let Some(pipelines) = pipelines_dir {
             command.arg("--pipelines-dir").arg(pipelines);
         }
+        command.args(args);
         static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let instance = format!(
             "flotilla-test-{}-{}",

@@ -152,6 +152,9 @@ impl GitSource {
     /// Checks the settings and prepares `<data_dir>/git`; nothing is fetched yet.
     pub fn new(mut config: GitConfig, data_dir: &Path) -> Result<Self, GitError> {
         let url = RemoteUrl::parse(&config.url).map_err(GitError::Config)?;
+        // A password in the URL is kept in `url` alone (used like a token): the stored
+        // settings, which `Debug` prints, hold the URL without it.
+        config.url = url.clean().to_owned();
         let branch = config.branch.trim().to_owned();
         if branch.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
             return Err(GitError::Config(format!(
