@@ -355,7 +355,7 @@ pub fn openapi() -> Value {
                 "runs:read, or loopback".to_owned(),
             ),
         };
-        path[route.method.as_str().to_ascii_lowercase()] = json!({
+        let mut operation = json!({
             "summary": route.summary,
             "description": format!("Required scope: {scope_text}."),
             "parameters": parameters,
@@ -366,6 +366,15 @@ pub fn openapi() -> Value {
                 "403": { "description": "The token lacks the scope", "content": { "application/problem+json": {} } },
             },
         });
+        // Writes may carry a JSON body (its shape is the route's own; the summary says it),
+        // so clients and API fuzzers know a body can be sent.
+        if route.method == Method::POST || route.method == Method::PUT {
+            operation["requestBody"] = json!({
+                "required": false,
+                "content": { "application/json": { "schema": { "type": "object" } } },
+            });
+        }
+        path[route.method.as_str().to_ascii_lowercase()] = operation;
     }
     json!({
         "openapi": "3.1.0",
