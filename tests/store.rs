@@ -8,15 +8,20 @@ mod support {
 }
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use flotilla::resource::kind::Kind;
-use flotilla::resource::object::{Change, DesiredObject, ObjectKey, StoredObject};
-use flotilla::store::{Store, StoreError};
+use flotilla::resource::object::{Change, DesiredObject, ObjectKey, RawObject, StoredObject};
+use flotilla::store::events::{Event, EventType};
+use flotilla::store::{ChangeKind, Store, StoreError};
 use serde_json::{Value, json};
 use sqlx::{Connection, SqliteConnection};
 use tempfile::TempDir;
+use tokio::sync::broadcast::error::TryRecvError;
+
+type DateTimeUtc = chrono::DateTime<chrono::Utc>;
 
 use support::postgres::PgServer;
 
@@ -61,7 +66,46 @@ on_both_backends!(
     resource_versions_increase_across_kinds,
     concurrent_updates_one_wins,
     ten_thousand_creates_in_one_commit,
+    create_absent_skips_taken_keys,
+    concurrent_create_absent_creates_each_key_once,
+    update_statuses_writes_all_or_none,
+    revision_follows_every_write,
+    subscribers_see_each_write_once,
+    raw_pages_are_canonical_text_in_key_order,
+    events_are_counted_listed_and_deleted,
+    event_batches_are_recorded_together,
+    tokens_are_found_by_hash_until_revoked,
 );
+
+/// Generates `sqlite_unopened::<behaviour>` and `postgres_unopened::<behaviour>` tests
+/// for behaviours about opening stores: each gets the URLs of two fresh databases that
+/// nothing has opened yet.
+macro_rules! on_both_backends_unopened {
+    ($($behaviour:ident),* $(,)?) => {
+        mod sqlite_unopened {
+            $(
+                #[tokio::test]
+                async fn $behaviour() -> anyhow::Result<()> {
+                    let dir = tempfile::tempdir()?;
+                    let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+                    super::$behaviour(&url("a.db"), &url("b.db")).await
+                }
+            )*
+        }
+        mod postgres_unopened {
+            $(
+                #[tokio::test]
+                async fn $behaviour() -> anyhow::Result<()> {
+                    let server = super::PgServer::start();
+                    let (a, b) = (server.create_database().await, server.create_database().await);
+                    super::$behaviour(&a, &b).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends_unopened!(identity_is_made_once_per_store);
 
 async fn sqlite_store() -> Result<(TempDir, Store)> {
     let dir = tempfile::tempdir()?;
@@ -584,6 +628,679 @@ async fn ten_thousand_creates_in_one_commit(store: &Store) -> Result<()> {
             .all(|w| w[0].resource_version < w[1].resource_version)
     );
     ensure!(store.list(Kind::Run, None).await?.len() == 10_000);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// What the controllers, the API and the auth layer use beyond plain objects: slot runs
+// (`create_absent`), status batches, the revision and the change feed, raw pages,
+// events and tokens.
+
+fn slot_run(name: &str, slot: &str) -> (DesiredObject, Option<Value>) {
+    let mut object = desired(
+        &key(Kind::Run, "default", name),
+        json!({"pipelineRef": {"name": "etl"}, "trigger": "schedule", "slot": slot}),
+    );
+    object
+        .labels
+        .insert("flotilla.dev/schedule".into(), "nightly".into());
+    (object, Some(json!({"phase": "Pending"})))
+}
+
+fn raw_names(objects: &[Arc<RawObject>]) -> Vec<String> {
+    objects.iter().map(|o| o.key.name.clone()).collect()
+}
+
+async fn create_absent_skips_taken_keys(store: &Store) -> Result<()> {
+    let (first, status) = slot_run("nightly-1", "2026-01-01T00:01:00Z");
+    let original = store.create(first, None, status).await?;
+
+    let created = store
+        .create_absent(vec![
+            slot_run("nightly-1", "2026-01-01T00:09:00Z"),
+            slot_run("nightly-2", "2026-01-01T00:02:00Z"),
+            slot_run("nightly-2", "2026-01-01T00:08:00Z"),
+            slot_run("nightly-3", "2026-01-01T00:03:00Z"),
+        ])
+        .await?;
+    ensure!(
+        raw_names(&created) == ["nightly-2", "nightly-3"],
+        "created {:?}",
+        raw_names(&created)
+    );
+    // The stored text, as the schedule controller reads it back.
+    let two = &created[0];
+    ensure!(
+        two.spec.contains(r#""slot":"2026-01-01T00:02:00Z""#),
+        "{}",
+        two.spec
+    );
+    ensure!(
+        two.labels == r#"{"flotilla.dev/schedule":"nightly"}"#,
+        "{}",
+        two.labels
+    );
+    ensure!(two.status.as_deref() == Some(r#"{"phase":"Pending"}"#));
+    ensure!(two.managed_by.is_none() && two.generation == 1);
+    ensure!(two.resource_version > original.resource_version);
+    ensure!(created[1].resource_version > two.resource_version);
+    ensure!(uuid::Uuid::parse_str(&two.uid).is_ok());
+
+    // What was returned is what is stored; the taken key kept its first object.
+    let stored = store
+        .get_raw_many(&[created[0].key.clone(), created[1].key.clone()])
+        .await?;
+    for object in &created {
+        ensure!(
+            stored.iter().any(|s| s == object.as_ref()),
+            "{} differs from the stored row",
+            object.key
+        );
+    }
+    ensure!(store.get(&original.key).await?.as_ref() == Some(&original));
+    ensure!(store.list(Kind::Run, None).await?.len() == 3);
+
+    let again = store
+        .create_absent(vec![
+            slot_run("nightly-2", "2026-01-01T00:02:00Z"),
+            slot_run("nightly-3", "2026-01-01T00:03:00Z"),
+        ])
+        .await?;
+    ensure!(
+        again.is_empty(),
+        "re-creating taken slots created {:?}",
+        raw_names(&again)
+    );
+    ensure!(store.create_absent(Vec::new()).await?.is_empty());
+    Ok(())
+}
+
+async fn concurrent_create_absent_creates_each_key_once(store: &Store) -> Result<()> {
+    // Eight evaluations of the same 60 slots at once (restarts, a second operator): every
+    // slot gets exactly one run.
+    let slots: Vec<String> = (0..60).map(|i| format!("nightly-{i:02}")).collect();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let runs: Vec<_> = slots
+            .iter()
+            .map(|name| slot_run(name, "2026-01-01T00:00:00Z"))
+            .collect();
+        tasks.push(tokio::spawn(async move { store.create_absent(runs).await }));
+    }
+    let mut created = Vec::new();
+    for task in tasks {
+        created.extend(raw_names(&task.await??));
+    }
+    created.sort();
+    ensure!(
+        created == slots,
+        "created {} runs: {created:?}",
+        created.len()
+    );
+    ensure!(store.list(Kind::Run, None).await?.len() == 60);
+    Ok(())
+}
+
+async fn update_statuses_writes_all_or_none(store: &Store) -> Result<()> {
+    let a = key(Kind::Schedule, "default", "a");
+    let b = key(Kind::Schedule, "team", "b");
+    let spec = json!({"every": "1m"});
+    let created_a = store.create(desired(&a, spec.clone()), None, None).await?;
+    let created_b = store.create(desired(&b, spec.clone()), None, None).await?;
+
+    store
+        .update_statuses(vec![
+            (a.clone(), None, json!({"lastSlot": "2026-01-01T00:01:00Z"})),
+            (
+                b.clone(),
+                Some(created_b.resource_version),
+                json!({"active": ["b-29453761"]}),
+            ),
+        ])
+        .await?;
+    let after_a = store.get(&a).await?.context("a")?;
+    let after_b = store.get(&b).await?.context("b")?;
+    ensure!(after_a.status == Some(json!({"lastSlot": "2026-01-01T00:01:00Z"})));
+    ensure!(after_b.status == Some(json!({"active": ["b-29453761"]})));
+    ensure!(after_a.spec == spec && after_a.generation == 1 && after_a.uid == created_a.uid);
+    ensure!(after_b.resource_version > after_a.resource_version);
+    ensure!(after_a.resource_version > created_b.resource_version);
+
+    // A stale version in the batch: neither status is written.
+    let err = store
+        .update_statuses(vec![
+            (a.clone(), None, json!({"lastSlot": "2026-01-01T00:02:00Z"})),
+            (
+                b.clone(),
+                Some(created_b.resource_version),
+                json!({"active": []}),
+            ),
+        ])
+        .await
+        .expect_err("a stale resourceVersion fails the batch");
+    ensure!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    ensure!(store.get(&a).await?.as_ref() == Some(&after_a));
+    ensure!(store.get(&b).await?.as_ref() == Some(&after_b));
+
+    // A schedule deleted meanwhile: NotFound, and the batch is not applied.
+    let err = store
+        .update_statuses(vec![
+            (a.clone(), None, json!({"lastSlot": "2026-01-01T00:03:00Z"})),
+            (key_of_missing(), None, json!({})),
+        ])
+        .await
+        .expect_err("a missing object fails the batch");
+    ensure!(matches!(err, StoreError::NotFound(_)), "{err}");
+    ensure!(store.get(&a).await?.as_ref() == Some(&after_a));
+    store.update_statuses(Vec::new()).await?;
+    Ok(())
+}
+
+async fn revision_follows_every_write(store: &Store) -> Result<()> {
+    ensure!(store.revision().await? == 0, "a new store is at revision 0");
+    let etl = key(Kind::Pipeline, "default", "etl");
+    let created = store.create(desired(&etl, json!({})), None, None).await?;
+    ensure!(store.revision().await? == created.resource_version);
+    let status = store.update_status(&etl, None, json!({"n": 1})).await?;
+    ensure!(store.revision().await? == status.resource_version);
+    let batch = store
+        .commit(vec![
+            create(&key(Kind::Secret, "default", "s1"), None),
+            create(&key(Kind::Secret, "default", "s2"), None),
+        ])
+        .await?;
+    ensure!(store.revision().await? == batch[1].resource_version);
+    // A delete takes the next revision itself.
+    store.delete(&etl, None).await?;
+    ensure!(store.revision().await? == batch[1].resource_version + 1);
+    // A failed write moves nothing.
+    let before = store.revision().await?;
+    store
+        .create(
+            desired(&key(Kind::Secret, "default", "s1"), json!({})),
+            None,
+            None,
+        )
+        .await
+        .expect_err("taken");
+    ensure!(store.revision().await? == before);
+    let page = store.list_raw_page(Kind::Secret, None, None, 10).await?;
+    ensure!(
+        page.revision == before,
+        "a page carries the revision it was read at"
+    );
+    Ok(())
+}
+
+async fn subscribers_see_each_write_once(store: &Store) -> Result<()> {
+    let mut feed = store.subscribe();
+    let nightly = key(Kind::Schedule, "default", "nightly");
+    let created = store
+        .create(
+            desired(&nightly, json!({"every": "1m"})),
+            Some("cli".into()),
+            None,
+        )
+        .await?;
+    let updated = store
+        .commit(vec![update(
+            desired(&nightly, json!({"every": "2m"})),
+            created.resource_version,
+        )])
+        .await?;
+    let status = store
+        .update_status(&nightly, None, json!({"active": []}))
+        .await?;
+    store
+        .commit(vec![update(
+            desired(&nightly, json!({})),
+            created.resource_version,
+        )])
+        .await
+        .expect_err("stale");
+    let runs = store
+        .create_absent(vec![
+            slot_run("nightly-1", "2026-01-01T00:01:00Z"),
+            slot_run("nightly-1", "2026-01-01T00:01:00Z"),
+        ])
+        .await?;
+    store.delete(&nightly, None).await?;
+    let deleted_at = store.revision().await?;
+
+    let mut seen = Vec::new();
+    loop {
+        match feed.try_recv() {
+            Ok(event) => seen.push(event),
+            Err(TryRecvError::Empty) => break,
+            Err(other) => anyhow::bail!("the feed failed: {other}"),
+        }
+    }
+    let summary: Vec<(String, ChangeKind, i64)> = seen
+        .iter()
+        .map(|e| (e.key.to_string(), e.change, e.resource_version))
+        .collect();
+    let schedule = "Schedule/default/nightly".to_owned();
+    let expected = vec![
+        (
+            schedule.clone(),
+            ChangeKind::Added,
+            created.resource_version,
+        ),
+        (
+            schedule.clone(),
+            ChangeKind::Modified,
+            updated[0].resource_version,
+        ),
+        (
+            schedule.clone(),
+            ChangeKind::StatusModified,
+            status.resource_version,
+        ),
+        (
+            "Run/default/nightly-1".to_owned(),
+            ChangeKind::Added,
+            runs[0].resource_version,
+        ),
+        (schedule, ChangeKind::Deleted, deleted_at),
+    ];
+    ensure!(summary == expected, "{summary:#?}");
+    // Events carry the object as written (before, for the delete).
+    ensure!(seen[1].object.spec == r#"{"every":"2m"}"#);
+    ensure!(seen[2].object.status.as_deref() == Some(r#"{"active":[]}"#));
+    ensure!(seen[4].object.resource_version == status.resource_version);
+    Ok(())
+}
+
+async fn raw_pages_are_canonical_text_in_key_order(store: &Store) -> Result<()> {
+    let mut changes = Vec::new();
+    for (namespace, name) in [
+        ("team", "a"),
+        ("default", "c"),
+        ("default", "a"),
+        ("default", "b"),
+    ] {
+        let mut object = desired(
+            &key(Kind::Pipeline, namespace, name),
+            json!({"timeout": "30m", "source": {"path": name}, "env": {"B": "2", "A": "1"}}),
+        );
+        object.labels.insert("team".into(), namespace.into());
+        changes.push(Change::Create {
+            object,
+            managed_by: Some("cli".into()),
+            status: Some(json!({"phase": "Ready", "observedGeneration": 1})),
+        });
+    }
+    changes.push(create(&key(Kind::Schedule, "default", "a"), None));
+    ensure!(store.commit_many(changes).await? == 5);
+    let revision = store.revision().await?;
+
+    let first = store.list_raw_page(Kind::Pipeline, None, None, 2).await?;
+    let keys = |objects: &[RawObject]| -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| format!("{}/{}", o.key.namespace, o.key.name))
+            .collect()
+    };
+    ensure!(keys(&first.objects) == ["default/a", "default/b"]);
+    ensure!(first.revision == revision);
+    let second = store
+        .list_raw_page(Kind::Pipeline, None, Some(("default", "b")), 2)
+        .await?;
+    ensure!(keys(&second.objects) == ["default/c", "team/a"]);
+    let last = store
+        .list_raw_page(Kind::Pipeline, None, Some(("team", "a")), 2)
+        .await?;
+    ensure!(last.objects.is_empty() && last.revision == revision);
+    let in_team = store
+        .list_raw_page(Kind::Pipeline, Some("team"), None, 10)
+        .await?;
+    ensure!(keys(&in_team.objects) == ["team/a"]);
+    let after_a = store
+        .list_raw_page(Kind::Pipeline, Some("default"), Some(("", "a")), 10)
+        .await?;
+    ensure!(keys(&after_a.objects) == ["default/b", "default/c"]);
+
+    // Stored text is canonical: keys sorted, no spaces (equal values, equal text).
+    let object = &first.objects[0];
+    ensure!(
+        object.spec == r#"{"env":{"A":"1","B":"2"},"source":{"path":"a"},"timeout":"30m"}"#,
+        "{}",
+        object.spec
+    );
+    ensure!(object.labels == r#"{"team":"default"}"# && object.annotations == "{}");
+    ensure!(object.status.as_deref() == Some(r#"{"observedGeneration":1,"phase":"Ready"}"#));
+    ensure!(object.managed_by.as_deref() == Some("cli"));
+
+    let whole = store.list_raw(Kind::Pipeline, None).await?;
+    let mut paged = first.objects;
+    paged.extend(second.objects);
+    ensure!(whole == paged, "list_raw differs from its pages");
+    Ok(())
+}
+
+fn event_rows(events: &[Event]) -> Vec<(String, EventType, String, String, i64)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.involved.to_string(),
+                e.event_type,
+                e.reason.clone(),
+                e.message.clone(),
+                e.count,
+            )
+        })
+        .collect()
+}
+
+async fn events_are_counted_listed_and_deleted(store: &Store) -> Result<()> {
+    let run = key(Kind::Run, "default", "etl-1");
+    let other_run = key(Kind::Run, "default", "etl-2");
+    let schedule = key(Kind::Schedule, "team", "nightly");
+    let started = chrono::Utc::now();
+    let not_before =
+        DateTimeUtc::from_timestamp_millis(started.timestamp_millis()).context("ms")?;
+    store
+        .record_event(&run, EventType::Normal, "Started", "attempt 1 started")
+        .await?;
+    store
+        .record_event(
+            &other_run,
+            EventType::Normal,
+            "Started",
+            "attempt 1 started",
+        )
+        .await?;
+    store
+        .record_event(
+            &schedule,
+            EventType::Warning,
+            "MissedSchedule",
+            "2 earlier slot(s)",
+        )
+        .await?;
+    store
+        .record_event(&run, EventType::Warning, "BackOff", "attempt 1 failed")
+        .await?;
+    // The same reason and message again is counted, not added.
+    store
+        .record_event(&run, EventType::Normal, "Started", "attempt 1 started")
+        .await?;
+    let finished = chrono::Utc::now();
+
+    let of_run = store
+        .list_events(Some("default"), Some((Kind::Run, "etl-1")), 100)
+        .await?;
+    let mut rows = event_rows(&of_run);
+    rows.sort_by(|a, b| a.2.cmp(&b.2));
+    ensure!(
+        rows == [
+            (
+                "Run/default/etl-1".into(),
+                EventType::Warning,
+                "BackOff".into(),
+                "attempt 1 failed".into(),
+                1
+            ),
+            (
+                "Run/default/etl-1".into(),
+                EventType::Normal,
+                "Started".into(),
+                "attempt 1 started".into(),
+                2
+            ),
+        ],
+        "{rows:#?}"
+    );
+    for event in &of_run {
+        ensure!(not_before <= event.first_seen && event.first_seen <= event.last_seen);
+        ensure!(event.last_seen <= finished, "{event:?}");
+    }
+
+    let in_default = store.list_events(Some("default"), None, 100).await?;
+    ensure!(in_default.len() == 3, "{:#?}", event_rows(&in_default));
+    ensure!(in_default.iter().all(|e| e.involved.namespace == "default"));
+    let all = store.list_events(None, None, 100).await?;
+    ensure!(all.len() == 4);
+    ensure!(
+        all.windows(2).all(|w| w[0].last_seen >= w[1].last_seen),
+        "newest first: {:#?}",
+        event_rows(&all)
+    );
+    // Events recorded one after another without repeats list newest first.
+    let in_team = store.list_events(Some("team"), None, 100).await?;
+    ensure!(
+        event_rows(&in_team)
+            == [(
+                "Schedule/team/nightly".into(),
+                EventType::Warning,
+                "MissedSchedule".into(),
+                "2 earlier slot(s)".into(),
+                1
+            )]
+    );
+    ensure!(
+        store.list_events(None, None, 2).await?.len() == 2,
+        "the limit holds"
+    );
+    ensure!(
+        store
+            .list_events(Some("default"), Some((Kind::Schedule, "etl-1")), 10)
+            .await?
+            .is_empty(),
+        "the kind is part of the object's identity"
+    );
+
+    store.delete_events(&run).await?;
+    ensure!(
+        store
+            .list_events(Some("default"), Some((Kind::Run, "etl-1")), 10)
+            .await?
+            .is_empty()
+    );
+    ensure!(
+        store.list_events(None, None, 100).await?.len() == 2,
+        "other objects keep theirs"
+    );
+    store.delete_events(&run).await?;
+    Ok(())
+}
+
+async fn event_batches_are_recorded_together(store: &Store) -> Result<()> {
+    store.record_events(Vec::new()).await?;
+    let schedule = key(Kind::Schedule, "default", "nightly");
+    let batch = |message: &str| {
+        (
+            schedule.clone(),
+            EventType::Normal,
+            "RunCreated".to_owned(),
+            message.to_owned(),
+        )
+    };
+    store
+        .record_events(vec![
+            batch("created nightly-1 for slot 2026-01-01T00:01:00Z"),
+            batch("created nightly-2 for slot 2026-01-01T00:02:00Z"),
+            batch("created nightly-1 for slot 2026-01-01T00:01:00Z"),
+        ])
+        .await?;
+    let listed = store
+        .list_events(Some("default"), Some((Kind::Schedule, "nightly")), 10)
+        .await?;
+    let mut rows: Vec<(String, i64)> = listed
+        .iter()
+        .map(|e| (e.message.clone(), e.count))
+        .collect();
+    rows.sort();
+    ensure!(
+        rows == [
+            (
+                "created nightly-1 for slot 2026-01-01T00:01:00Z".to_owned(),
+                2
+            ),
+            (
+                "created nightly-2 for slot 2026-01-01T00:02:00Z".to_owned(),
+                1
+            ),
+        ],
+        "{rows:?}"
+    );
+    // A repeat with another type keeps one row and takes the newer type.
+    store
+        .record_events(vec![(
+            schedule.clone(),
+            EventType::Warning,
+            "RunCreated".to_owned(),
+            "created nightly-2 for slot 2026-01-01T00:02:00Z".to_owned(),
+        )])
+        .await?;
+    let listed = store.list_events(Some("default"), None, 10).await?;
+    let two = listed
+        .iter()
+        .find(|e| e.message.contains("nightly-2"))
+        .context("nightly-2 event")?;
+    ensure!(
+        two.count == 2 && two.event_type == EventType::Warning,
+        "{two:?}"
+    );
+    Ok(())
+}
+
+async fn tokens_are_found_by_hash_until_revoked(store: &Store) -> Result<()> {
+    let scopes = |list: &[&str]| -> Vec<String> { list.iter().map(|s| (*s).to_owned()).collect() };
+    let expires = DateTimeUtc::from_timestamp_millis(1_900_000_000_123).context("instant")?;
+    let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    ensure!(
+        store
+            .create_token(
+                "ci",
+                "hash-ci",
+                &scopes(&["runs:read", "runs:write"]),
+                Some(expires)
+            )
+            .await?
+    );
+    ensure!(
+        !store
+            .create_token("ci", "hash-other", &scopes(&["admin"]), None)
+            .await?,
+        "a taken name is refused"
+    );
+    ensure!(
+        store
+            .create_token("backup", "hash-backup", &scopes(&[]), None)
+            .await?
+    );
+
+    let found = store
+        .find_token("hash-ci")
+        .await?
+        .context("ci by its hash")?;
+    ensure!(found.name == "ci");
+    ensure!(found.scopes == ["runs:read", "runs:write"], "{found:?}");
+    ensure!(found.expires_at == Some(expires), "{found:?}");
+    ensure!(found.created_at >= before && found.created_at <= chrono::Utc::now());
+    ensure!(
+        store.find_token("hash-other").await?.is_none(),
+        "the refused token was not stored"
+    );
+    ensure!(store.find_token("nope").await?.is_none());
+
+    let listed: Vec<String> = store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    ensure!(listed == ["backup", "ci"], "{listed:?}");
+
+    // put_token replaces the hash and scopes and clears the expiry (the admin token).
+    store
+        .put_token("admin", "hash-admin-1", &scopes(&["admin"]))
+        .await?;
+    store
+        .put_token("admin", "hash-admin-2", &scopes(&["admin"]))
+        .await?;
+    ensure!(
+        store.find_token("hash-admin-1").await?.is_none(),
+        "the old secret stops working"
+    );
+    let admin = store.find_token("hash-admin-2").await?.context("admin")?;
+    ensure!(admin.scopes == ["admin"] && admin.expires_at.is_none());
+    store
+        .put_token("ci", "hash-ci-2", &scopes(&["runs:read"]))
+        .await?;
+    let ci = store
+        .find_token("hash-ci-2")
+        .await?
+        .context("ci replaced")?;
+    ensure!(
+        ci.scopes == ["runs:read"] && ci.expires_at.is_none(),
+        "{ci:?}"
+    );
+
+    ensure!(store.revoke_token("ci").await?);
+    ensure!(
+        !store.revoke_token("ci").await?,
+        "revoking twice finds nothing"
+    );
+    ensure!(store.find_token("hash-ci-2").await?.is_none());
+    let listed: Vec<String> = store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    ensure!(listed == ["admin", "backup"], "{listed:?}");
+    Ok(())
+}
+
+async fn identity_is_made_once_per_store(url: &str, other_url: &str) -> Result<()> {
+    let first = Store::connect(url).await?;
+    let identity = first.identity().to_owned();
+    let uuid = uuid::Uuid::parse_str(&identity).context("the identity is a UUID")?;
+    ensure!(uuid.get_version_num() == 4, "{identity}");
+    // Every handle on the store reads the same identity, also while the first is open.
+    let more = futures::future::try_join_all((0..3).map(|_| Store::connect(url))).await?;
+    for store in &more {
+        ensure!(
+            store.identity() == identity,
+            "{} != {identity}",
+            store.identity()
+        );
+        store.close().await;
+    }
+    first.close().await;
+    // It is kept by the store, not made per process.
+    let reopened = Store::connect(url).await?;
+    ensure!(reopened.identity() == identity);
+    reopened.close().await;
+    // Another store has its own.
+    let other = Store::connect(other_url).await?;
+    ensure!(other.identity() != identity);
+    ensure!(uuid::Uuid::parse_str(other.identity()).is_ok());
+    other.close().await;
+    Ok(())
+}
+
+/// Operators sharing one PostgreSQL may all start on a new database at once: they agree
+/// on one identity. (Not on SQLite: an embedded file is opened by one operator.)
+#[tokio::test]
+async fn postgres_operators_opening_a_new_store_at_once_agree_on_its_identity() -> Result<()> {
+    let server = PgServer::start();
+    let url = server.create_database().await;
+    let opened = futures::future::try_join_all((0..4).map(|_| Store::connect(&url))).await?;
+    let identity = opened[0].identity().to_owned();
+    ensure!(uuid::Uuid::parse_str(&identity).is_ok(), "{identity}");
+    for store in &opened {
+        ensure!(
+            store.identity() == identity,
+            "{} != {identity}",
+            store.identity()
+        );
+        store.close().await;
+    }
     Ok(())
 }
 

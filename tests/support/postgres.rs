@@ -7,6 +7,9 @@
 //! server processes run as `nobody` (via `runuser`, else `setpriv`). Missing binaries make
 //! the test fail, never pass silently.
 
+// Test crates that include all of `support` without starting PostgreSQL leave it unused.
+#![allow(dead_code)]
+
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, chown};
 use std::path::{Path, PathBuf};
