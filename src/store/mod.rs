@@ -194,10 +194,10 @@ impl Store {
     /// one reads the row back.
     async fn ensure_identity(backend: &Backend) -> Result<Arc<str>, StoreError> {
         let fresh = uuid::Uuid::new_v4().to_string();
-        let _: Vec<(i64,)> = backend
+        let _: Vec<(String,)> = backend
             .fetch(
                 "INSERT INTO store_identity (id, uid) VALUES (1, $1) \
-                 ON CONFLICT (id) DO NOTHING RETURNING id",
+                 ON CONFLICT (id) DO NOTHING RETURNING uid",
                 vec![Param::Text(fresh)],
             )
             .await?;
