@@ -30,13 +30,11 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
             message: format!("the container runtime does not answer: {message}"),
         })?;
     }
-    Ok(Json(
-        json!({
-            "store": "ok",
-            "storeIdentity": state.store.identity(),
-            "docker": if state.runtime_probe.is_some() { "ok" } else { "not configured" },
-        }),
-    ))
+    Ok(Json(json!({
+        "store": "ok",
+        "storeIdentity": state.store.identity(),
+        "docker": if state.runtime_probe.is_some() { "ok" } else { "not configured" },
+    })))
 }
 
 /// `GET /version`.
