@@ -4,7 +4,7 @@
 #
 # Each target runs on its committed corpus (fuzz/corpus/<target>) with -timeout=1 (an
 # input taking over 1 s is a failure, like a panic) and an RSS limit; afterwards the
-# corpus is minimized again (cargo fuzz cmin) so what is committed stays small. A crash
+# corpus is minimized again (libFuzzer -merge=1, what cargo fuzz cmin does) so what is committed stays small. A crash
 # leaves its input in fuzz/artifacts/<target>/ (not committed): turn it into a test in
 # tests/fuzz_regressions.rs, fix it, and run again.
 #
@@ -12,6 +12,7 @@
 #   FUZZ_TARGETS="a b"      targets to run (default: all of `cargo fuzz list`)
 #   FUZZ_RSS_MB=2048        libFuzzer's -rss_limit_mb
 #   FUZZ_TARGET_DIR=...     build directory of the instrumented binaries
+#   FUZZ_BUILD=0            run the binaries already built there
 #   SCHEMATHESIS=0          skip the API run
 #   SCHEMATHESIS_EXAMPLES=50  examples per API operation
 set -euo pipefail
@@ -32,8 +33,11 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 fuzz=(cargo +nightly fuzz)
 build_flags=(-s none --target-dir "$FUZZ_TARGET_DIR")
 
-"${fuzz[@]}" build "${build_flags[@]}"
+[[ ${FUZZ_BUILD:-1} == 0 ]] || "${fuzz[@]}" build "${build_flags[@]}"
 targets=${FUZZ_TARGETS:-$("${fuzz[@]}" list)}
+# The binaries built above are run directly: `cargo fuzz run` would rebuild whenever a
+# source file changed meanwhile, and the figures would mix two builds.
+bin_dir=$FUZZ_TARGET_DIR/$(rustc +nightly -vV | sed -n 's/^host: //p')/release
 
 failed=()
 summary=()
@@ -45,7 +49,7 @@ for target in $targets; do
     status=ok
     dict=()
     [[ -f fuzz/dicts/$target.dict ]] && dict=(-dict="fuzz/dicts/$target.dict")
-    "${fuzz[@]}" run "${build_flags[@]}" "$target" "$corpus" -- \
+    "$bin_dir/$target" "$corpus" -artifact_prefix="fuzz/artifacts/$target/" \
         -max_total_time="$FUZZ_SECONDS" -timeout=1 -rss_limit_mb="$FUZZ_RSS_MB" \
         -print_final_stats=1 "${dict[@]}" >"$log" 2>&1 || status=FAILED
     # The fastflow target writes its pipeline.json into a per-process temp folder.
@@ -65,8 +69,16 @@ for target in $targets; do
         grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written|timeout after' "$log" | head -20 || true
         continue
     fi
-    "${fuzz[@]}" cmin "${build_flags[@]}" "$target" "$corpus" >>"$log" 2>&1 \
-        || echo "cmin of $target failed; the corpus is left as the run grew it (see $log)"
+    # Minimize: keep the smallest inputs that reach all the features the corpus reaches.
+    minimized=$(mktemp -d "${TMPDIR:-/tmp}/flotilla-fuzz-cmin.XXXXXX")
+    if "$bin_dir/$target" -merge=1 -timeout=1 -rss_limit_mb="$FUZZ_RSS_MB" \
+        "$minimized" "$corpus" >>"$log" 2>&1; then
+        rm -rf "$corpus" && mv "$minimized" "$corpus"
+    else
+        echo "minimizing $target failed; the corpus is left as the run grew it (see $log)"
+        rm -rf "$minimized"
+    fi
+    rm -rf "${TMPDIR:-/tmp}"/flotilla-fuzz-fastflow-*
 done
 
 if [[ $SCHEMATHESIS != 0 ]]; then

@@ -17,6 +17,16 @@ pub fn parse_cron(line: &str) -> Result<Cron, String> {
             "{line:?} has {fields} fields; a crontab line has 5: minute hour day-of-month month day-of-week (e.g. \"0 3 * * *\")"
         ));
     }
+    // croner reads an empty list element ("," or "1,,2") as a field that matches nothing:
+    // the line never fires and every search for a slot runs to croner's limit (seconds).
+    if let Some(field) = line
+        .split_whitespace()
+        .find(|field| field.split(',').any(str::is_empty))
+    {
+        return Err(format!(
+            "{line:?} is not a valid crontab line: the field {field:?} has an empty list element; separate values with single commas (e.g. \"0,30\")"
+        ));
+    }
     CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
