@@ -628,6 +628,54 @@ async fn global_limit_queues_runs_in_creation_order() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_created_in_a_burst_start_in_creation_order() {
+    // Eight runs are created at once, faster than the controller reconciles them:
+    // several workers look at them in no particular order, yet with one slot they must
+    // start in queue order: creation time (milliseconds, as stored), then name.
+    let fixture = Fixture::new();
+    fixture.write_pipeline("burst", "print('ran', flush=True)\n", "", "");
+    let operator = fixture.start_operator(&OperatorOptions {
+        max_concurrent_runs: Some(1),
+        ..OperatorOptions::default()
+    });
+    operator.wait_for_pipeline("burst").await;
+    let names: Vec<String> = (0..8).map(|i| format!("burst-{i}")).collect();
+    futures::future::join_all(names.iter().map(|name| {
+        operator.create_run_with(json!({
+            "metadata": { "name": name },
+            "spec": { "pipelineRef": { "name": "burst" } }
+        }))
+    }))
+    .await;
+    // The queue order, from the store itself.
+    let url = format!(
+        "sqlite://{}",
+        fixture.data_dir().join("flotilla.db").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("open the store");
+    let queue_order: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM objects WHERE kind = 'Run' ORDER BY created_at, name")
+            .fetch_all(&pool)
+            .await
+            .expect("runs");
+    pool.close().await;
+    let mut started = Vec::new();
+    for name in &names {
+        let run = operator.wait_finished(name).await;
+        assert_succeeded_once(&run);
+        started.push((time(&attempts(&run)[0]["startedAt"]), name.clone()));
+    }
+    started.sort();
+    assert_eq!(
+        started.into_iter().map(|(_, n)| n).collect::<Vec<_>>(),
+        queue_order,
+        "start order with one slot"
+    );
+}
+
 #[tokio::test]
 async fn max_instances_queues_runs_of_its_pipeline_only() {
     let fixture = Fixture::new();

@@ -174,6 +174,16 @@ impl<R: ContainerRuntime> RunController<R> {
                 tokio::spawn(async move { this.remove_containers_of(&uid).await });
             }
             Kind::Run => {
+                if event.change == ChangeKind::Added
+                    && let Ok(spec) = event.object.spec_as::<RunSpec>()
+                {
+                    // Its place in the FIFO queue is kept from now, before any reconcile.
+                    lock(&self.slots).expect(
+                        &key,
+                        &spec.pipeline_ref.name,
+                        event.object.created_at,
+                    );
+                }
                 lock(&self.active).insert(key.clone());
                 self.queue.add(key);
             }
@@ -212,10 +222,11 @@ impl<R: ContainerRuntime> RunController<R> {
             if status.as_ref().is_ok_and(|s| s.phase.is_finished()) {
                 continue;
             }
-            if status.is_ok_and(|s| s.phase == RunPhase::Running)
-                && let Ok(spec) = run.spec_as::<RunSpec>()
-            {
-                slots.hold(&run.key, &spec.pipeline_ref.name);
+            if let (Ok(status), Ok(spec)) = (status, run.spec_as::<RunSpec>()) {
+                match status.phase {
+                    RunPhase::Running => slots.hold(&run.key, &spec.pipeline_ref.name),
+                    _ => slots.expect(&run.key, &spec.pipeline_ref.name, run.created_at),
+                }
             }
             active.insert(run.key.clone());
             self.queue.add(run.key);

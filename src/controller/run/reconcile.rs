@@ -63,7 +63,13 @@ struct StartFailure {
 impl<R: ContainerRuntime> RunController<R> {
     /// Reconciles one run; returns when to look again.
     pub(super) async fn reconcile(self: &Arc<Self>, key: &ObjectKey) -> Option<Duration> {
-        match self.reconcile_once(key).await {
+        let outcome = self.reconcile_once(key).await;
+        // Looked at once: a run that did not ask for a slot no longer holds a place.
+        let admitted = lock(&self.slots).evaluated(key);
+        for next in admitted {
+            self.queue.add(next);
+        }
+        match outcome {
             Ok(requeue) => {
                 lock(&self.failures).remove(key);
                 requeue
@@ -126,7 +132,10 @@ impl<R: ContainerRuntime> RunController<R> {
             let pipeline = observed.spec.pipeline_ref.name.clone();
             let admitted =
                 lock(&self.slots).request(key, &pipeline, observed.run.created_at, max_instances);
-            if admitted {
+            for other in admitted.iter().filter(|k| *k != key) {
+                self.queue.add(other.clone());
+            }
+            if admitted.contains(key) {
                 decision = decide_run_action(&RunFacts {
                     admitted: true,
                     ..facts.clone()
