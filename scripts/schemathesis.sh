@@ -72,8 +72,10 @@ echo "== schemathesis against $base/openapi.json ($EXAMPLES examples per operati
 
 # /readyz is excluded: without Docker its answer is 503 by design (the runtime does not
 # answer); every other route must not answer 5xx to anything.
+# Run from the temp dir: schemathesis keeps a cache (.schemathesis/) in its working dir.
+config=$PWD/fuzz/schemathesis.toml
 set +e
-"$VENV/bin/schemathesis" --config-file fuzz/schemathesis.toml run "$base/openapi.json" \
+(cd "$dir" && "$VENV/bin/schemathesis" --config-file "$config" run "$base/openapi.json" \
     --checks not_a_server_error \
     --exclude-path /readyz \
     --max-examples "$EXAMPLES" \
@@ -82,7 +84,7 @@ set +e
     --request-timeout 30 \
     --suppress-health-check all \
     --generation-database none \
-    --no-color | tee "$dir/schemathesis.out"
+    --no-color) | tee "$dir/schemathesis.out"
 status=${PIPESTATUS[0]}
 set -e
 
