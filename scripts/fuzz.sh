@@ -82,10 +82,10 @@ for target in $targets; do
 done
 
 if [[ $SCHEMATHESIS != 0 ]]; then
-    if bash scripts/schemathesis.sh; then
-        summary+=("schemathesis ok: no 5xx")
+    if bash scripts/schemathesis.sh 2>&1 | tee "$LOGS/schemathesis.log"; then
+        summary+=("$(grep '^schemathesis: ' "$LOGS/schemathesis.log" | tail -1); no 5xx")
     else
-        summary+=("schemathesis FAILED")
+        summary+=("schemathesis FAILED (log: $LOGS/schemathesis.log)")
         failed+=(schemathesis)
     fi
 fi
