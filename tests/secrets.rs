@@ -718,6 +718,13 @@ async fn encrypt_output_decrypts_and_can_be_applied_as_encrypted_data() {
         keyring.decrypt(&with_two, "two keys").is_err(),
         "with several keys the first (newest) encrypts"
     );
+    let newest = Keyring::from_env_value(&other).expect("the newest key alone");
+    assert_eq!(
+        newest
+            .decrypt(&with_two, "two keys")
+            .expect("the newest key decrypts what was encrypted with two"),
+        value
+    );
 
     let fixture = Fixture::new();
     fixture.write_pipeline(
