@@ -15,6 +15,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v git >/dev/null || need+=(git)
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# The host CA bundle runs trust by default (tests/examples.rs installs from the index).
+dpkg -s ca-certificates >/dev/null 2>&1 || need+=(ca-certificates)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "deps: haproxy, postgresql, debootstrap, wrk present"
