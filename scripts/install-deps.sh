@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite talks to for real: HAProxy (the Docker
-# socket proxy), PostgreSQL (the second store backend), Chromium + chromedriver (the
-# dashboard), debootstrap (the runner image), wrk (benchmarks). A no-op when present.
+# socket proxy), PostgreSQL (the second store backend), debootstrap (the runner image),
+# wrk (benchmarks), the CA bundle runs trust. A no-op when present.
 set -euo pipefail
 
 need=()
