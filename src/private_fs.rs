@@ -58,6 +58,43 @@ pub fn touch(path: &Path) -> io::Result<()> {
     file.set_permissions(Permissions::from_mode(FILE_MODE))
 }
 
+/// Takes the exclusive lock of `<path>.lock` (created owner-only) for as long as the
+/// returned file stays open, and writes this process's id into it. Fails at once, naming
+/// the holder's process id, when another process holds it.
+pub fn lock_exclusively(path: &Path) -> io::Result<File> {
+    use std::io::{Read, Seek};
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(&lock_path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                if holder.is_empty() {
+                    "another process holds its lock".to_owned()
+                } else {
+                    format!("process {holder} holds its lock")
+                },
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +134,23 @@ mod tests {
         assert_eq!(std::fs::read(&db).expect("read"), b"keep");
         create_dir(dir.path()).expect("existing dir");
         assert_eq!(mode(dir.path()), 0o700);
+    }
+
+    #[test]
+    fn a_held_lock_is_refused_with_its_holder_and_free_once_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("flotilla.db");
+        let held = lock_exclusively(&db).expect("first lock");
+        let refused = lock_exclusively(&db).expect_err("second lock");
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        assert!(
+            refused
+                .to_string()
+                .contains(&format!("process {}", std::process::id())),
+            "{refused}"
+        );
+        assert_eq!(mode(&dir.path().join("flotilla.db.lock")), 0o600);
+        drop(held);
+        lock_exclusively(&db).expect("free again");
     }
 }

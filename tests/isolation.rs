@@ -148,6 +148,43 @@ async fn operators_with_their_own_stores_and_one_instance_name_never_touch_each_
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_operator_on_the_same_sqlite_store_is_refused() {
+    let f = Fixture::new();
+    let first = f.start_operator(&OperatorOptions::default());
+    let second = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(f.data_dir())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--docker-host",
+            "tcp://127.0.0.1:9",
+        ])
+        .env("ENCRYPTION_KEY", support::server::ENCRYPTION_KEY)
+        .env_remove("DATABASE_URL")
+        .env_remove("FLOTILLA_DATA_DIR")
+        .output()
+        .expect("run a second flotilla serve");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    let db = f.data_dir().join("flotilla.db");
+    assert!(
+        stderr.contains(&format!("the SQLite store {} is in use", db.display()))
+            && stderr.contains("process ")
+            && stderr.contains("PostgreSQL"),
+        "{stderr}"
+    );
+    // The first one is untouched and still serves.
+    let (status, _) = first.get_text("/healthz").await;
+    assert_eq!(status, 200);
+    // Once it is gone (even by kill -9), the store can be opened again.
+    first.kill_9();
+    let again = f.start_operator(&OperatorOptions::default());
+    assert_eq!(again.get_text("/healthz").await.0, 200);
+}
+
 const SEES_THE_CONTAINER_ROOT: &str = r#"
 import os
 host_data = os.environ["HOST_DATA_DIR"]

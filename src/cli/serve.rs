@@ -228,6 +228,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             format!("sqlite://{}", file.display())
         }
     };
+    // Held until the process ends: the kernel releases it even after kill -9.
+    let _single_operator = match sqlite_path(&database) {
+        Some(path) => Some(crate::private_fs::lock_exclusively(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "the SQLite store {} is in use: {e}. One operator per SQLite file: stop the other one, give this one its own --data-dir, or share PostgreSQL (--database postgres://…) between several",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
     let store = Store::connect(&database)
         .await
         .with_context(|| format!("cannot open the {} store", redact_url(&database)))?;
@@ -378,6 +388,15 @@ async fn install_admin_token(store: &Store, args: &ServeArgs) -> anyhow::Result<
     ))
 }
 
+/// The database file of a `sqlite:` URL (`sqlite://PATH`, `sqlite:PATH`, with or without
+/// `?options`); `None` for other databases and in-memory SQLite.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
 /// Where runs find the CA bundle they trust.
 const RUN_CA_BUNDLE: &str = "/etc/flotilla/ca.pem";
 
@@ -524,5 +543,30 @@ fn redact_url(url: &str) -> String {
             format!("{}://***@{}", &url[..scheme], &url[at + 1..])
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sqlite_file_is_found_in_every_url_form() {
+        for (url, path) in [
+            (
+                "sqlite:///var/lib/flotilla/flotilla.db",
+                Some("/var/lib/flotilla/flotilla.db"),
+            ),
+            (
+                "sqlite://data/flotilla.db?mode=rwc",
+                Some("data/flotilla.db"),
+            ),
+            ("sqlite:flotilla.db", Some("flotilla.db")),
+            ("sqlite::memory:", None),
+            ("sqlite://", None),
+            ("postgres://flotilla@db/flotilla", None),
+        ] {
+            assert_eq!(sqlite_path(url), path.map(PathBuf::from), "{url}");
+        }
     }
 }
