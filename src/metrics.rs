@@ -74,6 +74,10 @@ pub struct Metrics {
     pub docker_errors: Family<Code, Counter>,
     /// Reads of stored objects that failed to decode (corrupt, or a newer schema).
     pub unreadable_objects: Counter,
+    /// 1 while this replica holds the controller lease (always 1 on SQLite).
+    pub leader: Gauge,
+    /// The epoch of the controller lease this replica holds.
+    pub leader_epoch: Gauge,
     /// Completed garbage collection passes over this store's containers.
     pub gc_passes: Counter,
     /// Containers removed by garbage collection (their run no longer exists).
@@ -103,6 +107,8 @@ impl Metrics {
             schedule_skew_seconds: histogram(0.005, 2.0, 14),
             docker_errors: Family::default(),
             unreadable_objects: Counter::default(),
+            leader: Gauge::default(),
+            leader_epoch: Gauge::default(),
             gc_passes: Counter::default(),
             gc_removed: Counter::default(),
             http_requests: Family::default(),
@@ -148,6 +154,16 @@ impl Metrics {
             "unreadable_objects",
             "Reads of stored objects that could not be decoded (corrupt, or written by a newer schema); nothing is written over them",
             metrics.unreadable_objects.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica runs the controllers (holds the lease, or has SQLite to itself)",
+            metrics.leader.clone(),
+        );
+        registry.register(
+            "leader_epoch",
+            "Epoch of the controller lease this replica holds (PostgreSQL)",
+            metrics.leader_epoch.clone(),
         );
         registry.register(
             "gc_passes",

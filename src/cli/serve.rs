@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use crate::controller::leader;
 use crate::controller::run::container::RunnerConfig;
 use crate::controller::run::{RunController, RunControllerConfig};
 use crate::controller::runtime::ContainerRuntime;
@@ -49,6 +50,15 @@ pub struct ServeArgs {
     /// Database URL: `sqlite://PATH` or `postgres://…`; default SQLite in the data dir.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
+    /// With PostgreSQL: how long the controller lease lasts after a renewal. The leader
+    /// stops acting after two thirds of it without a renewal; another replica takes
+    /// over once it has run out.
+    #[arg(long, env = "FLOTILLA_LEASE_TTL", default_value = "15s", value_parser = parse_duration_arg)]
+    pub lease_ttl: Duration,
+    /// With PostgreSQL: how often the leader renews the lease and followers try to take
+    /// it (at most a third of --lease-ttl).
+    #[arg(long, env = "FLOTILLA_LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = parse_duration_arg)]
+    pub lease_renew_interval: Duration,
     /// Directory of YAML manifests and Fast-Flow pipeline folders, applied at start and
     /// on every change.
     #[arg(long, env = "PIPELINES_DIR")]
@@ -282,15 +292,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             dir
         }
     };
-    if let Some(git) = &git {
-        tasks.spawn(
-            git.clone()
-                .run(store.clone(), Some(keyring.clone()), shutdown.clone()),
-        );
-    } else if args.pipelines_dir.is_some() {
-        let source = DirSource::new(source_root.clone());
-        tasks.spawn(source.run(store.clone(), Some(keyring.clone()), shutdown.clone()));
-    }
     let controller_config =
         run_controller_config(&args.docker, &data_dir, &source_root, store.identity())?;
     let runtime = Arc::new(DockerRuntime::connect(&args.docker.docker_host)?);
@@ -317,9 +318,67 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // One RunFiles for the controller and the API: its output signal wakes live log
     // readers the moment a follower stores a line.
     let files = controller.files().clone();
-    tasks.spawn(controller.run(shutdown.clone()));
     let schedules = ScheduleController::new(store.clone(), files.clone(), metrics.clone());
-    tasks.spawn(schedules.run(shutdown.clone()));
+    // Sources and controllers run on the leader only: with SQLite this operator (the
+    // only one, see the lock above); with PostgreSQL the holder of the lease.
+    let (elected, mut is_elected) = tokio::sync::watch::channel(None::<i64>);
+    let lost = Arc::new(std::sync::Mutex::new(None::<leader::LeadershipLost>));
+    if store.is_shared() {
+        // Writes through other replicas reach this one's controllers and watches.
+        store.follow_other_writers(Duration::from_millis(500), shutdown.clone());
+    }
+    let leader_holder = if store.is_shared() {
+        let config = leader::LeaderConfig {
+            holder: leader::holder_name(),
+            ttl: args.lease_ttl,
+            renew_every: args.lease_renew_interval,
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        let holder = config.holder.clone();
+        let (store, metrics, shutdown, lost) = (
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            lost.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) =
+                leader::take_part(store, config, elected, metrics, shutdown.clone()).await
+            {
+                tracing::error!("{e}");
+                *lost
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                shutdown.cancel();
+            }
+        });
+        Some(holder)
+    } else {
+        metrics.leader.set(1);
+        let _ = elected.send(Some(0));
+        None
+    };
+    {
+        let (store, keyring, shutdown) = (store.clone(), keyring.clone(), shutdown.clone());
+        let (git, source_root, pipelines_dir) =
+            (git.clone(), source_root.clone(), args.pipelines_dir.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                chosen = is_elected.wait_for(Option::is_some) => if chosen.is_err() { return },
+            }
+            let mut running = tokio::task::JoinSet::new();
+            if let Some(git) = git {
+                running.spawn(git.run(store.clone(), Some(keyring.clone()), shutdown.clone()));
+            } else if pipelines_dir.is_some() {
+                let source = DirSource::new(source_root);
+                running.spawn(source.run(store.clone(), Some(keyring.clone()), shutdown.clone()));
+            }
+            running.spawn(controller.run(shutdown.clone()));
+            running.spawn(schedules.run(shutdown.clone()));
+            while running.join_next().await.is_some() {}
+        });
+    }
     let state = AppState {
         store: store.clone(),
         keyring: Some(keyring),
@@ -335,6 +394,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         pages: Default::default(),
         tokens: Default::default(),
+        leader_holder,
     };
     tracing::info!(store = store.backend_name(), %address, dev = args.dev, "flotilla {} serving", env!("CARGO_PKG_VERSION"));
     println!("Flotilla API:       http://{address}/apis/flotilla.dev/v1alpha1/pipelines");
@@ -356,7 +416,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     store.close().await;
-    Ok(())
+    let lost = lost
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    match lost {
+        Some(lost) => Err(lost.into()),
+        None => Ok(()),
+    }
 }
 
 /// Installs `--admin-token`, or on first start generates one into

@@ -2,6 +2,7 @@
 //! The decision functions are pure; adapters (the container runtime, the store) are
 //! reached through small interfaces.
 
+pub mod leader;
 pub mod queue;
 pub mod run;
 pub mod runtime;

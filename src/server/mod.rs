@@ -66,6 +66,8 @@ pub struct AppState {
     pub pages: page_cache::PageCache,
     /// Recently verified API tokens.
     pub tokens: auth::TokenCache,
+    /// This replica's name in the controller lease, when replicas share the store.
+    pub leader_holder: Option<String>,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ impl AppState {
             hooks,
             pages: page_cache::PageCache::default(),
             tokens: auth::TokenCache::default(),
+            leader_holder: None,
         }
     }
 }

@@ -30,10 +30,25 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
             message: format!("the container runtime does not answer: {message}"),
         })?;
     }
+    // Replicas sharing a store: who leads (runs the controllers), since when.
+    let leader = match &state.leader_holder {
+        Some(me) => match state.store.lease(crate::controller::leader::LEASE).await? {
+            Some(lease) => json!({
+                "holder": lease.holder,
+                "epoch": lease.epoch,
+                "leaseAgeSeconds": lease.age_ms as f64 / 1000.0,
+                "leaseTtlSeconds": lease.ttl_ms as f64 / 1000.0,
+                "self": &lease.holder == me,
+            }),
+            None => json!({ "holder": null, "self": false }),
+        },
+        None => json!({ "self": true, "note": "the only operator of its SQLite store" }),
+    };
     Ok(Json(json!({
         "store": "ok",
         "storeIdentity": state.store.identity(),
         "docker": if state.runtime_probe.is_some() { "ok" } else { "not configured" },
+        "leader": leader,
     })))
 }
 

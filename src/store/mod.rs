@@ -12,6 +12,7 @@ mod backend;
 mod error;
 pub mod events;
 mod insert;
+pub mod lease;
 mod row;
 mod statement;
 pub mod tokens;
@@ -116,6 +117,16 @@ const PAGE_MANAGED_BY: &str = concat!(
     "ORDER BY kind, namespace, name LIMIT $5"
 );
 
+/// Objects written after revision `$1`, oldest write first, `$2` at most.
+const CHANGED_SINCE: &str = concat!(
+    "SELECT ",
+    object_columns!(),
+    " FROM objects WHERE resource_version > $1 ORDER BY resource_version LIMIT $2"
+);
+
+/// Objects read per query by [`Store::follow_other_writers`].
+const CHANGED_PAGE: i64 = 1_000;
+
 /// Keys looked up per query by [`Store::get_raw_many`] (three parameters each).
 const KEYS_PER_QUERY: usize = 300;
 
@@ -134,6 +145,9 @@ pub struct Store {
     backend: Backend,
     changes: broadcast::Sender<StoreEvent>,
     identity: Arc<str>,
+    /// Revisions this process wrote, while [`Store::follow_other_writers`] runs: its
+    /// poll leaves them out (they were announced when written).
+    own_writes: Arc<std::sync::Mutex<Option<std::collections::BTreeSet<i64>>>>,
 }
 
 /// What a write did, announced to [`Store::subscribe`]rs in this process.
@@ -186,6 +200,7 @@ impl Store {
             backend,
             changes,
             identity,
+            own_writes: Arc::default(),
         })
     }
 
@@ -287,6 +302,10 @@ impl Store {
         // copied: an apply of 10,000 objects announces 10,000 events before any
         // subscriber runs.
         let written: Vec<Arc<RawObject>> = written.into_iter().map(Arc::new).collect();
+        if let Some(own) = self.own_writes().as_mut() {
+            let count = i64::try_from(written.len()).unwrap_or(i64::MAX);
+            own.extend(first_revision..first_revision.saturating_add(count));
+        }
         if self.changes.receiver_count() > 0 {
             let kinds = if skip_taken {
                 vec![ChangeKind::Added; written.len()]
@@ -309,6 +328,88 @@ impl Store {
             }
         }
         Ok(written)
+    }
+
+    fn own_writes(&self) -> std::sync::MutexGuard<'_, Option<std::collections::BTreeSet<i64>>> {
+        self.own_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Announces, on this process's change feed, the writes other operators sharing the
+    /// database make: every `every`, the objects written since the last revision seen
+    /// (in revision order, a page at a time) become `Added` (never written since their
+    /// creation) or `Modified` events. Deletes by others are not seen here: controllers
+    /// find them at their resyncs. Runs until `shutdown`.
+    pub fn follow_other_writers(
+        &self,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        *self.own_writes() = Some(std::collections::BTreeSet::new());
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut seen = store.revision().await.unwrap_or(0);
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                loop {
+                    let rows: Vec<ObjectRow> = match store
+                        .backend
+                        .fetch(
+                            CHANGED_SINCE,
+                            vec![Param::Int(seen), Param::Int(CHANGED_PAGE)],
+                        )
+                        .await
+                    {
+                        Ok(rows) => rows,
+                        Err(e) => {
+                            tracing::warn!("cannot read other operators' writes: {e}");
+                            break;
+                        }
+                    };
+                    let full = rows.len() as i64 == CHANGED_PAGE;
+                    for row in rows {
+                        let raw = match row.into_raw() {
+                            Ok(raw) => raw,
+                            Err(e) => {
+                                tracing::warn!(code = e.code(), "{e}");
+                                continue;
+                            }
+                        };
+                        seen = seen.max(raw.resource_version);
+                        let own = store
+                            .own_writes()
+                            .as_mut()
+                            .is_some_and(|own| own.remove(&raw.resource_version));
+                        if own || store.changes.receiver_count() == 0 {
+                            continue;
+                        }
+                        let change = if raw.created_at == raw.updated_at {
+                            ChangeKind::Added
+                        } else {
+                            ChangeKind::Modified
+                        };
+                        let _ = store.changes.send(StoreEvent {
+                            key: raw.key.clone(),
+                            resource_version: raw.resource_version,
+                            change,
+                            object: Arc::new(raw),
+                        });
+                    }
+                    if let Some(own) = store.own_writes().as_mut() {
+                        own.retain(|revision| *revision > seen);
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+            }
+        })
     }
 
     /// `sqlite` or `postgres`.

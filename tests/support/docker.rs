@@ -233,6 +233,8 @@ pub struct OperatorOptions {
     /// `--instance` instead of the fixture's own (its containers are then cleaned up
     /// by the fixture whose instance it is).
     pub instance: Option<String>,
+    /// `--data-dir` instead of the fixture's own (another replica of one store).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// One test's proxy, directories and operator instance name.
@@ -332,7 +334,7 @@ impl Fixture {
         command
             .arg("serve")
             .arg("--data-dir")
-            .arg(self.data_dir())
+            .arg(options.data_dir.clone().unwrap_or_else(|| self.data_dir()))
             .args(["--listen", "127.0.0.1:0"])
             .args(["--docker-host", &self.proxy.docker_host()])
             .args(["--runner-image", RUNNER_IMAGE])
