@@ -28,7 +28,7 @@ for i in range(21, 41):
     print(f"line {i}", flush=True)
 "#;
 
-const TTL: &str = "3s";
+const TTL: &str = "6s";
 const RENEW: &str = "1s";
 
 async fn leader_view(op: &Operator) -> Value {
