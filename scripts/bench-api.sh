@@ -40,8 +40,8 @@ LINES_PER_S="${LINES_PER_S:-10000}"
 SECONDS_PRINTING="${SECONDS_PRINTING:-10}"
 PORT="${PROXY_PORT:-23793}"
 PRINTED=$((LINES_PER_S * SECONDS_PRINTING))
-log() { printf '%s\n' "$*" >&2; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# shellcheck source=bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
 command -v wrk >/dev/null || {
     log "wrk is missing; installing Debian's package"
@@ -102,14 +102,7 @@ ENCRYPTION_KEY="$("$BIN" secret gen-key)" FLOTILLA_ADMIN_TOKEN="$TOKEN" RUST_LOG
     --pipelines-dir "$WORK/pipelines" --docker-host "tcp://127.0.0.1:$PORT" --instance "$INSTANCE" \
     >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
-SERVER=""
-for _ in $(seq 1 300); do
-    SERVER="$(sed -n 's#^Flotilla API: *\(http://[^/]*\)/.*#\1#p' "$WORK/serve.out" | head -1)"
-    [[ -n "$SERVER" ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; log "serve died at start"; exit 1; }
-    sleep 0.1
-done
-[[ -n "$SERVER" ]] || { log "serve printed no address"; exit 1; }
+bench_await_api
 export FLOTILLA_SERVER="$SERVER"
 API="$SERVER/apis/flotilla.dev/v1alpha1"
 RUNS_URL="$API/namespaces/default/runs"

@@ -28,32 +28,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PIPELINES="${PIPELINES:-5000}"
 RUNS="${RUNS:-5}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="$TARGET_DIR/release/flotilla"
+BIN="${FLOTILLA_BIN:-$TARGET_DIR/release/flotilla}"
 # Manifests per file; ~220 bytes each keeps every file far below the 16 MiB limit.
 PER_FILE=1000
 
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 now_ns() { date +%s%N; }
 # Milliseconds between two now_ns readings.
 elapsed_ms() { echo $((($2 - $1) / 1000000)); }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
-log "==> building the release binary"
-(cd "$ROOT" && cargo build --release --quiet --bin flotilla)
+bench_build
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench.XXXXXX")"
 SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ "${KEEP:-0}" == 1 ]]; then
-        log "kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
+cleanup() { bench_stop_server; bench_remove_work; }
 trap cleanup EXIT
 
 # generate DIR FIRST COUNT WITH_SCHEDULES: manifests bench-FIRST… into DIR/set-NNN.yaml.
@@ -80,21 +68,7 @@ BYTES=$(cat "$MANIFESTS"/*.yaml | wc -c)
 LARGEST=$(find "$MANIFESTS" -name '*.yaml' -printf '%s\n' | sort -n | tail -1)
 log "    $FILES files, $BYTES bytes in all, largest $LARGEST bytes"
 
-log "==> starting flotilla serve (SQLite in $WORK/data)"
-KEY="$("$BIN" secret gen-key)"
-TOKEN="flt_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-ENCRYPTION_KEY="$KEY" FLOTILLA_ADMIN_TOKEN="$TOKEN" DOCKER_HOST=tcp://127.0.0.1:1 \
-    FLOTILLA_INSTANCE="bench-$$" RUST_LOG=warn \
-    "$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-SERVER=""
-for _ in $(seq 1 300); do
-    SERVER="$(sed -n 's#^Flotilla API: *\(http://[^/]*\)/.*#\1#p' "$WORK/serve.out" | head -1)"
-    [[ -n "$SERVER" ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; log "serve died at start"; exit 1; }
-    sleep 0.1
-done
-[[ -n "$SERVER" ]] || { cat "$WORK/serve.log" >&2; log "serve printed no address"; exit 1; }
+bench_serve_without_docker "bench-$$"
 export FLOTILLA_SERVER="$SERVER" FLOTILLA_TOKEN="$TOKEN"
 # No saved `flotilla login` configuration takes part.
 export XDG_CONFIG_HOME="$WORK/config"

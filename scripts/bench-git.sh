@@ -28,29 +28,20 @@ BIN="${FLOTILLA_BIN:-$TARGET_DIR/release/flotilla}"
 SECRET="bench-webhook-secret"
 API="/apis/flotilla.dev/v1alpha1"
 
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 now_ns() { date +%s%N; }
 elapsed_ms() { echo $((($2 - $1) / 1000000)); }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 git_() {
     git -c user.name=bench -c user.email=bench@flotilla.invalid -c init.defaultBranch=main \
         -c commit.gpgsign=false "$@"
 }
 
-if [[ -z "${FLOTILLA_BIN:-}" ]]; then
-    log "==> building the release binary"
-    (cd "$ROOT" && cargo build --release --quiet --bin flotilla)
-fi
+bench_build
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-git.XXXXXX")"
 SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ "${KEEP:-0}" == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
+cleanup() { bench_stop_server; bench_remove_work; }
 trap cleanup EXIT
 export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 
@@ -84,14 +75,7 @@ ENCRYPTION_KEY="$KEY" FLOTILLA_ADMIN_TOKEN="$TOKEN" DOCKER_HOST=tcp://127.0.0.1:
     --git-url "file://$WORK/remote.git" --git-branch main --git-path pipelines \
     >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
-SERVER=""
-for _ in $(seq 1 300); do
-    SERVER="$(sed -n 's#^Flotilla API: *\(http://[^/]*\)/.*#\1#p' "$WORK/serve.out" | head -1)"
-    [[ -n "$SERVER" ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; log "serve died at start"; exit 1; }
-    sleep 0.1
-done
-[[ -n "$SERVER" ]] || { cat "$WORK/serve.log" >&2; log "serve printed no address"; exit 1; }
+bench_await_api
 log "    $SERVER (pid $SERVER_PID)"
 
 call() { curl -sf -H "Authorization: Bearer $TOKEN" "$@"; }

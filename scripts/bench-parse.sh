@@ -19,27 +19,13 @@ BIN="${FLOTILLA_BIN:-$TARGET_DIR/release/flotilla}"
 RUNS="${RUNS:-5}"
 TARGET_MS=2000
 
-log() { printf '%s\n' "$*" >&2; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
-if [[ -z "${FLOTILLA_BIN:-}" ]]; then
-    log "==> building the release binary"
-    (cd "$ROOT" && cargo build --release --quiet --bin flotilla)
-fi
+# shellcheck source=bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
+bench_build
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-parse.XXXXXX")"
 SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [[ "${KEEP:-0}" == 1 ]]; then
-        log "kept $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
+cleanup() { bench_stop_server; bench_remove_work; }
 trap cleanup EXIT
 
 # The alias bomb: a: &a [9 × "lol"], then b … i each nine aliases of the one before.
@@ -54,21 +40,7 @@ trap cleanup EXIT
     done
 } >"$WORK/bomb.yaml"
 
-log "==> starting flotilla serve (SQLite in $WORK/data)"
-KEY="$("$BIN" secret gen-key)"
-TOKEN="flt_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-ENCRYPTION_KEY="$KEY" FLOTILLA_ADMIN_TOKEN="$TOKEN" DOCKER_HOST=tcp://127.0.0.1:1 \
-    FLOTILLA_INSTANCE="bench-parse-$$" RUST_LOG=warn \
-    "$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-SERVER=""
-for _ in $(seq 1 300); do
-    SERVER="$(sed -n 's#^Flotilla API: *\(http://[^/]*\)/.*#\1#p' "$WORK/serve.out" | head -1)"
-    [[ -n "$SERVER" ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; log "serve died at start"; exit 1; }
-    sleep 0.1
-done
-[[ -n "$SERVER" ]] || { cat "$WORK/serve.log" >&2; log "serve printed no address"; exit 1; }
+bench_serve_without_docker "bench-parse-$$"
 
 TIMES=()
 for _ in $(seq 1 "$RUNS"); do

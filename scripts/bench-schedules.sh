@@ -29,7 +29,8 @@ BIN="$TARGET_DIR/release/flotilla"
 SCHEDULES="${SCHEDULES:-10000}"
 PORT="${PROXY_PORT:-23792}"
 PER_FILE=1000
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
 log "==> building the release binary"
 (cd "$ROOT" && cargo build --release --quiet --bin flotilla)
@@ -70,14 +71,7 @@ ENCRYPTION_KEY="$("$BIN" secret gen-key)" FLOTILLA_ADMIN_TOKEN="$TOKEN" \
     --docker-host "tcp://127.0.0.1:$PORT" --instance "$INSTANCE" \
     >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
-SERVER=""
-for _ in $(seq 1 300); do
-    SERVER="$(sed -n 's#^Flotilla API: *\(http://[^/]*\)/.*#\1#p' "$WORK/serve.out" | head -1)"
-    [[ -n "$SERVER" ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/serve.log" >&2; log "serve died at start"; exit 1; }
-    sleep 0.1
-done
-[[ -n "$SERVER" ]] || { log "serve printed no address"; exit 1; }
+bench_await_api
 export FLOTILLA_SERVER="$SERVER"
 alive() { kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$WORK/serve.log" >&2; log "serve crashed"; exit 1; }; }
 python3 "$ROOT/scripts/proc-sampler.py" "$SERVER_PID" "$WORK/samples.txt" 1 &

@@ -15,47 +15,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::docker::{
-    Fixture, Operator, OperatorOptions, RUN_TIMEOUT, inspect_container, phase, reason, stdout_lines,
+    Fixture, Operator, OperatorOptions, RUN_TIMEOUT, WAITS_FOR_GO, forty_lines, inspect_container,
+    phase, reason, stdout_lines,
 };
 
-/// Prints 20 lines, waits for a file `go` in its own folder (the test creates it on the
-/// host; the folder is bind-mounted), prints 20 more. Without `go` it fails, so a test
-/// that never releases it cannot pass.
-const WAITS_FOR_GO: &str = r#"
-import os, sys, time
-for i in range(1, 21):
-    print(f"line {i}", flush=True)
-deadline = time.time() + 600
-while not os.path.exists("go"):
-    if time.time() > deadline:
-        sys.exit(3)
-    time.sleep(0.05)
-for i in range(21, 41):
-    print(f"line {i}", flush=True)
-"#;
-
 const STORE_LABEL: &str = "flotilla.dev/store";
-
-fn expected_lines() -> Vec<String> {
-    (1..=40).map(|i| format!("line {i}")).collect()
-}
-
-/// Waits until the run's first attempt has printed `line 20` (and so waits for `go`).
-async fn wait_for_first_half(op: &Operator, run: &str) -> String {
-    let container = op.wait_running_container(run).await;
-    op.wait_until(
-        &format!("run {run} to print its first 20 lines"),
-        RUN_TIMEOUT,
-        || async {
-            stdout_lines(&op.log(run, 1).await)
-                .iter()
-                .any(|l| l == "line 20")
-                .then_some(())
-        },
-    )
-    .await;
-    container
-}
 
 fn label(container: &str, name: &str) -> Option<String> {
     let state = inspect_container(container)?;
@@ -94,8 +58,8 @@ async fn operators_with_their_own_stores_and_one_instance_name_never_touch_each_
     op_b.wait_for_pipeline("waits").await;
     let run_a = op_a.create_run("waits", &[]).await;
     let run_b = op_b.create_run("waits", &[]).await;
-    let container_a = wait_for_first_half(&op_a, &run_a).await;
-    let container_b = wait_for_first_half(&op_b, &run_b).await;
+    let container_a = op_a.wait_for_line(&run_a, "line 20").await;
+    let container_b = op_b.wait_for_line(&run_b, "line 20").await;
 
     let store_a = label(&container_a, STORE_LABEL).expect("A's container has a store label");
     let store_b = label(&container_b, STORE_LABEL).expect("B's container has a store label");
@@ -133,16 +97,10 @@ async fn operators_with_their_own_stores_and_one_instance_name_never_touch_each_
     std::fs::write(a.pipelines_dir().join("waits/go"), "").expect("release A");
     std::fs::write(b.pipelines_dir().join("waits/go"), "").expect("release B");
     for (op, run) in [(&op_a, &run_a), (&op_b, &run_b)] {
-        let finished = op.wait_finished(run).await;
-        assert_eq!(
-            phase(&finished),
-            "Succeeded",
-            "{finished:#}\n{}",
-            op.context()
-        );
+        op.wait_succeeded(run).await;
         assert_eq!(
             stdout_lines(&op.log(run, 1).await),
-            expected_lines(),
+            forty_lines(),
             "every line once, in order"
         );
     }
@@ -289,13 +247,7 @@ async fn pipeline_folders_never_leave_the_source_root_and_operator_files_stay_pr
             &[("HOST_DATA_DIR", &data_dir.display().to_string())],
         )
         .await;
-    let finished = op.wait_finished(&run).await;
-    assert_eq!(
-        phase(&finished),
-        "Succeeded",
-        "{finished:#}\n{}",
-        op.context()
-    );
+    let finished = op.wait_succeeded(&run).await;
     assert_eq!(
         stdout_lines(&op.log(&run, 1).await),
         [
@@ -386,7 +338,7 @@ async fn stored_state_this_version_cannot_read_is_reported_and_never_overwritten
     let op = f.start_operator(&OperatorOptions::default());
     op.wait_for_pipeline("waits").await;
     let run = op.create_run("waits", &[]).await;
-    wait_for_first_half(&op, &run).await;
+    op.wait_for_line(&run, "line 20").await;
     let pool = sqlite(&f).await;
 
     // A spec from a newer schema (a field this version does not know).
@@ -440,9 +392,8 @@ async fn stored_state_this_version_cannot_read_is_reported_and_never_overwritten
 
     // Repaired behind the API's back too: the next retry finishes the run normally.
     write_behind_the_api(&pool, &run, "spec", &original).await;
-    let finished = op.wait_finished(&run).await;
-    assert_eq!(phase(&finished), "Succeeded", "{finished:#}");
-    assert_eq!(stdout_lines(&op.log(&run, 1).await), expected_lines());
+    op.wait_succeeded(&run).await;
+    assert_eq!(stdout_lines(&op.log(&run, 1).await), forty_lines());
 
     // A status that is not even JSON: reads name the object and change nothing.
     write_behind_the_api(&pool, &run, "status", "{\"phase\": \"Succ").await;

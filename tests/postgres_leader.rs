@@ -10,23 +10,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::docker::{Fixture, Operator, OperatorOptions, RUN_TIMEOUT, phase, stdout_lines, uid};
+use support::docker::{
+    Fixture, Operator, OperatorOptions, WAITS_FOR_GO, forty_lines, stdout_lines, uid,
+};
 use support::postgres::PgServer;
-
-/// Prints 20 lines, waits for `go` next to it (the test writes it on the host), prints
-/// 20 more; fails if `go` never comes.
-const WAITS_FOR_GO: &str = r#"
-import os, sys, time
-for i in range(1, 21):
-    print(f"line {i}", flush=True)
-deadline = time.time() + 600
-while not os.path.exists("go"):
-    if time.time() > deadline:
-        sys.exit(3)
-    time.sleep(0.05)
-for i in range(21, 41):
-    print(f"line {i}", flush=True)
-"#;
 
 const TTL: &str = "6s";
 const RENEW: &str = "1s";
@@ -102,15 +89,7 @@ async fn one_leader_runs_the_controllers_and_a_follower_takes_over_a_killed_lead
     // Created through the follower's API, run by the leader's controller.
     first.wait_for_pipeline("waits").await;
     let run = second.create_run("waits", &[]).await;
-    let container = first.wait_running_container(&run).await;
-    first
-        .wait_until("the first 20 lines", RUN_TIMEOUT, || async {
-            stdout_lines(&first.log(&run, 1).await)
-                .iter()
-                .any(|l| l == "line 20")
-                .then_some(())
-        })
-        .await;
+    let container = first.wait_for_line(&run, "line 20").await;
 
     let killed = Instant::now();
     first.kill_9();
@@ -135,14 +114,8 @@ async fn one_leader_runs_the_controllers_and_a_follower_takes_over_a_killed_lead
     assert_eq!(second.metric("leader").await, 1.0);
 
     std::fs::write(f.pipelines_dir().join("waits/go"), "").expect("release");
-    let finished = second.wait_finished(&run).await;
-    assert_eq!(
-        phase(&finished),
-        "Succeeded",
-        "{finished:#}\n{}",
-        second.context()
-    );
-    let expected: Vec<String> = (1..=40).map(|i| format!("line {i}")).collect();
+    let finished = second.wait_succeeded(&run).await;
+    let expected = forty_lines();
     // The new leader stored the whole output in its own data dir.
     assert_eq!(stdout_lines(&second.log(&run, 1).await), expected);
     assert_eq!(
@@ -158,8 +131,7 @@ async fn one_leader_runs_the_controllers_and_a_follower_takes_over_a_killed_lead
 
     // The new leader runs new work too.
     let after = second.create_run("waits", &[]).await;
-    let finished = second.wait_finished(&after).await;
-    assert_eq!(phase(&finished), "Succeeded", "{finished:#}");
+    second.wait_succeeded(&after).await;
     assert_eq!(stdout_lines(&second.log(&after, 1).await), expected);
 }
 

@@ -322,12 +322,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Sources and controllers run on the leader only: with SQLite this operator (the
     // only one, see the lock above); with PostgreSQL the holder of the lease.
     let (elected, mut is_elected) = tokio::sync::watch::channel(None::<i64>);
-    let lost = Arc::new(std::sync::Mutex::new(None::<leader::LeadershipLost>));
-    if store.is_shared() {
+    let (leader_holder, election) = if store.is_shared() {
         // Writes through other replicas reach this one's controllers and watches.
         store.follow_other_writers(Duration::from_millis(500), shutdown.clone());
-    }
-    let leader_holder = if store.is_shared() {
         let config = leader::LeaderConfig {
             holder: leader::holder_name(),
             ttl: args.lease_ttl,
@@ -335,28 +332,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         config.validate().map_err(anyhow::Error::msg)?;
         let holder = config.holder.clone();
-        let (store, metrics, shutdown, lost) = (
-            store.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-            lost.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(e) =
-                leader::take_part(store, config, elected, metrics, shutdown.clone()).await
-            {
+        let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
+        let election = tokio::spawn(async move {
+            let outcome =
+                leader::take_part(store, config, elected, metrics, shutdown.clone()).await;
+            if let Err(e) = &outcome {
                 tracing::error!("{e}");
-                *lost
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
                 shutdown.cancel();
             }
+            outcome
         });
-        Some(holder)
+        (Some(holder), Some(election))
     } else {
         metrics.leader.set(1);
         let _ = elected.send(Some(0));
-        None
+        (None, None)
     };
     {
         let (store, keyring, shutdown) = (store.clone(), keyring.clone(), shutdown.clone());
@@ -416,14 +406,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     store.close().await;
-    let lost = lost
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    match lost {
-        Some(lost) => Err(lost.into()),
-        None => Ok(()),
+    // A lost lease is why the server stopped: say so with the exit code.
+    if let Some(election) = election {
+        election
+            .await
+            .context("the leader election task failed")??;
     }
+    Ok(())
 }
 
 /// Installs `--admin-token`, or on first start generates one into

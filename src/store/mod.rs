@@ -209,16 +209,18 @@ impl Store {
     /// one reads the row back.
     async fn ensure_identity(backend: &Backend) -> Result<Arc<str>, StoreError> {
         let fresh = uuid::Uuid::new_v4().to_string();
-        let _: Vec<(String,)> = backend
+        let mut rows: Vec<(String,)> = backend
             .fetch(
                 "INSERT INTO store_identity (id, uid) VALUES (1, $1) \
                  ON CONFLICT (id) DO NOTHING RETURNING uid",
                 vec![Param::Text(fresh)],
             )
             .await?;
-        let rows: Vec<(String,)> = backend
-            .fetch("SELECT uid FROM store_identity WHERE id = 1", Vec::new())
-            .await?;
+        if rows.is_empty() {
+            rows = backend
+                .fetch("SELECT uid FROM store_identity WHERE id = 1", Vec::new())
+                .await?;
+        }
         match rows.into_iter().next() {
             Some((uid,)) if !uid.trim().is_empty() => Ok(uid.into()),
             _ => Err(StoreError::Corrupt {
@@ -303,8 +305,9 @@ impl Store {
         // subscriber runs.
         let written: Vec<Arc<RawObject>> = written.into_iter().map(Arc::new).collect();
         if let Some(own) = self.own_writes().as_mut() {
-            let count = i64::try_from(written.len()).unwrap_or(i64::MAX);
-            own.extend(first_revision..first_revision.saturating_add(count));
+            // The revisions the rows carry now (a create_absent that skips taken keys
+            // writes fewer rows than it reserved revisions for).
+            own.extend(written.iter().map(|object| object.resource_version));
         }
         if self.changes.receiver_count() > 0 {
             let kinds = if skip_taken {

@@ -39,6 +39,27 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A pipeline that prints `line 1` … `line 20`, waits for a file `go` in its own folder
+/// (the test writes it on the host; the folder is bind-mounted), then prints `line 21` …
+/// `line 40`. Without `go` it fails, so a test that never releases it cannot pass.
+pub const WAITS_FOR_GO: &str = r#"
+import os, sys, time
+for i in range(1, 21):
+    print(f"line {i}", flush=True)
+deadline = time.time() + 600
+while not os.path.exists("go"):
+    if time.time() > deadline:
+        sys.exit(3)
+    time.sleep(0.05)
+for i in range(21, 41):
+    print(f"line {i}", flush=True)
+"#;
+
+/// The stdout lines of a [`WAITS_FOR_GO`] run, in order.
+pub fn forty_lines() -> Vec<String> {
+    (1..=40).map(|i| format!("line {i}")).collect()
+}
+
 /// Label with the operator instance on every run container.
 pub const MANAGED_BY: &str = "flotilla.dev/managed-by";
 
@@ -701,6 +722,36 @@ impl Operator {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Waits until the run's container runs and its first attempt has stored `line` on
+    /// stdout; returns the container name.
+    pub async fn wait_for_line(&self, name: &str, line: &str) -> String {
+        let container = self.wait_running_container(name).await;
+        self.wait_until(
+            &format!("run {name} to print {line:?}"),
+            RUN_TIMEOUT,
+            || async {
+                stdout_lines(&self.log(name, 1).await)
+                    .iter()
+                    .any(|l| l == line)
+                    .then_some(())
+            },
+        )
+        .await;
+        container
+    }
+
+    /// Waits until the run has finished and asserts that it succeeded; returns it.
+    pub async fn wait_succeeded(&self, name: &str) -> Value {
+        let finished = self.wait_finished(name).await;
+        assert_eq!(
+            phase(&finished),
+            "Succeeded",
+            "{finished:#}\n{}",
+            self.context()
+        );
+        finished
     }
 
     /// Waits until the run's first attempt is recorded and its container runs; returns

@@ -90,7 +90,11 @@ impl<R: ContainerRuntime> RunController<R> {
                 if let ReconcileError::Runtime(RuntimeError::Unavailable(_)) = &error {
                     self.note_runtime_unavailable(key, &error).await;
                 }
-                if error.code() == "store.corrupt" {
+                if matches!(
+                    error,
+                    ReconcileError::Unreadable(_)
+                        | ReconcileError::Store(StoreError::Corrupt { .. })
+                ) {
                     self.report_unreadable(key, &error).await;
                 }
                 Some(delay)

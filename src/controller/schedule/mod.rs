@@ -29,6 +29,7 @@ use self::slots::{CompileError, CronCache, due_slots};
 use self::state::{Entry, FinishedRun, status_digest};
 use crate::controller::run::logs::RunFiles;
 use crate::metrics::Metrics;
+use crate::resource::RawObject;
 use crate::resource::object::DecodeError;
 use crate::resource::quantity::parse_duration;
 use crate::resource::types::{
@@ -105,6 +106,23 @@ impl State {
     fn remove(&mut self, key: &ObjectKey) {
         self.set_next(key, None);
         self.schedules.remove(key);
+    }
+
+    /// The entry of a stored schedule; one that cannot be read is forgotten (no runs,
+    /// no status written over it) and its error kept in `unreadable` for reporting.
+    fn read_entry(
+        &mut self,
+        object: &RawObject,
+        unreadable: &mut Vec<DecodeError>,
+    ) -> Option<Entry> {
+        match Entry::from_object(object, &mut self.crons) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                self.remove(&object.key);
+                unreadable.push(e);
+                None
+            }
+        }
     }
 }
 
@@ -218,13 +236,8 @@ impl ScheduleController {
                 .collect();
             for object in schedules {
                 let (active, history) = by_schedule.remove(&object.key).unwrap_or_default();
-                let mut entry = match Entry::from_object(&object, &mut state.crons) {
-                    Ok(entry) => entry,
-                    Err(e) => {
-                        state.remove(&object.key);
-                        unreadable.push(e);
-                        continue;
-                    }
+                let Some(mut entry) = state.read_entry(&object, &mut unreadable) else {
+                    continue;
                 };
                 entry.status.active = active;
                 entry.status.active.sort();
@@ -324,13 +337,8 @@ impl ScheduleController {
                 (Kind::Schedule, _) => {
                     let object = &*event.object;
                     let mut state = self.lock();
-                    let mut entry = match Entry::from_object(object, &mut state.crons) {
-                        Ok(entry) => entry,
-                        Err(e) => {
-                            state.remove(&object.key);
-                            unreadable.push(e);
-                            continue;
-                        }
+                    let Some(mut entry) = state.read_entry(object, &mut unreadable) else {
+                        continue;
                     };
                     if let Some(previous) = state.schedules.get(&object.key) {
                         entry.status.active = previous.status.active.clone();
