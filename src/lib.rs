@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod controller;
 pub mod docker;
+pub mod failpoint;
 pub mod metrics;
 pub mod private_fs;
 pub mod resource;

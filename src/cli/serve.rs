@@ -11,6 +11,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::leader;
+use crate::store::fence::Fence;
 use crate::controller::run::container::RunnerConfig;
 use crate::controller::run::{RunController, RunControllerConfig};
 use crate::controller::runtime::ContainerRuntime;
@@ -292,8 +293,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             dir
         }
     };
-    let controller_config =
+    let mut controller_config =
         run_controller_config(&args.docker, &data_dir, &source_root, store.identity())?;
+    if store.is_shared() {
+        // A deposed leader may still try to create or start an attempt for up to a ttl.
+        controller_config.tombstone_for = args.lease_ttl * 2;
+    }
     let runtime = Arc::new(DockerRuntime::connect(&args.docker.docker_host)?);
     let metrics = Arc::new(Metrics::new());
     let runtime = match runtime.as_ref().clone().negotiate().await {
@@ -308,8 +313,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let runtime = probe_runtime.clone();
         Box::pin(async move { runtime.ping().await.map_err(|e| e.to_string()) })
     });
+    // With PostgreSQL the controllers and sources act through a fence the election keeps
+    // up to date: their writes check the lease epoch in the same transaction, their
+    // container side effects stop at the local deadline.
+    let fence = Arc::new(Fence::new(leader::LEASE));
+    let acting = if store.is_shared() {
+        store.fenced(fence.clone())
+    } else {
+        store.clone()
+    };
     let controller = RunController::new(
-        store.clone(),
+        acting.clone(),
         runtime,
         controller_config,
         Some(keyring.clone()),
@@ -318,7 +332,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // One RunFiles for the controller and the API: its output signal wakes live log
     // readers the moment a follower stores a line.
     let files = controller.files().clone();
-    let schedules = ScheduleController::new(store.clone(), files.clone(), metrics.clone());
+    let schedules = ScheduleController::new(acting.clone(), files.clone(), metrics.clone());
     // Sources and controllers run on the leader only: with SQLite this operator (the
     // only one, see the lock above); with PostgreSQL the holder of the lease.
     let (elected, mut is_elected) = tokio::sync::watch::channel(None::<i64>);
@@ -335,7 +349,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (store, metrics, shutdown) = (store.clone(), metrics.clone(), shutdown.clone());
         let election = tokio::spawn(async move {
             let outcome =
-                leader::take_part(store, config, elected, metrics, shutdown.clone()).await;
+                leader::take_part(store, config, elected, fence, metrics, shutdown.clone()).await;
             if let Err(e) = &outcome {
                 tracing::error!("{e}");
                 shutdown.cancel();
@@ -349,7 +363,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (None, None)
     };
     {
-        let (store, keyring, shutdown) = (store.clone(), keyring.clone(), shutdown.clone());
+        let (store, keyring, shutdown) = (acting, keyring.clone(), shutdown.clone());
         let (git, source_root, pipelines_dir) =
             (git.clone(), source_root.clone(), args.pipelines_dir.clone());
         tasks.spawn(async move {
@@ -556,6 +570,7 @@ fn run_controller_config(
         stop_grace: args.stop_grace_period,
         sample_every: Duration::from_secs(2),
         secrets_dir: args.secrets_dir.clone(),
+        tombstone_for: Duration::ZERO,
     })
 }
 

@@ -7,8 +7,9 @@
 //! the lease lost, and `flotilla serve` exits, as Kubernetes controllers do. Restarted,
 //! it serves as a follower until the lease is free again.
 //!
-//! Not yet here (see the HA issue): fencing every controller write with the epoch, and a
-//! change feed shared by the replicas.
+//! The controllers act through a [`Fence`] this election keeps up to date: their store
+//! writes check the epoch in the same transaction, and their container side effects
+//! stop at the local deadline ([`crate::store::fence`]).
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::store::fence::Fence;
 
 /// The lease the controllers run under.
 pub const LEASE: &str = "controllers";
@@ -64,11 +66,13 @@ impl LeaderConfig {
 }
 
 /// Takes part in the election until `shutdown`: publishes `Some(epoch)` on `elected`
-/// while this replica leads. Returns an error when it led and lost the lease.
+/// while this replica leads, and grants `fence` the epoch and the deadline of every
+/// renewal. Returns an error when it led and lost the lease.
 pub async fn take_part(
     store: Store,
     config: LeaderConfig,
     elected: watch::Sender<Option<i64>>,
+    fence: std::sync::Arc<Fence>,
     metrics: std::sync::Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), LeadershipLost> {
@@ -80,6 +84,12 @@ pub async fn take_part(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            _ = fence.lost(), if leading.is_some() => {
+                return Err(LeadershipLost {
+                    epoch: leading.map_or(0, |(e, _)| e),
+                    reason: "a fenced write found the lease moved on or expired".into(),
+                });
+            }
             _ = ticks.tick() => {}
         }
         let sent = Instant::now();
@@ -95,6 +105,7 @@ pub async fn take_part(
         match (outcome, leading) {
             (Ok(Ok(Some(epoch))), previous) => {
                 if previous.is_some_and(|(led, _)| led != epoch) {
+                    fence.revoke();
                     return Err(LeadershipLost {
                         epoch: previous.map_or(0, |(e, _)| e),
                         reason: format!("the lease moved on to epoch {epoch} meanwhile"),
@@ -107,8 +118,10 @@ pub async fn take_part(
                     let _ = elected.send(Some(epoch));
                 }
                 leading = Some((epoch, sent + config.acts_for()));
+                fence.grant(epoch, sent + config.acts_for());
             }
             (Ok(Ok(None)), Some((epoch, _))) => {
+                fence.revoke();
                 return Err(LeadershipLost {
                     epoch,
                     reason: "another replica holds it".into(),
@@ -121,6 +134,7 @@ pub async fn take_part(
                     _ => "the renewal did not answer in time".to_owned(),
                 };
                 if Instant::now() >= until {
+                    fence.revoke();
                     return Err(LeadershipLost {
                         epoch,
                         reason: format!("no renewal for {:?}: {why}", config.acts_for()),

@@ -28,6 +28,9 @@ pub mod labels {
     pub const STORE: &str = "flotilla.dev/store";
     /// Revision (git commit) of the code the container runs.
     pub const SOURCE_REVISION: &str = "flotilla.dev/source-revision";
+    /// Lease epoch of the leader that created the container (several replicas on one
+    /// PostgreSQL store; absent with SQLite).
+    pub const EPOCH: &str = "flotilla.dev/epoch";
 }
 
 /// Everything needed to create one attempt's container.

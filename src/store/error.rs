@@ -38,6 +38,17 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A write or side effect of a leader that no longer holds its lease (another
+    /// replica took over, or the lease was not renewed in time).
+    #[error("fenced: this replica no longer leads under lease {lease} (epoch {epoch}): {reason}")]
+    Fenced {
+        /// The lease name.
+        lease: &'static str,
+        /// The epoch this replica acted under.
+        epoch: i64,
+        /// What the check found.
+        reason: String,
+    },
 }
 
 impl From<crate::resource::object::DecodeError> for StoreError {
@@ -61,6 +72,7 @@ impl StoreError {
             StoreError::Conflict { .. } => "resource.conflict",
             StoreError::Database(_) | StoreError::Migrate(_) => "store.unavailable",
             StoreError::Corrupt { .. } => "store.corrupt",
+            StoreError::Fenced { .. } => "store.fenced",
         }
     }
 }

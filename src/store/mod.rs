@@ -11,6 +11,7 @@
 mod backend;
 mod error;
 pub mod events;
+pub mod fence;
 mod insert;
 pub mod lease;
 mod row;
@@ -148,6 +149,9 @@ pub struct Store {
     /// Revisions this process wrote, while [`Store::follow_other_writers`] runs: its
     /// poll leaves them out (they were announced when written).
     own_writes: Arc<std::sync::Mutex<Option<std::collections::BTreeSet<i64>>>>,
+    /// Set on the leader's controllers' handle: every write checks the lease epoch in
+    /// its transaction ([`fence`]).
+    fence: Option<Arc<fence::Fence>>,
 }
 
 /// What a write did, announced to [`Store::subscribe`]rs in this process.
@@ -201,6 +205,7 @@ impl Store {
             changes,
             identity,
             own_writes: Arc::default(),
+            fence: None,
         })
     }
 
@@ -236,6 +241,21 @@ impl Store {
     /// other's containers, whatever their `--instance` says.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// A handle whose writes are fenced by `fence`: each is refused unless this replica
+    /// still holds the fence's lease under its epoch (checked in the write's
+    /// transaction). Shares the pool and the change feed with `self`.
+    pub fn fenced(&self, fence: Arc<fence::Fence>) -> Store {
+        Store {
+            fence: Some(fence),
+            ..self.clone()
+        }
+    }
+
+    /// The fence of this handle's writes, if any (see [`Store::fenced`]).
+    pub fn fence(&self) -> Option<&fence::Fence> {
+        self.fence.as_deref()
     }
 
     /// A feed of every write made through this process's stores (clones share it).
@@ -299,7 +319,7 @@ impl Store {
                 Write::Delete { .. } => ChangeKind::Deleted,
             })
             .collect();
-        let (written, first_revision) = apply_with(&self.backend, writes, skip_taken).await?;
+        let (written, first_revision) = apply_with(&self.backend, writes, skip_taken, self.fence.as_deref()).await?;
         // The feed carries the written objects as their stored text, shared rather than
         // copied: an apply of 10,000 objects announces 10,000 events before any
         // subscriber runs.

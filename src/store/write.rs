@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::backend::{Backend, Param};
 use super::error::StoreError;
+use super::fence::Fence;
 use super::insert::{INSERT_CHUNK, insert};
 use super::row::{json_text, map_json, now};
 use super::statement::Statement;
@@ -88,12 +89,16 @@ pub(super) async fn apply_with(
     backend: &Backend,
     writes: Vec<Write>,
     skip_taken: bool,
+    fence: Option<&Fence>,
 ) -> Result<(Vec<RawObject>, i64), StoreError> {
     if writes.is_empty() {
         return Ok((Vec::new(), 0));
     }
     let count = i64::try_from(writes.len()).unwrap_or(i64::MAX);
     let mut tx = backend.begin().await?;
+    if let Some(fence) = fence {
+        fence.check(&mut tx).await?;
+    }
     let last = tx
         .fetch::<(i64,)>(RESERVE_REVISIONS, vec![Param::Int(count)])
         .await?

@@ -72,6 +72,11 @@ pub struct RunFacts<'a> {
     pub container: Option<(u32, &'a ContainerState)>,
     /// Whether the run holds (or was just granted) a concurrency slot.
     pub admitted: bool,
+    /// How long a finished attempt's container is kept (exited, as a tombstone of its
+    /// name) before it is removed; zero removes it at once. With several replicas this
+    /// is twice the lease ttl: a deposed leader that still meant to create or start an
+    /// attempt finds the name taken and the container already run.
+    pub tombstone_for: Duration,
 }
 
 /// A side effect on the current attempt's container.
@@ -86,8 +91,15 @@ pub enum Effect {
     Stop,
     /// Read the remaining output of the exited container into the log store.
     DrainLogs,
-    /// Remove the container.
+    /// Remove the run's containers.
     Remove,
+    /// Stop a container started by a leader that no longer held the lease (a finished
+    /// attempt's container running again); it stays as a tombstone. Warning event.
+    StopStale,
+    /// Stop and remove a container created by a leader whose claim of the attempt never
+    /// landed (it carries an epoch label and an attempt the store does not record).
+    /// Warning event.
+    RemoveStale,
 }
 
 /// What to do.
@@ -124,23 +136,23 @@ pub fn decide_run_action(facts: &RunFacts<'_>) -> Decision {
     let status = facts.status;
     let recorded = status.attempts.len() as u32;
     if status.phase.is_finished() {
-        return match facts.container {
-            Some(_) => Decision {
-                after: vec![Effect::Remove],
-                releases_slot: true,
-                ..Decision::default()
-            },
-            None => Decision {
-                releases_slot: true,
-                ..Decision::default()
-            },
-        };
+        return decide_finished(facts);
     }
-    // A container newer than the recorded attempts: we crashed between starting it and
-    // recording it. Adopt it as the next attempt.
     if let Some((number, container)) = facts.container
         && number > recorded
     {
+        // Attempts are claimed in the store before their containers are created, so a
+        // container with an epoch label and an attempt the store does not record was
+        // created by a leader whose claim never landed: it must not run.
+        if container.labels.contains_key(labels::EPOCH) {
+            return Decision {
+                before: vec![Effect::RemoveStale],
+                requeue_after: Some(Duration::ZERO),
+                ..Decision::default()
+            };
+        }
+        // A container from before attempts were claimed first (no epoch label): the
+        // operator crashed between starting it and recording it. Adopt it.
         let mut next = status.clone();
         next.attempts.push(Attempt {
             number,
@@ -163,10 +175,69 @@ pub fn decide_run_action(facts: &RunFacts<'_>) -> Decision {
         .container
         .filter(|(n, _)| *n == recorded)
         .map(|(_, c)| c);
+    let concluded = status.attempts.last().is_some_and(|a| a.finished_at.is_some());
     match current {
+        // The recorded attempt is over; its container is a tombstone. Running again, it
+        // was started by a deposed leader.
+        Some(container) if concluded && container.status == ContainerStatus::Running => {
+            Decision {
+                before: vec![Effect::StopStale],
+                requeue_after: Some(stop_wait(facts)),
+                ..Decision::default()
+            }
+        }
+        Some(_) if concluded => decide_without_container(facts),
         Some(container) => decide_with_container(facts, container),
         None => decide_without_container(facts),
     }
+}
+
+/// A finished run: its containers are kept as tombstones for `tombstone_for` after the
+/// last attempt ended, then removed; one running again is stopped first.
+fn decide_finished(facts: &RunFacts<'_>) -> Decision {
+    let Some((_, container)) = facts.container else {
+        return Decision {
+            releases_slot: true,
+            ..Decision::default()
+        };
+    };
+    if container.status == ContainerStatus::Running {
+        return Decision {
+            before: vec![Effect::StopStale],
+            requeue_after: Some(stop_wait(facts)),
+            releases_slot: true,
+            ..Decision::default()
+        };
+    }
+    let ended = facts
+        .status
+        .attempts
+        .iter()
+        .filter_map(|a| parse(a.finished_at.as_deref()))
+        .max();
+    let keep = ended
+        .map(|ended| ended + chrono::Duration::from_std(facts.tombstone_for).unwrap_or_default())
+        .filter(|until| *until > facts.now);
+    match keep {
+        Some(until) => Decision {
+            requeue_after: Some((until - facts.now).to_std().unwrap_or_default()),
+            releases_slot: true,
+            ..Decision::default()
+        },
+        None => Decision {
+            after: vec![Effect::Remove],
+            releases_slot: true,
+            ..Decision::default()
+        },
+    }
+}
+
+/// How long to wait for a stop to take effect.
+fn stop_wait(facts: &RunFacts<'_>) -> Duration {
+    facts
+        .policy
+        .map_or(Duration::from_secs(10), |p| p.stop_grace)
+        + Duration::from_secs(1)
 }
 
 fn decide_with_container(facts: &RunFacts<'_>, container: &ContainerState) -> Decision {
@@ -251,7 +322,12 @@ fn decide_with_container(facts: &RunFacts<'_>, container: &ContainerState) -> De
             }
             let mut decision = conclude_attempt(facts, next, finished);
             decision.before.insert(0, Effect::DrainLogs);
-            decision.after.push(Effect::Remove);
+            if facts.tombstone_for.is_zero() {
+                decision.after.push(Effect::Remove);
+            } else if decision.status.as_ref().is_some_and(|s| s.phase.is_finished()) {
+                // Looked at again when the tombstone may go.
+                decision.requeue_after = Some(facts.tombstone_for);
+            }
             decision
         }
     }
@@ -355,9 +431,18 @@ fn decide_without_container(facts: &RunFacts<'_>) -> Decision {
     }
     if facts.cancel_requested {
         let mut next = status.clone();
+        // An attempt claimed but never started ends with the run.
+        if let Some(claimed) = next
+            .attempts
+            .last_mut()
+            .filter(|a| a.started_at.is_none() && a.finished_at.is_none())
+        {
+            claimed.finished_at = Some(rfc3339(facts.now));
+            claimed.reason = Some(REASON_CANCELLED.to_owned());
+        }
         next.phase = RunPhase::Cancelled;
         next.reason = Some(REASON_CANCELLED.to_owned());
-        next.message = Some(if status.attempts.is_empty() {
+        next.message = Some(if status.attempts.iter().all(|a| a.started_at.is_none()) {
             "cancelled before it started".to_owned()
         } else {
             "cancelled while waiting to retry".to_owned()

@@ -68,6 +68,7 @@ fn pending_run_waits_for_a_slot_then_starts_attempt_one() {
         policy: Some(&p),
         container: None,
         admitted: false,
+        tombstone_for: Duration::ZERO,
     };
     let waiting = decide_run_action(&facts);
     assert!(waiting.wants_slot);
@@ -93,6 +94,7 @@ fn missing_pipeline_is_a_condition_not_a_start() {
         policy: None,
         container: None,
         admitted: true,
+        tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&facts);
     assert!(decision.before.is_empty());
@@ -113,6 +115,7 @@ fn unrecorded_container_is_adopted_not_started_again() {
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&facts);
     assert!(decision.before.is_empty(), "{decision:?}");
@@ -133,6 +136,7 @@ fn running_past_timeout_is_stopped_with_deadline_exceeded() {
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&before);
     assert!(decision.before.is_empty());
@@ -160,6 +164,7 @@ fn exit_zero_succeeds_drains_logs_first_and_removes_after() {
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&facts);
     assert_eq!(decision.before, vec![Effect::DrainLogs]);
@@ -189,6 +194,7 @@ fn failures_retry_with_backoff_then_fail() {
             policy: Some(&p),
             container: Some((*attempts, &c)),
             admitted: true,
+            tombstone_for: Duration::ZERO,
         };
         let next = decide_run_action(&facts).status.expect("status");
         assert_eq!(next.phase, *phase, "after {attempts} attempts");
@@ -216,6 +222,7 @@ fn oom_is_reported_as_oom_killed() {
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        tombstone_for: Duration::ZERO,
     };
     let next = decide_run_action(&facts).status.expect("status");
     assert_eq!(next.phase, RunPhase::Failed);
@@ -238,6 +245,7 @@ fn retry_waits_release_the_slot_until_due() {
         policy: Some(&p),
         container: None,
         admitted: false,
+        tombstone_for: Duration::ZERO,
     };
     let waiting = decide_run_action(&facts);
     assert!(waiting.releases_slot && !waiting.wants_slot);
@@ -261,6 +269,7 @@ fn cancel_of_pending_and_running_runs() {
         policy: Some(&p),
         container: None,
         admitted: false,
+        tombstone_for: Duration::ZERO,
     };
     let cancelled = decide_run_action(&facts).status.expect("status");
     assert_eq!(cancelled.phase, RunPhase::Cancelled);
@@ -299,6 +308,7 @@ fn vanished_container_of_a_running_attempt_is_container_lost() {
         policy: Some(&p),
         container: None,
         admitted: true,
+        tombstone_for: Duration::ZERO,
     };
     let next = decide_run_action(&facts).status.expect("status");
     assert_eq!(next.phase, RunPhase::Failed);
@@ -317,8 +327,166 @@ fn finished_runs_only_clean_up() {
         policy: None,
         container: Some((1, &c)),
         admitted: false,
+        tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&facts);
     assert_eq!(decision.after, vec![Effect::Remove]);
     assert!(decision.status.is_none());
+}
+
+#[test]
+fn finished_attempts_stay_as_tombstones_until_the_run_ended_two_ttls_ago() {
+    let mut status = running_status(1);
+    status.phase = RunPhase::Succeeded;
+    status.attempts[0].finished_at = Some(ts(5));
+    let c = container(ContainerStatus::Exited, Some(0), false);
+    let facts = RunFacts {
+        now: t(10),
+        status: &status,
+        cancel_requested: false,
+        policy: None,
+        container: Some((1, &c)),
+        admitted: false,
+        tombstone_for: Duration::from_secs(30),
+    };
+    let kept = decide_run_action(&facts);
+    assert!(kept.after.is_empty() && kept.before.is_empty(), "{kept:?}");
+    assert_eq!(kept.requeue_after, Some(Duration::from_secs(25)));
+    let gone = decide_run_action(&RunFacts {
+        now: t(35),
+        ..facts
+    });
+    assert_eq!(gone.after, vec![Effect::Remove]);
+}
+
+#[test]
+fn with_tombstones_an_exited_attempt_is_concluded_but_not_removed() {
+    let status = running_status(1);
+    let c = container(ContainerStatus::Exited, Some(0), false);
+    let p = policy();
+    let decision = decide_run_action(&RunFacts {
+        now: t(6),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &c)),
+        admitted: true,
+        tombstone_for: Duration::from_secs(30),
+    });
+    assert_eq!(decision.before, vec![Effect::DrainLogs]);
+    assert!(decision.after.is_empty());
+    assert_eq!(decision.requeue_after, Some(Duration::from_secs(30)));
+    assert_eq!(
+        decision.status.expect("status").phase,
+        RunPhase::Succeeded
+    );
+}
+
+#[test]
+fn a_retry_starts_beside_the_tombstone_of_the_failed_attempt() {
+    let mut status = running_status(1);
+    status.phase = RunPhase::Pending;
+    status.attempts[0].finished_at = Some(ts(5));
+    status.attempts[0].exit_code = Some(1);
+    status.next_attempt_at = Some(ts(15));
+    let tombstone = container(ContainerStatus::Exited, Some(1), false);
+    let p = policy();
+    let due = decide_run_action(&RunFacts {
+        now: t(16),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &tombstone)),
+        admitted: true,
+        tombstone_for: Duration::from_secs(30),
+    });
+    assert_eq!(due.before, vec![Effect::CreateAndStart { attempt: 2 }]);
+    assert!(due.status.is_none(), "the exit is not concluded twice");
+}
+
+#[test]
+fn a_tombstone_running_again_is_stopped_as_stale() {
+    let mut status = running_status(1);
+    status.phase = RunPhase::Pending;
+    status.attempts[0].finished_at = Some(ts(5));
+    status.attempts[0].exit_code = Some(1);
+    let restarted = container(ContainerStatus::Running, None, false);
+    let p = policy();
+    let facts = RunFacts {
+        now: t(16),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &restarted)),
+        admitted: true,
+        tombstone_for: Duration::from_secs(30),
+    };
+    assert_eq!(decide_run_action(&facts).before, vec![Effect::StopStale]);
+    let mut ended = status.clone();
+    ended.phase = RunPhase::Failed;
+    let finished = decide_run_action(&RunFacts {
+        status: &ended,
+        ..facts
+    });
+    assert_eq!(finished.before, vec![Effect::StopStale]);
+    assert!(finished.after.is_empty());
+}
+
+#[test]
+fn an_unrecorded_container_with_an_epoch_was_created_without_a_claim_and_is_removed() {
+    let status = RunStatus::default();
+    let mut c = container(ContainerStatus::Running, None, false);
+    c.labels
+        .insert("flotilla.dev/epoch".to_owned(), "3".to_owned());
+    let p = policy();
+    let decision = decide_run_action(&RunFacts {
+        now: t(1),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &c)),
+        admitted: true,
+        tombstone_for: Duration::from_secs(30),
+    });
+    assert_eq!(decision.before, vec![Effect::RemoveStale]);
+    assert!(decision.status.is_none());
+}
+
+#[test]
+fn a_claimed_attempt_is_created_again_under_its_number_or_cancelled_with_the_run() {
+    let status = RunStatus {
+        phase: RunPhase::Pending,
+        reason: Some("Starting".into()),
+        attempts: vec![Attempt {
+            number: 1,
+            container: "flotilla-u-1".into(),
+            epoch: Some(2),
+            ..Attempt::default()
+        }],
+        ..RunStatus::default()
+    };
+    let p = policy();
+    let facts = RunFacts {
+        now: t(3),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: None,
+        admitted: true,
+        tombstone_for: Duration::from_secs(30),
+    };
+    assert_eq!(
+        decide_run_action(&facts).before,
+        vec![Effect::CreateAndStart { attempt: 1 }]
+    );
+    let cancelled = decide_run_action(&RunFacts {
+        cancel_requested: true,
+        ..facts
+    })
+    .status
+    .expect("status");
+    assert_eq!(cancelled.phase, RunPhase::Cancelled);
+    assert_eq!(cancelled.message.as_deref(), Some("cancelled before it started"));
+    assert_eq!(cancelled.attempts[0].reason.as_deref(), Some("Cancelled"));
+    assert_eq!(cancelled.attempts[0].finished_at, Some(ts(3)));
 }

@@ -57,6 +57,9 @@ pub struct RunControllerConfig {
     pub sample_every: Duration,
     /// RAM-backed host directory for `mountAs: files` secrets.
     pub secrets_dir: PathBuf,
+    /// How long a finished attempt's container is kept as a tombstone of its name
+    /// (twice the lease ttl with several replicas, zero alone).
+    pub tombstone_for: Duration,
 }
 
 /// The run controller and its shared state.
@@ -248,6 +251,10 @@ impl<R: ContainerRuntime> RunController<R> {
     /// same name) are stopped and removed. Only the store identity decides what is ours:
     /// another operator with the same `--instance` but its own store is never touched.
     async fn collect_garbage(&self) {
+        if let Err(e) = self.may_act() {
+            tracing::warn!("garbage collection skipped: {e}");
+            return;
+        }
         let containers = match self
             .runtime
             .list(labels::STORE, &self.config.runner.store)
@@ -274,7 +281,7 @@ impl<R: ContainerRuntime> RunController<R> {
             };
             if live {
                 self.queue.add(key);
-            } else {
+            } else if self.may_act().is_ok() {
                 tracing::info!(container = %container.name, "removing a container whose run no longer exists");
                 self.stop_watcher(&container.name);
                 reconcile::remove_secret_files(&self.config.secrets_dir, &container.name);
@@ -357,6 +364,10 @@ impl<R: ContainerRuntime> RunController<R> {
     }
 
     async fn remove_containers_of(&self, run_uid: &str) {
+        if let Err(e) = self.may_act() {
+            tracing::warn!("containers of a deleted run are left to the leader: {e}");
+            return;
+        }
         match self.runtime.list(labels::RUN, run_uid).await {
             Ok(containers) => {
                 for container in containers.into_iter().filter(|c| self.owns(c)) {

@@ -11,20 +11,22 @@ use super::container::{AttemptIdentity, EnvLayers, build_container_spec, contain
 use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
 use super::logs::{first_output_at, follow_attempt, sample_attempt};
 use super::{RunController, lock};
-use crate::controller::runtime::{ContainerRuntime, ContainerState, Created, RuntimeError, labels};
+use crate::controller::runtime::{
+    ContainerRuntime, ContainerState, ContainerStatus, Created, RuntimeError, labels,
+};
 use crate::metrics::{Metrics, PhaseReason};
 use crate::resource::object::DecodeError;
 use crate::resource::path::{PathError, Resolved};
 use crate::resource::quantity::parse_duration;
 use crate::resource::types::{
-    PipelineSpec, RunPhase, RunSpec, RunStatus, ScheduleSpec, SecretMount, SecretSpec,
+    Attempt, PipelineSpec, RunPhase, RunSpec, RunStatus, ScheduleSpec, SecretMount, SecretSpec,
 };
 use crate::resource::{Kind, ObjectKey, StoredObject};
 use crate::store::StoreError;
 
 /// Why a reconcile stopped early. Each variant is retried.
 #[derive(Debug, thiserror::Error)]
-enum ReconcileError {
+pub(super) enum ReconcileError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -112,16 +114,7 @@ impl<R: ContainerRuntime> RunController<R> {
             self.release_slot(key);
             return Ok(None);
         };
-        let container = observed
-            .containers
-            .iter()
-            .filter_map(|c| {
-                c.labels
-                    .get(labels::ATTEMPT)
-                    .and_then(|a| a.parse::<u32>().ok())
-                    .map(|n| (n, c))
-            })
-            .max_by_key(|(n, _)| *n);
+        let container = latest_attempt(&observed.containers);
         let facts = RunFacts {
             now: Utc::now(),
             status: &observed.status,
@@ -129,6 +122,7 @@ impl<R: ContainerRuntime> RunController<R> {
             policy: observed.policy.as_ref(),
             container,
             admitted: lock(&self.slots).holds(key),
+            tombstone_for: self.config.tombstone_for,
         };
         let mut decision = decide_run_action(&facts);
         if decision.wants_slot && !facts.admitted {
@@ -218,29 +212,20 @@ impl<R: ContainerRuntime> RunController<R> {
         for effect in &decision.before {
             match effect {
                 Effect::CreateAndStart { attempt } => {
-                    match self.create_and_start(observed, *attempt).await? {
-                        Ok(()) => {}
-                        Err(failure) => {
-                            let mut failed = observed.status.clone();
-                            failed.phase = if failure.reason == "ContainerNameConflict" {
-                                RunPhase::Pending
-                            } else {
-                                RunPhase::Failed
-                            };
-                            failed.reason = Some(failure.reason.to_owned());
-                            failed.message = Some(failure.message);
-                            self.write_status(observed, &failed).await?;
-                            self.record_transition(key, &observed.status, &failed).await;
-                            if failed.phase == RunPhase::Failed {
-                                self.finish(key);
-                                return Ok(None);
-                            }
-                            return Ok(Some(Duration::from_secs(30)));
-                        }
+                    let mut base = (observed.status.clone(), observed.run.resource_version);
+                    if let Err(failure) = self.create_and_start(observed, *attempt, &mut base).await?
+                    {
+                        return self.start_failed(key, observed, base, failure).await;
                     }
                 }
                 Effect::Stop => {
+                    self.may_act()?;
                     self.stop_in_background(key, &container_name(&observed.run.uid, current))
+                }
+                Effect::StopStale | Effect::RemoveStale => {
+                    self.may_act()?;
+                    self.end_stale(key, observed, *effect == Effect::RemoveStale)
+                        .await?;
                 }
                 Effect::DrainLogs => {
                     self.drain_logs(key, &observed.run.uid, current).await?;
@@ -263,6 +248,7 @@ impl<R: ContainerRuntime> RunController<R> {
         }
         for effect in &decision.after {
             if let Effect::Remove = effect {
+                self.may_act()?;
                 for container in &observed.containers {
                     self.stop_watcher(&container.name);
                     remove_secret_files(&self.config.secrets_dir, &container.name);
@@ -277,16 +263,7 @@ impl<R: ContainerRuntime> RunController<R> {
         if phase.is_finished() {
             self.finish(key);
         } else if phase == RunPhase::Running
-            && let Some((_, container)) = observed
-                .containers
-                .iter()
-                .filter_map(|c| {
-                    c.labels
-                        .get(labels::ATTEMPT)
-                        .and_then(|a| a.parse::<u32>().ok())
-                        .map(|n| (n, c))
-                })
-                .max_by_key(|(n, _)| *n)
+            && let Some(container) = latest_container(&observed.containers)
         {
             let attempt = status.as_ref().map_or(current, |s| s.attempts.len() as u32);
             self.ensure_watching(key, &observed.run.uid, attempt, &container.name);
@@ -298,7 +275,17 @@ impl<R: ContainerRuntime> RunController<R> {
     async fn record_transition(&self, key: &ObjectKey, before: &RunStatus, after: &RunStatus) {
         use crate::store::events::EventType;
         let attempt = after.attempts.last();
-        let event = if after.attempts.len() > before.attempts.len() {
+        // An attempt is claimed before its container exists: it is announced once its
+        // container has started.
+        let started = attempt.is_some_and(|a| {
+            a.started_at.is_some()
+                && before
+                    .attempts
+                    .iter()
+                    .find(|b| b.number == a.number)
+                    .is_none_or(|b| b.started_at.is_none())
+        });
+        let event = if started {
             attempt.map(|a| {
                 (
                     EventType::Normal,
@@ -361,24 +348,170 @@ impl<R: ContainerRuntime> RunController<R> {
         &self,
         observed: &Observed,
         status: &RunStatus,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<i64, ReconcileError> {
+        self.write_status_at(&observed.run.key, observed.run.resource_version, status)
+            .await
+    }
+
+    /// Writes `status` over the stored one of resourceVersion `expected`; returns the
+    /// new resourceVersion.
+    async fn write_status_at(
+        &self,
+        key: &ObjectKey,
+        expected: i64,
+        status: &RunStatus,
+    ) -> Result<i64, ReconcileError> {
         let value = serde_json::to_value(status).unwrap_or_default();
-        self.store
-            .update_status(
-                &observed.run.key,
-                Some(observed.run.resource_version),
-                value,
+        let written = self.store.update_status(key, Some(expected), value).await?;
+        Ok(written.resource_version)
+    }
+
+    /// Fails the run (or parks it, for a name conflict) after its attempt could not be
+    /// started. `base` is the status as stored, with the claimed attempt if any.
+    async fn start_failed(
+        &self,
+        key: &ObjectKey,
+        observed: &Observed,
+        (mut failed, expected): (RunStatus, i64),
+        failure: StartFailure,
+    ) -> Result<Option<Duration>, ReconcileError> {
+        let parks = failure.reason == "ContainerNameConflict";
+        failed.phase = if parks {
+            RunPhase::Pending
+        } else {
+            RunPhase::Failed
+        };
+        if !parks
+            && let Some(claimed) = failed
+                .attempts
+                .last_mut()
+                .filter(|a| a.started_at.is_none() && a.finished_at.is_none())
+        {
+            claimed.finished_at = Some(
+                Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            );
+            claimed.reason = Some(failure.reason.to_owned());
+        }
+        failed.reason = Some(failure.reason.to_owned());
+        failed.message = Some(failure.message);
+        self.write_status_at(key, expected, &failed).await?;
+        self.record_transition(key, &observed.status, &failed).await;
+        if parks {
+            return Ok(Some(Duration::from_secs(30)));
+        }
+        self.finish(key);
+        Ok(None)
+    }
+
+    /// Records attempt `attempt` in the store before its container exists: the claim is
+    /// the fenced write that precedes the side effect, so a deposed leader's claim
+    /// fails and it creates nothing. Updates `base` to the stored status.
+    async fn claim(
+        &self,
+        key: &ObjectKey,
+        attempt: u32,
+        container: &str,
+        revision: Option<&String>,
+        base: &mut (RunStatus, i64),
+    ) -> Result<(), ReconcileError> {
+        let mut claimed = base.0.clone();
+        claimed.attempts.push(Attempt {
+            number: attempt,
+            container: container.to_owned(),
+            host: Some(self.runtime.host().to_owned()),
+            epoch: self.epoch(),
+            ..Attempt::default()
+        });
+        claimed.phase = RunPhase::Pending;
+        claimed.reason = Some("Starting".to_owned());
+        claimed.message = Some(format!(
+            "attempt {attempt}: creating and starting container {container}"
+        ));
+        claimed.next_attempt_at = None;
+        if let Some(revision) = revision {
+            claimed.source_revision = Some(revision.clone());
+        }
+        let written = self.write_status_at(key, base.1, &claimed).await?;
+        self.record_transition(key, &base.0, &claimed).await;
+        *base = (claimed, written);
+        Ok(())
+    }
+
+    /// Refuses a side effect on the world when this replica may no longer act (its
+    /// lease was not renewed in time); always allowed without a fence (SQLite).
+    pub(super) fn may_act(&self) -> Result<(), ReconcileError> {
+        match self.store.fence() {
+            Some(fence) if !fence.may_act() => Err(fence.refusal().into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The lease epoch this replica acts under (several replicas only).
+    fn epoch(&self) -> Option<i64> {
+        self.store.fence().and_then(|fence| fence.epoch())
+    }
+
+    /// Stops (and with `remove`, removes) the run's latest container, which a deposed
+    /// leader created or started, with a Warning event naming it.
+    async fn end_stale(
+        self: &Arc<Self>,
+        key: &ObjectKey,
+        observed: &Observed,
+        remove: bool,
+    ) -> Result<(), ReconcileError> {
+        let Some(container) = latest_container(&observed.containers) else {
+            return Ok(());
+        };
+        let epoch = container
+            .labels
+            .get(labels::EPOCH)
+            .map_or("none".to_owned(), Clone::clone);
+        let message = if remove {
+            format!(
+                "container {} (epoch {epoch}) is of an attempt the store does not record: a leader that no longer held the lease created it; removed",
+                container.name
             )
-            .await?;
+        } else {
+            format!(
+                "container {} (epoch {epoch}) of a finished attempt was running again: a leader that no longer held the lease started it; stopped",
+                container.name
+            )
+        };
+        tracing::warn!(run = %key, container = %container.name, "{message}");
+        if remove {
+            self.stop_watcher(&container.name);
+            remove_secret_files(&self.config.secrets_dir, &container.name);
+            self.runtime.remove(&container.name).await?;
+        } else {
+            self.stop_in_background(key, &container.name);
+        }
+        if let Err(e) = self
+            .store
+            .record_event(
+                key,
+                crate::store::events::EventType::Warning,
+                "StaleContainer",
+                &message,
+            )
+            .await
+        {
+            tracing::warn!(run = %key, code = e.code(), "cannot record an event: {e}");
+        }
         Ok(())
     }
 
     /// Creates (or adopts) and starts the container of `attempt`. The outer error is
     /// transient (retried); the inner one fails or parks the run.
+    ///
+    /// Prepare (nothing is recorded when the pipeline's code or secrets are missing),
+    /// claim the attempt in the store (fenced), create, start: a crash or a loss of the
+    /// lease between any two steps leaves the next leader a claimed attempt whose
+    /// container, if it exists, is started only if it never was.
     async fn create_and_start(
         self: &Arc<Self>,
         observed: &Observed,
         attempt: u32,
+        base: &mut (RunStatus, i64),
     ) -> Result<Result<(), StartFailure>, ReconcileError> {
         let Some(pipeline) = &observed.pipeline else {
             return Ok(Err(StartFailure {
@@ -443,6 +576,17 @@ impl<R: ContainerRuntime> RunController<R> {
                 }
             }
         }
+        if let Some(epoch) = self.epoch() {
+            spec.labels
+                .insert(labels::EPOCH.to_owned(), epoch.to_string());
+        }
+        if attempt > observed.status.attempts.len() as u32 {
+            self.claim(key, attempt, &spec.name, source.revision.as_ref(), base)
+                .await?;
+            crate::failpoint::pause(crate::failpoint::AFTER_CLAIM).await;
+        }
+        crate::failpoint::pause(crate::failpoint::BEFORE_CREATE).await;
+        self.may_act()?;
         match self.runtime.create(&spec).await {
             Ok(Created::New) => {}
             Ok(Created::Existing(existing)) => {
@@ -456,6 +600,12 @@ impl<R: ContainerRuntime> RunController<R> {
                             spec.name, spec.name
                         ),
                     }));
+                }
+                // Started before (by a leader that crashed or lost the lease after
+                // starting it): a second start would run an exited attempt again.
+                if existing.status != ContainerStatus::Created {
+                    tracing::info!(run = %key, container = %spec.name, "already started; adopted");
+                    return Ok(Ok(()));
                 }
             }
             Err(RuntimeError::ImageNotFound { image, message }) => {
@@ -474,6 +624,8 @@ impl<R: ContainerRuntime> RunController<R> {
             }
             Err(e) => return Err(e.into()),
         }
+        crate::failpoint::pause(crate::failpoint::AFTER_CREATE).await;
+        self.may_act()?;
         match self.runtime.start(&spec.name).await {
             Ok(()) => {}
             Err(RuntimeError::Refused { message, .. }) => {
@@ -691,6 +843,10 @@ impl<R: ContainerRuntime> RunController<R> {
         let key = key.clone();
         let container = container.to_owned();
         tokio::spawn(async move {
+            if let Err(e) = this.may_act() {
+                tracing::warn!(container, "not stopped: {e}");
+                return;
+            }
             if let Err(e) = this.runtime.stop(&container, this.config.stop_grace).await {
                 tracing::warn!(container, code = e.code(), "stop failed: {e}");
             }
@@ -779,6 +935,24 @@ impl<R: ContainerRuntime> RunController<R> {
         }
         Ok(Some(Arc::new(move |line: &str| redactor.redact(line))))
     }
+}
+
+/// The container of the highest attempt, with that attempt's number.
+fn latest_attempt(containers: &[ContainerState]) -> Option<(u32, &ContainerState)> {
+    containers
+        .iter()
+        .filter_map(|c| {
+            c.labels
+                .get(labels::ATTEMPT)
+                .and_then(|a| a.parse::<u32>().ok())
+                .map(|n| (n, c))
+        })
+        .max_by_key(|(n, _)| *n)
+}
+
+/// The container of the highest attempt.
+fn latest_container(containers: &[ContainerState]) -> Option<&ContainerState> {
+    latest_attempt(containers).map(|(_, container)| container)
 }
 
 /// The pipeline folder a run mounts, found right before its container is created.

@@ -479,6 +479,7 @@ impl ScheduleController {
         if !plan.runs.is_empty() {
             match self.store.create_absent(plan.runs).await {
                 Ok(created) => {
+                    crate::failpoint::pause(crate::failpoint::AFTER_SLOT_RUNS).await;
                     // Only runs this call created: a name already taken (a restart, a
                     // second operator) is that slot's existing run. The skew is taken
                     // now, when the runs exist, before their events are recorded.

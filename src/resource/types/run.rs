@@ -120,6 +120,10 @@ pub struct Attempt {
     /// Docker host the container ran on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Lease epoch of the leader that claimed the attempt (several replicas on one
+    /// PostgreSQL store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
     /// When the container started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
