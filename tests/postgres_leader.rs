@@ -180,3 +180,331 @@ async fn the_lease_has_one_holder_and_a_new_epoch_for_each_new_holder() {
     );
     store.close().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Failure windows of the leader. Each pauses the leader at an exact step (the operator's
+// test pause points, `FLOTILLA_TEST_PAUSE_AT`), then does the real thing to it: kill -9,
+// SIGSTOP past the ttl, or cutting it off from PostgreSQL.
+
+/// Options of a replica on `url`, pausing at `pause` (a point and the directory where
+/// it marks it reached and waits for its release).
+fn replica(
+    url: &str,
+    data_dir: Option<std::path::PathBuf>,
+    pause: Option<(&str, &std::path::Path)>,
+) -> OperatorOptions {
+    let env = pause
+        .map(|(point, dir)| {
+            vec![
+                ("FLOTILLA_TEST_PAUSE_AT".to_owned(), point.to_owned()),
+                (
+                    "FLOTILLA_TEST_PAUSE_DIR".to_owned(),
+                    dir.display().to_string(),
+                ),
+            ]
+        })
+        .unwrap_or_default();
+    OperatorOptions {
+        args: vec![
+            "--database".into(),
+            url.to_owned(),
+            "--lease-ttl".into(),
+            TTL.into(),
+            "--lease-renew-interval".into(),
+            RENEW.into(),
+        ],
+        data_dir,
+        env,
+        ..OperatorOptions::default()
+    }
+}
+
+async fn wait_leading(op: &Operator) -> i64 {
+    op.wait_until("the replica to lead", Duration::from_secs(60), || async {
+        let view = leader_view(op).await;
+        (view["self"] == true).then(|| view["epoch"].as_i64().expect("epoch"))
+    })
+    .await
+}
+
+async fn wait_paused(op: &Operator, dir: &std::path::Path, point: &str) {
+    let marker = dir.join(format!("{point}.reached"));
+    op.wait_until(
+        &format!("the leader to reach {point}"),
+        Duration::from_secs(60),
+        || async { marker.exists().then_some(()) },
+    )
+    .await;
+}
+
+fn release(dir: &std::path::Path, point: &str) {
+    std::fs::write(dir.join(format!("{point}.go")), "").expect("release the pause point");
+}
+
+fn epoch_label(container: &str) -> Option<i64> {
+    support::docker::inspect_container(container)?["Config"]["Labels"]["flotilla.dev/epoch"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+fn signal(op: &Operator, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &op.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// The leader is killed right after `point` (the attempt claimed in the store, or its
+/// container created too); the next leader finishes the run with the same attempt, its
+/// container started exactly once.
+async fn leader_killed_at(point: &str) {
+    let postgres = PgServer::start();
+    let url = postgres.create_database().await;
+    let f = Fixture::new();
+    f.write_pipeline("waits", WAITS_FOR_GO, "", "");
+    let pauses = f.scratch("pauses");
+    let since = chrono::Utc::now().timestamp() - 1;
+    let first = f.start_operator(&replica(&url, None, Some((point, &pauses))));
+    let first_epoch = wait_leading(&first).await;
+    let second = f.start_operator(&replica(&url, Some(f.scratch("replica-b")), None));
+    first.wait_for_pipeline("waits").await;
+    let run = second.create_run("waits", &[]).await;
+    wait_paused(&first, &pauses, point).await;
+
+    // The claim is in the store before any container exists.
+    let claimed = second.run(&run).await;
+    let attempt = &support::docker::attempts(&claimed)[0];
+    assert_eq!(attempt["number"], 1, "{claimed:#}");
+    assert_eq!(attempt["epoch"], first_epoch, "{claimed:#}");
+    assert!(attempt.get("startedAt").is_none(), "{claimed:#}");
+    let container = attempt["container"].as_str().expect("container").to_owned();
+    let created_by_first = support::docker::inspect_container(&container).is_some();
+    assert_eq!(created_by_first, point == "after-create", "{point}");
+
+    first.kill_9();
+    let second_epoch = wait_leading(&second).await;
+    assert!(second_epoch > first_epoch);
+    assert_eq!(second.wait_for_line(&run, "line 20").await, container);
+    let creator = epoch_label(&container);
+    std::fs::write(f.pipelines_dir().join("waits/go"), "").expect("release");
+    let finished = second.wait_succeeded(&run).await;
+    assert_eq!(
+        creator,
+        Some(if created_by_first {
+            first_epoch
+        } else {
+            second_epoch
+        }),
+        "the container is labelled with the epoch of the leader that created it"
+    );
+    assert_eq!(
+        support::docker::attempts(&finished).len(),
+        1,
+        "{finished:#}"
+    );
+    assert_eq!(stdout_lines(&second.log(&run, 1).await), forty_lines());
+    assert_eq!(
+        starts_of(&container, since),
+        1,
+        "the container started once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_after_claiming_an_attempt_leaves_it_to_the_next_leader() {
+    leader_killed_at("after-claim").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_killed_after_creating_a_container_leaves_it_to_be_started_once() {
+    leader_killed_at("after-create").await;
+}
+
+/// How a paused leader is taken out of the game.
+enum Isolation {
+    /// SIGSTOP until the other replica has finished the run, then SIGCONT.
+    Stopped,
+    /// Its connections to PostgreSQL stall (a proxy stops forwarding, sockets stay open).
+    CutOff,
+}
+
+/// The leader claimed an attempt and is about to create its container when it is
+/// isolated past the ttl; the other replica takes over and runs the attempt; when the
+/// old leader comes back to its create, it is fenced: it creates and starts nothing,
+/// and exits saying it lost the lease.
+async fn deposed_leader_acts_on_nothing(isolation: Isolation) {
+    let postgres = PgServer::start();
+    let direct = postgres.create_database().await;
+    let proxy = StallingProxy::start(&direct).await;
+    let f = Fixture::new();
+    f.write_pipeline("waits", WAITS_FOR_GO, "", "");
+    let pauses = f.scratch("pauses");
+    let point = "before-create";
+    let since = chrono::Utc::now().timestamp() - 1;
+    let first_url = match isolation {
+        Isolation::Stopped => direct.clone(),
+        Isolation::CutOff => proxy.url(),
+    };
+    let mut first = f.start_operator(&replica(&first_url, None, Some((point, &pauses))));
+    let first_epoch = wait_leading(&first).await;
+    let second = f.start_operator(&replica(&direct, Some(f.scratch("replica-b")), None));
+    first.wait_for_pipeline("waits").await;
+    let run = second.create_run("waits", &[]).await;
+    wait_paused(&first, &pauses, point).await;
+    match isolation {
+        Isolation::Stopped => signal(&first, "STOP"),
+        Isolation::CutOff => proxy.stall(),
+    }
+
+    let second_epoch = wait_leading(&second).await;
+    assert!(second_epoch > first_epoch);
+    let container = second.wait_for_line(&run, "line 20").await;
+    assert_eq!(epoch_label(&container), Some(second_epoch));
+    std::fs::write(f.pipelines_dir().join("waits/go"), "").expect("release");
+    let finished = second.wait_succeeded(&run).await;
+    // Its tombstone gone, the container's name is free: a create by the old leader would
+    // now make and start a second container of the attempt.
+    second
+        .wait_until(
+            "the finished attempt's tombstone to be removed",
+            Duration::from_secs(120),
+            || async {
+                support::docker::inspect_container(&container)
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+
+    // The old leader comes back exactly where it stopped: about to create the container.
+    release(&pauses, point);
+    if let Isolation::Stopped = isolation {
+        signal(&first, "CONT");
+    }
+    let status = first.wait_exit(Duration::from_secs(60)).await;
+    let log = first.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the deposed leader exits with an error: {status:?}\n{log}"
+    );
+    assert!(
+        support::docker::inspect_container(&container).is_none(),
+        "the deposed leader created nothing"
+    );
+    assert_eq!(
+        starts_of(&container, since),
+        1,
+        "the container started once"
+    );
+    assert!(
+        log.contains("lost the controller lease"),
+        "the deposed leader says why it exits:\n{log}"
+    );
+    assert!(
+        log.contains("store.fenced"),
+        "the deposed leader's create was refused by the fence:\n{log}"
+    );
+    assert_eq!(
+        support::docker::attempts(&finished).len(),
+        1,
+        "{finished:#}"
+    );
+    assert_eq!(stdout_lines(&second.log(&run, 1).await), forty_lines());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_stopped_past_its_lease_creates_nothing_when_it_continues() {
+    deposed_leader_acts_on_nothing(Isolation::Stopped).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_from_postgres_stops_acting_before_the_next_one_takes_over() {
+    deposed_leader_acts_on_nothing(Isolation::CutOff).await;
+}
+
+/// A TCP proxy in front of PostgreSQL that can stall: it stops forwarding in both
+/// directions but keeps every socket open, as a partition does (no reset, no error:
+/// only timeouts tell).
+struct StallingProxy {
+    /// The database URL through the proxy.
+    url: String,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StallingProxy {
+    /// A proxy to the server of `url` (`postgres://user@host:port/database`).
+    async fn start(url: &str) -> Self {
+        let (prefix, rest) = url.split_once('@').expect("user@ in the database URL");
+        let (target, database) = rest.split_once('/').expect("/database in the URL");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let address = listener.local_addr().expect("proxy address");
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = {
+            let (target, stalled) = (target.to_owned(), stalled.clone());
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let (target, stalled) = (target.clone(), stalled.clone());
+                    tokio::spawn(async move {
+                        let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                            return;
+                        };
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
+                        tokio::join!(
+                            pump(client_read, server_write, stalled.clone()),
+                            pump(server_read, client_write, stalled)
+                        );
+                    });
+                }
+            })
+        };
+        Self {
+            url: format!("{prefix}@{address}/{database}"),
+            stalled,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    fn stall(&self) {
+        self.stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies bytes until either side closes; once `stalled`, holds what it reads.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        if stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            // Partitioned: nothing gets through any more, and nothing is closed.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -11,7 +11,6 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::leader;
-use crate::store::fence::Fence;
 use crate::controller::run::container::RunnerConfig;
 use crate::controller::run::{RunController, RunControllerConfig};
 use crate::controller::runtime::ContainerRuntime;
@@ -26,6 +25,7 @@ use crate::server::{self, AppState, HttpOptions};
 use crate::source::dir::DirSource;
 use crate::source::git::{DeployKey, GitAuth, GitConfig, GitSource};
 use crate::store::Store;
+use crate::store::fence::Fence;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -419,7 +419,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("API server failed")?;
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
-    store.close().await;
+    // Bounded: a database that stopped answering (a partition) must not keep the
+    // process from exiting.
+    if tokio::time::timeout(Duration::from_secs(5), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the store's connections did not close within 5 s; exiting anyway");
+    }
     // A lost lease is why the server stopped: say so with the exit code.
     if let Some(election) = election {
         election

@@ -105,7 +105,12 @@ impl Backend {
 
     /// Connects to the PostgreSQL database `options` names and brings its schema up to
     /// date.
+    ///
+    /// A session left idle inside a transaction is ended by the server after 5 s: a
+    /// replica cut off mid-transaction must not hold the lease row's lock (or any
+    /// other) until TCP notices, which would keep every other replica from taking over.
     pub(super) async fn open_postgres(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let options = options.options([("idle_in_transaction_session_timeout", "5s")]);
         let pool = PgPoolOptions::new().connect_with(options).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Backend::Postgres(pool))

@@ -175,17 +175,18 @@ pub fn decide_run_action(facts: &RunFacts<'_>) -> Decision {
         .container
         .filter(|(n, _)| *n == recorded)
         .map(|(_, c)| c);
-    let concluded = status.attempts.last().is_some_and(|a| a.finished_at.is_some());
+    let concluded = status
+        .attempts
+        .last()
+        .is_some_and(|a| a.finished_at.is_some());
     match current {
         // The recorded attempt is over; its container is a tombstone. Running again, it
         // was started by a deposed leader.
-        Some(container) if concluded && container.status == ContainerStatus::Running => {
-            Decision {
-                before: vec![Effect::StopStale],
-                requeue_after: Some(stop_wait(facts)),
-                ..Decision::default()
-            }
-        }
+        Some(container) if concluded && container.status == ContainerStatus::Running => Decision {
+            before: vec![Effect::StopStale],
+            requeue_after: Some(stop_wait(facts)),
+            ..Decision::default()
+        },
         Some(_) if concluded => decide_without_container(facts),
         Some(container) => decide_with_container(facts, container),
         None => decide_without_container(facts),
@@ -324,7 +325,11 @@ fn decide_with_container(facts: &RunFacts<'_>, container: &ContainerState) -> De
             decision.before.insert(0, Effect::DrainLogs);
             if facts.tombstone_for.is_zero() {
                 decision.after.push(Effect::Remove);
-            } else if decision.status.as_ref().is_some_and(|s| s.phase.is_finished()) {
+            } else if decision
+                .status
+                .as_ref()
+                .is_some_and(|s| s.phase.is_finished())
+            {
                 // Looked at again when the tombstone may go.
                 decision.requeue_after = Some(facts.tombstone_for);
             }

@@ -376,10 +376,7 @@ fn with_tombstones_an_exited_attempt_is_concluded_but_not_removed() {
     assert_eq!(decision.before, vec![Effect::DrainLogs]);
     assert!(decision.after.is_empty());
     assert_eq!(decision.requeue_after, Some(Duration::from_secs(30)));
-    assert_eq!(
-        decision.status.expect("status").phase,
-        RunPhase::Succeeded
-    );
+    assert_eq!(decision.status.expect("status").phase, RunPhase::Succeeded);
 }
 
 #[test]
@@ -486,7 +483,10 @@ fn a_claimed_attempt_is_created_again_under_its_number_or_cancelled_with_the_run
     .status
     .expect("status");
     assert_eq!(cancelled.phase, RunPhase::Cancelled);
-    assert_eq!(cancelled.message.as_deref(), Some("cancelled before it started"));
+    assert_eq!(
+        cancelled.message.as_deref(),
+        Some("cancelled before it started")
+    );
     assert_eq!(cancelled.attempts[0].reason.as_deref(), Some("Cancelled"));
     assert_eq!(cancelled.attempts[0].finished_at, Some(ts(3)));
 }

@@ -213,7 +213,8 @@ impl<R: ContainerRuntime> RunController<R> {
             match effect {
                 Effect::CreateAndStart { attempt } => {
                     let mut base = (observed.status.clone(), observed.run.resource_version);
-                    if let Err(failure) = self.create_and_start(observed, *attempt, &mut base).await?
+                    if let Err(failure) =
+                        self.create_and_start(observed, *attempt, &mut base).await?
                     {
                         return self.start_failed(key, observed, base, failure).await;
                     }
@@ -387,9 +388,8 @@ impl<R: ContainerRuntime> RunController<R> {
                 .last_mut()
                 .filter(|a| a.started_at.is_none() && a.finished_at.is_none())
         {
-            claimed.finished_at = Some(
-                Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            );
+            claimed.finished_at =
+                Some(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
             claimed.reason = Some(failure.reason.to_owned());
         }
         failed.reason = Some(failure.reason.to_owned());
