@@ -508,3 +508,105 @@ async fn pump(
         }
     }
 }
+
+/// Runs by schedule: schedule name → slot (minutes since the epoch) → run uids.
+async fn scheduled_runs(
+    op: &Operator,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<i64, Vec<String>>> {
+    let (status, list) = op.get("/namespaces/default/runs").await;
+    assert_eq!(status, 200, "{list}");
+    let mut runs: std::collections::BTreeMap<_, std::collections::BTreeMap<_, Vec<_>>> =
+        Default::default();
+    for run in list["items"].as_array().expect("items") {
+        let name = run["metadata"]["name"].as_str().expect("name");
+        let Some(schedule) = run["metadata"]["labels"]["flotilla.dev/schedule"].as_str() else {
+            continue;
+        };
+        let slot: i64 = name
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a slot number ends the run name");
+        runs.entry(schedule.to_owned())
+            .or_default()
+            .entry(slot)
+            .or_default()
+            .push(uid(run).to_owned());
+    }
+    runs
+}
+
+/// 1,000 every-minute schedules; the leader is killed -9 in the middle of a slot (its
+/// runs created, the schedules' statuses not yet written). The next leader creates no
+/// second run for that slot and one run for each schedule in the next slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_every_minute_schedules_get_one_run_per_slot_across_a_leader_killed_mid_slot() {
+    const SCHEDULES: usize = 1000;
+    let postgres = PgServer::start();
+    let url = postgres.create_database().await;
+    let f = Fixture::new();
+    // The pipeline does not exist: the runs wait (PipelineNotFound) and no container is
+    // made; only the schedule controller's work is measured here.
+    let manifests: Vec<String> = (0..SCHEDULES)
+        .map(|i| {
+            format!(
+                "apiVersion: flotilla.dev/v1alpha1\nkind: Schedule\nmetadata:\n  name: s{i:04}\nspec:\n  pipelineRef: {{ name: absent }}\n  cron: \"* * * * *\"\n"
+            )
+        })
+        .collect();
+    f.write_manifest("schedules.yaml", &manifests.join("---\n"));
+    let pauses = f.scratch("pauses");
+    let point = "after-slot-runs";
+    let first = f.start_operator(&replica(&url, None, Some((point, &pauses))));
+    wait_leading(&first).await;
+    let second = f.start_operator(&replica(&url, Some(f.scratch("replica-b")), None));
+    first
+        .wait_until(
+            "the leader to create a slot's runs",
+            Duration::from_secs(180),
+            || async { pauses.join(format!("{point}.reached")).exists().then_some(()) },
+        )
+        .await;
+    let before = scheduled_runs(&second).await;
+    assert_eq!(before.len(), SCHEDULES, "every schedule has its run of the slot");
+    let slot = *before
+        .values()
+        .next()
+        .and_then(|slots| slots.keys().next())
+        .expect("a slot");
+    for (schedule, slots) in &before {
+        assert_eq!(
+            slots.keys().copied().collect::<Vec<_>>(),
+            vec![slot],
+            "{schedule}"
+        );
+    }
+    first.kill_9();
+    wait_leading(&second).await;
+
+    let after = second
+        .wait_until(
+            "every schedule's run of the next slot",
+            Duration::from_secs(180),
+            || async {
+                let runs = scheduled_runs(&second).await;
+                runs.values()
+                    .all(|slots| slots.contains_key(&(slot + 1)))
+                    .then_some(runs)
+            },
+        )
+        .await;
+    assert_eq!(after.len(), SCHEDULES);
+    for (schedule, slots) in &after {
+        assert_eq!(
+            slots.keys().copied().collect::<Vec<_>>(),
+            vec![slot, slot + 1],
+            "{schedule}: one run per slot, none missed"
+        );
+        assert!(slots.values().all(|uids| uids.len() == 1), "{schedule}");
+        assert_eq!(
+            slots[&slot], before[schedule][&slot],
+            "{schedule}: the killed leader's run of the slot is kept, not made again"
+        );
+    }
+}
