@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::docker::{
-    Fixture, Operator, OperatorOptions, WAITS_FOR_GO, forty_lines, stdout_lines, uid,
+    Fixture, Operator, OperatorOptions, WAITS_FOR_GO, forty_lines, phase, stdout_lines, uid,
 };
 use support::postgres::PgServer;
 
@@ -564,11 +564,20 @@ async fn a_thousand_every_minute_schedules_get_one_run_per_slot_across_a_leader_
         .wait_until(
             "the leader to create a slot's runs",
             Duration::from_secs(180),
-            || async { pauses.join(format!("{point}.reached")).exists().then_some(()) },
+            || async {
+                pauses
+                    .join(format!("{point}.reached"))
+                    .exists()
+                    .then_some(())
+            },
         )
         .await;
     let before = scheduled_runs(&second).await;
-    assert_eq!(before.len(), SCHEDULES, "every schedule has its run of the slot");
+    assert_eq!(
+        before.len(),
+        SCHEDULES,
+        "every schedule has its run of the slot"
+    );
     let slot = *before
         .values()
         .next()
@@ -609,4 +618,83 @@ async fn a_thousand_every_minute_schedules_get_one_run_per_slot_across_a_leader_
             "{schedule}: the killed leader's run of the slot is kept, not made again"
         );
     }
+}
+
+/// Reads NDJSON watch events from `response` until `wanted` accepts one; returns it.
+async fn watch_until(
+    response: &mut reqwest::Response,
+    timeout: Duration,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    let mut buffer = Vec::new();
+    loop {
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            if let Ok(event) = serde_json::from_slice::<Value>(&line)
+                && wanted(&event)
+            {
+                return event;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => buffer.extend_from_slice(&chunk),
+            Ok(other) => panic!("the watch ended: {other:?}"),
+            Err(_) => panic!("no wanted watch event within {timeout:?}"),
+        }
+    }
+}
+
+/// A replica that does not lead serves what the leader writes as it commits: its watch
+/// streams the status writes of the leader's run controller, its reads and pages show
+/// them. The replicas poll for each other's writes only once an hour here, so what
+/// arrives came through the commit notifications.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_serves_the_leaders_writes_as_they_commit() {
+    let postgres = PgServer::start();
+    let url = postgres.create_database().await;
+    let f = Fixture::new();
+    f.write_pipeline("waits", WAITS_FOR_GO, "", "");
+    std::fs::write(f.pipelines_dir().join("waits/go"), "").expect("release");
+    let options = |data_dir| {
+        let mut options = replica(&url, data_dir, None);
+        options
+            .args
+            .extend(["--follow-poll-interval".to_owned(), "1h".to_owned()]);
+        options
+    };
+    let leader = f.start_operator(&options(None));
+    wait_leading(&leader).await;
+    let follower = f.start_operator(&options(Some(f.scratch("replica-b"))));
+    assert_eq!(leader_view(&follower).await["self"], false);
+    leader.wait_for_pipeline("waits").await;
+    // Read once, so the follower's page cache holds the page the run must appear on.
+    let (status, page) = follower.get("/namespaces/default/runs?limit=10").await;
+    assert_eq!(status, 200, "{page}");
+
+    let mut watch = reqwest::Client::new()
+        .get(follower.api("/namespaces/default/runs?watch=true"))
+        .bearer_auth(follower.token())
+        .send()
+        .await
+        .expect("open the watch");
+    assert_eq!(watch.status(), 200);
+    let run = leader.create_run("waits", &[]).await;
+    let event = watch_until(&mut watch, Duration::from_secs(60), |event| {
+        event["object"]["metadata"]["name"] == run.as_str()
+            && event["object"]["status"]["phase"] == "Succeeded"
+    })
+    .await;
+    assert_eq!(event["type"], "MODIFIED", "{event}");
+    assert_eq!(phase(&follower.run(&run).await), "Succeeded");
+    let (status, page) = follower.get("/namespaces/default/runs?limit=10").await;
+    assert_eq!(status, 200, "{page}");
+    let listed = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|item| item["metadata"]["name"] == run.as_str())
+        .unwrap_or_else(|| panic!("the run is on the follower's page: {page}"));
+    assert_eq!(phase(listed), "Succeeded");
 }

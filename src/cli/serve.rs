@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// it (at most a third of --lease-ttl).
     #[arg(long, env = "FLOTILLA_LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = parse_duration_arg)]
     pub lease_renew_interval: Duration,
+    /// With PostgreSQL: how often a replica reads the other replicas' writes without
+    /// being notified of them (notifications arrive at every commit; this poll only
+    /// catches up on those lost while the listening connection was re-established).
+    #[arg(long, env = "FLOTILLA_FOLLOW_POLL_INTERVAL", default_value = "2s", value_parser = parse_duration_arg)]
+    pub follow_poll_interval: Duration,
     /// Directory of YAML manifests and Fast-Flow pipeline folders, applied at start and
     /// on every change.
     #[arg(long, env = "PIPELINES_DIR")]
@@ -338,7 +343,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (elected, mut is_elected) = tokio::sync::watch::channel(None::<i64>);
     let (leader_holder, election) = if store.is_shared() {
         // Writes through other replicas reach this one's controllers and watches.
-        store.follow_other_writers(Duration::from_millis(500), shutdown.clone());
+        store.follow_other_writers(args.follow_poll_interval, shutdown.clone());
         let config = leader::LeaderConfig {
             holder: leader::holder_name(),
             ttl: args.lease_ttl,

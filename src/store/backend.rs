@@ -164,6 +164,23 @@ impl Backend {
         matches!(self, Backend::Sqlite(_))
     }
 
+    /// A listener on the PostgreSQL notification `channel` (a connection of its own,
+    /// re-established by sqlx when it drops); `None` on SQLite, where one process is
+    /// the only writer.
+    pub(super) async fn listen(
+        &self,
+        channel: &str,
+    ) -> Result<Option<sqlx::postgres::PgListener>, sqlx::Error> {
+        match self {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(pool) => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(channel).await?;
+                Ok(Some(listener))
+            }
+        }
+    }
+
     /// Begins a write transaction.
     pub(super) async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
@@ -200,6 +217,11 @@ impl Tx {
     /// accepts `$N`.
     pub(super) fn wants_anonymous_placeholders(&self) -> bool {
         matches!(self, Tx::Sqlite(_))
+    }
+
+    /// Whether this is a PostgreSQL transaction.
+    pub(super) fn is_postgres(&self) -> bool {
+        matches!(self, Tx::Postgres(_))
     }
 
     /// Commits the transaction.

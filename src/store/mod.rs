@@ -319,7 +319,8 @@ impl Store {
                 Write::Delete { .. } => ChangeKind::Deleted,
             })
             .collect();
-        let (written, first_revision) = apply_with(&self.backend, writes, skip_taken, self.fence.as_deref()).await?;
+        let (written, first_revision) =
+            apply_with(&self.backend, writes, skip_taken, self.fence.as_deref()).await?;
         // The feed carries the written objects as their stored text, shared rather than
         // copied: an apply of 10,000 objects announces 10,000 events before any
         // subscriber runs.
@@ -360,10 +361,13 @@ impl Store {
     }
 
     /// Announces, on this process's change feed, the writes other operators sharing the
-    /// database make: every `every`, the objects written since the last revision seen
-    /// (in revision order, a page at a time) become `Added` (never written since their
-    /// creation) or `Modified` events. Deletes by others are not seen here: controllers
-    /// find them at their resyncs. Runs until `shutdown`.
+    /// database make: the objects written after the last revision seen (in revision
+    /// order, a page at a time) become `Added` (never written since their creation) or
+    /// `Modified` events. Every write transaction on PostgreSQL notifies channel
+    /// `flotilla_writes` at commit, so they are read within milliseconds; a poll every
+    /// `every` catches up on notifications lost while the listening connection was
+    /// re-established. Deletes by others are not seen here: controllers find them at
+    /// their resyncs. Runs until `shutdown`.
     pub fn follow_other_writers(
         &self,
         every: std::time::Duration,
@@ -373,66 +377,91 @@ impl Store {
         let store = self.clone();
         tokio::spawn(async move {
             let mut seen = store.revision().await.unwrap_or(0);
+            let mut listener = match store.backend.listen(WRITES_CHANNEL).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot listen for other operators' writes, polling every {every:?}: {e}"
+                    );
+                    None
+                }
+            };
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = ticks.tick() => {}
-                }
-                loop {
-                    let rows: Vec<ObjectRow> = match store
-                        .backend
-                        .fetch(
-                            CHANGED_SINCE,
-                            vec![Param::Int(seen), Param::Int(CHANGED_PAGE)],
-                        )
-                        .await
-                    {
-                        Ok(rows) => rows,
-                        Err(e) => {
-                            tracing::warn!("cannot read other operators' writes: {e}");
-                            break;
+                    notified = next_notification(&mut listener) => {
+                        if let Err(e) = notified {
+                            tracing::warn!("the write notifications stopped, retrying: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                         }
-                    };
-                    let full = rows.len() as i64 == CHANGED_PAGE;
-                    for row in rows {
-                        let raw = match row.into_raw() {
-                            Ok(raw) => raw,
-                            Err(e) => {
-                                tracing::warn!(code = e.code(), "{e}");
-                                continue;
-                            }
-                        };
-                        seen = seen.max(raw.resource_version);
-                        let own = store
-                            .own_writes()
-                            .as_mut()
-                            .is_some_and(|own| own.remove(&raw.resource_version));
-                        if own || store.changes.receiver_count() == 0 {
-                            continue;
-                        }
-                        let change = if raw.created_at == raw.updated_at {
-                            ChangeKind::Added
-                        } else {
-                            ChangeKind::Modified
-                        };
-                        let _ = store.changes.send(StoreEvent {
-                            key: raw.key.clone(),
-                            resource_version: raw.resource_version,
-                            change,
-                            object: Arc::new(raw),
-                        });
-                    }
-                    if let Some(own) = store.own_writes().as_mut() {
-                        own.retain(|revision| *revision > seen);
-                    }
-                    if !full {
-                        break;
                     }
                 }
+                // One read for every notification that arrived meanwhile.
+                if let Some(listener) = listener.as_mut() {
+                    while listener.next_buffered().is_some() {}
+                }
+                store.announce_writes_after(&mut seen).await;
             }
         })
+    }
+
+    /// Reads the writes after revision `seen` and announces those this process did not
+    /// make; advances `seen`.
+    async fn announce_writes_after(&self, seen: &mut i64) {
+        loop {
+            let rows: Vec<ObjectRow> = match self
+                .backend
+                .fetch(
+                    CHANGED_SINCE,
+                    vec![Param::Int(*seen), Param::Int(CHANGED_PAGE)],
+                )
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!("cannot read other operators' writes: {e}");
+                    return;
+                }
+            };
+            let full = rows.len() as i64 == CHANGED_PAGE;
+            for row in rows {
+                let raw = match row.into_raw() {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        tracing::warn!(code = e.code(), "{e}");
+                        continue;
+                    }
+                };
+                *seen = (*seen).max(raw.resource_version);
+                let own = self
+                    .own_writes()
+                    .as_mut()
+                    .is_some_and(|own| own.remove(&raw.resource_version));
+                if own || self.changes.receiver_count() == 0 {
+                    continue;
+                }
+                let change = if raw.created_at == raw.updated_at {
+                    ChangeKind::Added
+                } else {
+                    ChangeKind::Modified
+                };
+                let _ = self.changes.send(StoreEvent {
+                    key: raw.key.clone(),
+                    resource_version: raw.resource_version,
+                    change,
+                    object: Arc::new(raw),
+                });
+            }
+            if let Some(own) = self.own_writes().as_mut() {
+                own.retain(|revision| *revision > *seen);
+            }
+            if !full {
+                return;
+            }
+        }
     }
 
     /// `sqlite` or `postgres`.
@@ -701,6 +730,19 @@ impl Store {
     ) -> Result<Vec<StoredObject>, StoreError> {
         let rows: Vec<ObjectRow> = self.backend.fetch(sql, params).await?;
         rows.into_iter().map(ObjectRow::into_object).collect()
+    }
+}
+
+/// The PostgreSQL notification channel of committed writes.
+pub(super) const WRITES_CHANNEL: &str = "flotilla_writes";
+
+/// The next notification of `listener`; never, without one (SQLite).
+async fn next_notification(
+    listener: &mut Option<sqlx::postgres::PgListener>,
+) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(listener) => listener.recv().await.map(drop),
+        None => std::future::pending().await,
     }
 }
 

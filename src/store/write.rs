@@ -16,6 +16,10 @@ use super::row::{json_text, map_json, now};
 use super::statement::Statement;
 use crate::resource::object::{Change, DesiredObject, ObjectKey, RawObject};
 
+/// Tells the other replicas sharing a PostgreSQL store that revisions up to `$1` were
+/// written.
+const NOTIFY: &str = "SELECT pg_notify($1, $2)::text";
+
 const RESERVE_REVISIONS: &str =
     "UPDATE revision SET value = value + $1 WHERE id = 1 RETURNING value";
 
@@ -155,6 +159,18 @@ pub(super) async fn apply_with(
         results.push(statement.run(&mut tx).await?);
     }
     insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
+    if tx.is_postgres() {
+        // Delivered at commit (and only then) to every replica listening: they read
+        // the writes after the revisions they have seen ([`super::Store::follow_other_writers`]).
+        tx.fetch::<(String,)>(
+            NOTIFY,
+            vec![
+                Param::Text(super::WRITES_CHANNEL.to_owned()),
+                Param::Text(last.to_string()),
+            ],
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok((results, last - count + 1))
 }
