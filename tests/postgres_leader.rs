@@ -647,8 +647,8 @@ async fn watch_until(
 }
 
 /// A replica that does not lead serves what the leader writes as it commits: its watch
-/// streams the status writes of the leader's run controller, its reads and pages show
-/// them. The replicas poll for each other's writes only once an hour here, so what
+/// streams the status writes of the leader's run controller and the leader's deletes,
+/// its reads and pages show them. The replicas poll for each other's writes only once an hour here, so what
 /// arrives came through the commit notifications.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follower_serves_the_leaders_writes_as_they_commit() {
@@ -697,4 +697,121 @@ async fn a_follower_serves_the_leaders_writes_as_they_commit() {
         .find(|item| item["metadata"]["name"] == run.as_str())
         .unwrap_or_else(|| panic!("the run is on the follower's page: {page}"));
     assert_eq!(phase(listed), "Succeeded");
+
+    // Deletes too.
+    leader.delete_run(&run).await;
+    let deleted = watch_until(&mut watch, Duration::from_secs(60), |event| {
+        event["object"]["metadata"]["name"] == run.as_str() && event["type"] == "DELETED"
+    })
+    .await;
+    assert_eq!(uid(&deleted["object"]), uid(&event["object"]));
+    let (status, _) = follower
+        .get(&format!("/namespaces/default/runs/{run}"))
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// Two stores on one database, as two replicas hold them: each one's feed announces the
+/// other's create, status write and delete once, and its own writes once (as written,
+/// not again when read back).
+#[tokio::test(flavor = "multi_thread")]
+async fn each_replica_feed_carries_every_write_once() {
+    use flotilla::resource::{Change, DesiredObject, Kind, ObjectKey};
+    use flotilla::store::{ChangeKind, Store};
+    let postgres = PgServer::start();
+    let url = postgres.create_database().await;
+    let (a, b) = (
+        Store::connect(&url).await.expect("open a"),
+        Store::connect(&url).await.expect("open b"),
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // Catch-up polls far apart: what arrives comes through the notifications.
+    for store in [&a, &b] {
+        store.follow_other_writers(Duration::from_secs(3600), shutdown.clone());
+    }
+    let (mut seen_by_a, mut seen_by_b) = (a.subscribe(), b.subscribe());
+    let create = |name: &str| {
+        vec![Change::Create {
+            object: DesiredObject {
+                key: ObjectKey::new(Kind::Pipeline, "default", name),
+                labels: Default::default(),
+                annotations: Default::default(),
+                spec: serde_json::json!({"entrypoint": "main.py"}).into(),
+            },
+            managed_by: None,
+            status: None,
+        }]
+    };
+    // Each follows the other before the writes under test: a sentinel write of the
+    // other arrives (written again until one does: a follower that started after a
+    // write counts it as past).
+    for (writer, name, feed) in [
+        (&a, "ready-a", &mut seen_by_b),
+        (&b, "ready-b", &mut seen_by_a),
+    ] {
+        let mut tries = 0;
+        'wait: loop {
+            tries += 1;
+            assert!(tries <= 60, "{name} never reached the other store's feed");
+            writer
+                .commit(create(&format!("{name}-{tries}")))
+                .await
+                .expect("sentinel");
+            while let Ok(Ok(event)) =
+                tokio::time::timeout(Duration::from_millis(500), feed.recv()).await
+            {
+                if event.key.name.starts_with(name) {
+                    break 'wait;
+                }
+            }
+        }
+    }
+    // What else each heard so far (its own sentinel, the other's) is behind us.
+    while seen_by_a.try_recv().is_ok() {}
+    while seen_by_b.try_recv().is_ok() {}
+    let key = ObjectKey::new(Kind::Pipeline, "default", "p");
+    let created = a.commit(create("p")).await.expect("create").remove(0);
+    let status = a
+        .update_status(
+            &key,
+            Some(created.resource_version),
+            serde_json::json!({"x": 1}),
+        )
+        .await
+        .expect("status");
+    a.delete(&key, Some(status.resource_version))
+        .await
+        .expect("delete");
+    let expected = [
+        ChangeKind::Added,
+        ChangeKind::StatusModified,
+        ChangeKind::Deleted,
+    ];
+    let mut by_b = Vec::new();
+    while by_b.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(30), seen_by_b.recv())
+            .await
+            .expect("b hears of a's writes")
+            .expect("feed open");
+        by_b.push(event.change);
+    }
+    // B cannot tell a status write from another update when reading the row back.
+    assert_eq!(
+        by_b,
+        vec![ChangeKind::Added, ChangeKind::Modified, ChangeKind::Deleted]
+    );
+    let by_a: Vec<ChangeKind> = std::iter::from_fn(|| seen_by_a.try_recv().ok())
+        .map(|e| e.change)
+        .collect();
+    assert_eq!(by_a, expected);
+    // B's write reaches A, then nothing more is pending on A: A's own writes, read back
+    // by its poll, were not announced a second time.
+    b.commit(create("q")).await.expect("create q");
+    let next = tokio::time::timeout(Duration::from_secs(30), seen_by_a.recv())
+        .await
+        .expect("a hears of b's write")
+        .expect("feed open");
+    assert_eq!(next.key.name, "q", "{next:?}");
+    assert!(seen_by_a.try_recv().is_err());
+    shutdown.cancel();
 }

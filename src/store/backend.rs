@@ -219,6 +219,17 @@ impl Tx {
         matches!(self, Tx::Sqlite(_))
     }
 
+    /// Runs one statement inside the transaction, returning no rows.
+    pub(super) async fn execute(
+        &mut self,
+        sql: impl SqlSafeStr,
+        params: Vec<Param>,
+    ) -> Result<(), sqlx::Error> {
+        dispatch!(Tx, self, tx => {
+            bind(sqlx::query(sql), params).execute(&mut **tx).await.map(drop)
+        })
+    }
+
     /// Whether this is a PostgreSQL transaction.
     pub(super) fn is_postgres(&self) -> bool {
         matches!(self, Tx::Postgres(_))

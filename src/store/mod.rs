@@ -118,12 +118,25 @@ const PAGE_MANAGED_BY: &str = concat!(
     "ORDER BY kind, namespace, name LIMIT $5"
 );
 
-/// Objects written after revision `$1`, oldest write first, `$2` at most.
+/// Objects written or deleted after revision `$1`, oldest write first, `$2` at most.
 const CHANGED_SINCE: &str = concat!(
     "SELECT ",
     object_columns!(),
-    " FROM objects WHERE resource_version > $1 ORDER BY resource_version LIMIT $2"
+    ", CAST(0 AS BIGINT) AS deleted FROM objects WHERE resource_version > $1 ",
+    "UNION ALL SELECT ",
+    object_columns!(),
+    ", CAST(1 AS BIGINT) AS deleted FROM deletions WHERE resource_version > $1 ",
+    "ORDER BY resource_version LIMIT $2"
 );
+
+/// A row of [`CHANGED_SINCE`].
+#[derive(sqlx::FromRow)]
+struct ChangedRow {
+    #[sqlx(flatten)]
+    object: ObjectRow,
+    /// 1 for a deleted object (its revision is the delete's).
+    deleted: i64,
+}
 
 /// Objects read per query by [`Store::follow_other_writers`].
 const CHANGED_PAGE: i64 = 1_000;
@@ -327,8 +340,18 @@ impl Store {
         let written: Vec<Arc<RawObject>> = written.into_iter().map(Arc::new).collect();
         if let Some(own) = self.own_writes().as_mut() {
             // The revisions the rows carry now (a create_absent that skips taken keys
-            // writes fewer rows than it reserved revisions for).
-            own.extend(written.iter().map(|object| object.resource_version));
+            // writes fewer rows than it reserved revisions for); a delete's is the one
+            // the delete took, under which its deletion row is read back.
+            own.extend(
+                written
+                    .iter()
+                    .zip(&kinds)
+                    .enumerate()
+                    .map(|(i, (object, change))| match change {
+                        ChangeKind::Deleted if !skip_taken => first_revision + i as i64,
+                        _ => object.resource_version,
+                    }),
+            );
         }
         if self.changes.receiver_count() > 0 {
             let kinds = if skip_taken {
@@ -366,8 +389,8 @@ impl Store {
     /// `Modified` events. Every write transaction on PostgreSQL notifies channel
     /// `flotilla_writes` at commit, so they are read within milliseconds; a poll every
     /// `every` catches up on notifications lost while the listening connection was
-    /// re-established. Deletes by others are not seen here: controllers find them at
-    /// their resyncs. Runs until `shutdown`.
+    /// re-established. Deletes come from the `deletions` table, which a delete fills in
+    /// its transaction. Runs until `shutdown`.
     pub fn follow_other_writers(
         &self,
         every: std::time::Duration,
@@ -412,7 +435,7 @@ impl Store {
     /// make; advances `seen`.
     async fn announce_writes_after(&self, seen: &mut i64) {
         loop {
-            let rows: Vec<ObjectRow> = match self
+            let rows: Vec<ChangedRow> = match self
                 .backend
                 .fetch(
                     CHANGED_SINCE,
@@ -427,8 +450,8 @@ impl Store {
                 }
             };
             let full = rows.len() as i64 == CHANGED_PAGE;
-            for row in rows {
-                let raw = match row.into_raw() {
+            for ChangedRow { object, deleted } in rows {
+                let raw = match object.into_raw() {
                     Ok(raw) => raw,
                     Err(e) => {
                         tracing::warn!(code = e.code(), "{e}");
@@ -443,7 +466,9 @@ impl Store {
                 if own || self.changes.receiver_count() == 0 {
                     continue;
                 }
-                let change = if raw.created_at == raw.updated_at {
+                let change = if deleted == 1 {
+                    ChangeKind::Deleted
+                } else if raw.created_at == raw.updated_at {
                     ChangeKind::Added
                 } else {
                     ChangeKind::Modified

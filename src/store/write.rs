@@ -8,17 +8,29 @@
 
 use serde_json::Value;
 
-use super::backend::{Backend, Param};
+use super::backend::{Backend, Param, Tx};
 use super::error::StoreError;
 use super::fence::Fence;
 use super::insert::{INSERT_CHUNK, insert};
-use super::row::{json_text, map_json, now};
+use super::row::{json_text, map_json, now, object_columns, object_params};
 use super::statement::Statement;
 use crate::resource::object::{Change, DesiredObject, ObjectKey, RawObject};
 
 /// Tells the other replicas sharing a PostgreSQL store that revisions up to `$1` were
 /// written.
 const NOTIFY: &str = "SELECT pg_notify($1, $2)::text";
+
+/// A deleted object, as of its delete (see `migrations/postgres/0007_deletions.sql`).
+const RECORD_DELETION: &str = concat!(
+    "INSERT INTO deletions (",
+    object_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+
+/// Deletions more than this many revisions old are forgotten.
+const DELETIONS_KEPT: i64 = 100_000;
+
+const PRUNE_DELETIONS: &str = "DELETE FROM deletions WHERE resource_version < $1";
 
 const RESERVE_REVISIONS: &str =
     "UPDATE revision SET value = value + $1 WHERE id = 1 RETURNING value";
@@ -153,7 +165,15 @@ pub(super) async fn apply_with(
                 expected,
                 status,
             } => Statement::status(key, expected, status, revision, now_millis),
-            Write::Delete { key, expected } => Statement::delete(key, expected),
+            Write::Delete { key, expected } => {
+                insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
+                let deleted = Statement::delete(key, expected).run(&mut tx).await?;
+                if tx.is_postgres() {
+                    record_deletion(&mut tx, &deleted, revision, now).await?;
+                }
+                results.push(deleted);
+                continue;
+            }
         };
         insert(&mut tx, &mut pending_creates, &mut results, skip_taken).await?;
         results.push(statement.run(&mut tx).await?);
@@ -173,4 +193,27 @@ pub(super) async fn apply_with(
     }
     tx.commit().await?;
     Ok((results, last - count + 1))
+}
+
+/// Copies a deleted object into `deletions` under the revision its delete took, for the
+/// replicas following this store's writes, and forgets deletions long past.
+async fn record_deletion(
+    tx: &mut Tx,
+    deleted: &RawObject,
+    revision: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    let mut params = Vec::with_capacity(13);
+    object_params(
+        &RawObject {
+            resource_version: revision,
+            updated_at: now,
+            ..deleted.clone()
+        },
+        &mut params,
+    );
+    tx.execute(RECORD_DELETION, params).await?;
+    tx.execute(PRUNE_DELETIONS, vec![Param::Int(revision - DELETIONS_KEPT)])
+        .await?;
+    Ok(())
 }
