@@ -85,6 +85,20 @@ async fn one_leader_runs_the_controllers_and_a_follower_takes_over_a_killed_lead
     let first_epoch = seen_by_first["epoch"].as_i64().expect("epoch");
     assert_eq!(second.metric("leader").await, 0.0);
     assert_eq!(first.metric("leader").await, 1.0);
+    // `flotilla get leader` against the follower names the leader and itself.
+    let out = second.cli(&["get", "leader", "-o", "json"], Duration::from_secs(30));
+    assert!(out.status.success(), "{out:?}");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("get leader JSON");
+    assert_eq!(answer["holder"], seen_by_first["holder"], "{answer}");
+    assert_eq!(answer["epoch"], first_epoch, "{answer}");
+    assert_ne!(answer["answeredBy"], answer["holder"], "{answer}");
+    let table = second.cli(&["get", "leader"], Duration::from_secs(30));
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("EPOCH")
+            && table.contains(seen_by_first["holder"].as_str().expect("holder")),
+        "{table}"
+    );
 
     // Created through the follower's API, run by the leader's controller.
     first.wait_for_pipeline("waits").await;

@@ -46,6 +46,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             if matches!(kind.as_str(), "sources" | "source") {
                 return sources(&client.client(), output).await;
             }
+            if kind == "leader" {
+                return leader(&client.client(), output).await;
+            }
             if matches!(kind.as_str(), "events" | "event" | "ev") {
                 let namespace = (!all_namespaces).then_some(namespace.as_str());
                 return events(&client.client(), namespace, involved.as_deref(), output).await;
@@ -708,6 +711,40 @@ async fn sources(client: &ApiClient, format: Option<OutputFormat>) -> anyhow::Re
             for s in &items {
                 print_sync_details(&s["lastSync"]);
             }
+        }
+    }
+    Ok(())
+}
+
+/// `flotilla get leader`: which replica runs the controllers.
+async fn leader(client: &ApiClient, format: Option<OutputFormat>) -> anyhow::Result<()> {
+    let answer = client.get(&format!("{API_PREFIX}/leader")).await?;
+    match format {
+        Some(OutputFormat::Json) => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Some(OutputFormat::Yaml) => print!("{}", output::yaml(&answer)),
+        _ => {
+            if let Some(note) = answer["note"].as_str() {
+                println!("This operator leads: {note}.");
+                return Ok(());
+            }
+            let seconds = |v: &Value| v.as_f64().map_or("-".to_owned(), |s| format!("{s:.1}s"));
+            let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+            let row = vec![
+                text(&answer["holder"]),
+                answer["epoch"]
+                    .as_i64()
+                    .map_or("-".to_owned(), |e| e.to_string()),
+                seconds(&answer["leaseAgeSeconds"]),
+                seconds(&answer["leaseTtlSeconds"]),
+                text(&answer["answeredBy"]),
+            ];
+            print!(
+                "{}",
+                output::table(
+                    &["HOLDER", "EPOCH", "RENEWED", "TTL", "ANSWERED BY"],
+                    &[row]
+                )
+            );
         }
     }
     Ok(())

@@ -104,7 +104,8 @@ pub enum Command {
     },
     /// List resources, or show one.
     Get {
-        /// Kind: pipeline(s)/pl, schedule(s)/sched, secret(s)/sec, run(s)/rn, events/ev, sources.
+        /// Kind: pipeline(s)/pl, schedule(s)/sched, secret(s)/sec, run(s)/rn, events/ev, sources,
+        /// leader.
         kind: String,
         /// Name of one resource.
         name: Option<String>,

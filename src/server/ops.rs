@@ -30,8 +30,19 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
             message: format!("the container runtime does not answer: {message}"),
         })?;
     }
-    // Replicas sharing a store: who leads (runs the controllers), since when.
-    let leader = match &state.leader_holder {
+    let leader = leader_view(&state).await?;
+    Ok(Json(json!({
+        "store": "ok",
+        "storeIdentity": state.store.identity(),
+        "docker": if state.runtime_probe.is_some() { "ok" } else { "not configured" },
+        "leader": leader,
+    })))
+}
+
+/// Replicas sharing a store: who leads (runs the controllers), under which epoch, how
+/// long ago the lease was renewed.
+async fn leader_view(state: &AppState) -> Result<Value, ApiError> {
+    Ok(match &state.leader_holder {
         Some(me) => match state.store.lease(crate::controller::leader::LEASE).await? {
             Some(lease) => json!({
                 "holder": lease.holder,
@@ -39,17 +50,17 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
                 "leaseAgeSeconds": lease.age_ms as f64 / 1000.0,
                 "leaseTtlSeconds": lease.ttl_ms as f64 / 1000.0,
                 "self": &lease.holder == me,
+                "answeredBy": me,
             }),
-            None => json!({ "holder": null, "self": false }),
+            None => json!({ "holder": null, "self": false, "answeredBy": me }),
         },
         None => json!({ "self": true, "note": "the only operator of its SQLite store" }),
-    };
-    Ok(Json(json!({
-        "store": "ok",
-        "storeIdentity": state.store.identity(),
-        "docker": if state.runtime_probe.is_some() { "ok" } else { "not configured" },
-        "leader": leader,
-    })))
+    })
+}
+
+/// `GET …/leader`: the leader as seen from this replica (needs only the store).
+pub(super) async fn leader(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(leader_view(&state).await?))
 }
 
 /// `GET /version`.

@@ -114,6 +114,12 @@ pub static ROUTES: &[Route] = &[
         "Sync status of the sources (git: live commit, last sync, errors, next auto-sync)"
     ),
     route!(
+        GET,
+        concat!("/apis/flotilla.dev/v1alpha1", "/leader"),
+        Access::Scope(ResourcesRead),
+        "Which replica leads (runs the controllers): holder, epoch, lease age and ttl, and which replica answered"
+    ),
+    route!(
         POST,
         concat!("/apis/flotilla.dev/v1alpha1", "/sources/sync"),
         Access::Scope(SourcesWrite),
@@ -283,6 +289,7 @@ fn handler(route: &Route) -> Option<MethodRouter<AppState>> {
         ("POST", "/hooks/pipelines/{name}") => post(hooks::pipeline_trigger),
         ("POST", "/api/webhooks/{pipeline}/{key}") => post(hooks::pipeline_trigger_fastflow),
         ("GET", "/sources") => get(hooks::sources_list),
+        ("GET", "/leader") => get(ops::leader),
         ("POST", "/sources/sync") => post(hooks::sources_sync),
         ("POST", "/apply") => post(apply::apply),
         ("GET", "/events") => get(events::list_all),
