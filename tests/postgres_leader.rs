@@ -829,3 +829,83 @@ async fn each_replica_feed_carries_every_write_once() {
     assert!(seen_by_a.try_recv().is_err());
     shutdown.cancel();
 }
+
+/// A container of an attempt the store does not record, carrying an epoch label (what a
+/// deposed leader whose claim never landed would leave), is removed with a
+/// `StaleContainer` Warning event; the run's recorded attempt is not disturbed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_no_claim_covers_is_removed_as_stale() {
+    let postgres = PgServer::start();
+    let url = postgres.create_database().await;
+    let f = Fixture::new();
+    f.write_pipeline("waits", WAITS_FOR_GO, "", "");
+    let leader = f.start_operator(&replica(&url, None, None));
+    let epoch = wait_leading(&leader).await;
+    leader.wait_for_pipeline("waits").await;
+    let run = leader.create_run("waits", &[]).await;
+    let container = leader.wait_for_line(&run, "line 20").await;
+    let (status, ready) = leader.get_text("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    let ready: Value = serde_json::from_str(&ready).expect("readyz JSON");
+    let run_object = leader.run(&run).await;
+    let run_uid = uid(&run_object).to_owned();
+    // Attempt 2 under an older epoch, never claimed in the store.
+    let stale = format!("flotilla-{run_uid}-2");
+    f.remove_on_drop(&stale);
+    let labels = [
+        format!("flotilla.dev/run={run_uid}"),
+        format!("flotilla.dev/run-name=default/{run}"),
+        "flotilla.dev/attempt=2".to_owned(),
+        format!(
+            "flotilla.dev/store={}",
+            ready["storeIdentity"].as_str().expect("identity")
+        ),
+        format!("flotilla.dev/epoch={}", epoch - 1),
+        format!("{}={}", support::docker::MANAGED_BY, f.instance()),
+    ];
+    let mut args = vec!["run", "-d", "--name", &stale];
+    for label in &labels {
+        args.extend(["--label", label]);
+    }
+    args.extend([
+        "--entrypoint",
+        "sleep",
+        support::docker::RUNNER_IMAGE,
+        "600",
+    ]);
+    support::docker::docker_ok(&args);
+
+    leader
+        .wait_until(
+            "the stale container to be removed",
+            Duration::from_secs(90),
+            || async {
+                support::docker::inspect_container(&stale)
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+    let (status, events) = leader
+        .get(&format!("/namespaces/default/events?for=run/{run}"))
+        .await;
+    assert_eq!(status, 200, "{events}");
+    let warning = events["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["reason"] == "StaleContainer")
+        .unwrap_or_else(|| panic!("a StaleContainer event: {events:#}"));
+    assert_eq!(warning["type"], "Warning", "{warning}");
+    assert!(
+        warning["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&stale)),
+        "{warning}"
+    );
+    std::fs::write(f.pipelines_dir().join("waits/go"), "").expect("release");
+    let finished = leader.wait_succeeded(&run).await;
+    let attempts = support::docker::attempts(&finished);
+    assert_eq!(attempts.len(), 1, "{finished:#}");
+    assert_eq!(attempts[0]["container"], container.as_str());
+}
