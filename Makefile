@@ -1,7 +1,9 @@
 # The documented ways to build, test, run and measure Flotilla.
 #
 #   make run      operator on the embedded SQLite, reconciling examples/, dashboard URL printed
-#   make test     every test (installs what it needs: haproxy, postgresql, the runner image)
+#   make test     every test, then the run and schedule tiers again on PostgreSQL (installs
+#                 what it needs: haproxy, postgresql, the runner image)
+#   make test-postgres   only the run and schedule tiers, on PostgreSQL
 #   make bench    benchmarks; print figures
 #   make lint     cargo fmt --check, clippy -D warnings, CRD drift check
 #   make crds     regenerate crds/ from the binary
@@ -13,7 +15,7 @@ DATA_DIR ?= ./data
 
 include mk/infra.mk
 
-.PHONY: build test run crds lint bench deps fuzz
+.PHONY: build test test-postgres run crds lint bench deps fuzz
 
 build:
 	cargo build --all-targets
@@ -22,10 +24,23 @@ build:
 deps:
 	@bash scripts/install-deps.sh
 
+# The PostgreSQL pass runs even when the first one failed (make fails if either did).
+# One build serves both: the store is picked at run time (FLOTILLA_TEST_STORE).
 test: deps runner-image
 	@command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 	cargo build --all-targets
-	cargo nextest run --no-fail-fast
+	@failed=0; \
+	echo "cargo nextest run --no-fail-fast"; \
+	cargo nextest run --no-fail-fast || failed=1; \
+	echo "$(TEST_POSTGRES)"; \
+	$(TEST_POSTGRES) || failed=1; \
+	exit $$failed
+
+# The run and schedule tiers with every test operator on a PostgreSQL database of its
+# test's own (tests/support/store.rs).
+TEST_POSTGRES := FLOTILLA_TEST_STORE=postgres cargo nextest run --no-fail-fast --test runs --test schedules
+test-postgres:
+	$(TEST_POSTGRES)
 
 run: build runner-image
 	@mkdir -p -m 700 $(DATA_DIR)

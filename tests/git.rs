@@ -9,7 +9,9 @@
 mod support {
     pub mod docker;
     pub mod git;
+    pub mod postgres;
     pub mod server;
+    pub mod store;
 }
 
 use std::path::Path;

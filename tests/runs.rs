@@ -2,8 +2,9 @@
 //! HAProxy socket proxy: lifecycle paths (success, limits, OOM, timeout, retries,
 //! cancel), concurrency queueing, the CLI, environment layers, a real third-party
 //! requirement, kill -9 restarts, garbage, name conflicts, proxy rules and Docker
-//! outages. Each test has its own proxy, operator instance and data dir (see
-//! `support::docker`), so tests run in parallel and twice in a row.
+//! outages. Each test has its own proxy, operator instance, data dir and store (see
+//! `support::docker`), so tests run in parallel and twice in a row. The store is SQLite,
+//! or PostgreSQL with `FLOTILLA_TEST_STORE=postgres` (`make test` runs both).
 
 #[allow(dead_code)]
 mod support;
@@ -354,7 +355,7 @@ async fn cancel_of_a_pending_and_of_a_running_run() {
     operator
         .wait_until(
             "the cancelled run's container to be removed",
-            Duration::from_secs(30),
+            Duration::from_secs(30) + fixture.finished_container_kept_for(),
             || async { inspect_container(&container).is_none().then_some(()) },
         )
         .await;
@@ -649,19 +650,10 @@ async fn runs_created_in_a_burst_start_in_creation_order() {
     }))
     .await;
     // The queue order, from the store itself.
-    let url = format!(
-        "sqlite://{}",
-        fixture.data_dir().join("flotilla.db").display()
-    );
-    let pool = sqlx::SqlitePool::connect(&url)
-        .await
-        .expect("open the store");
-    let queue_order: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM objects WHERE kind = 'Run' ORDER BY created_at, name")
-            .fetch_all(&pool)
-            .await
-            .expect("runs");
-    pool.close().await;
+    let queue_order = fixture
+        .store()
+        .query_text("SELECT name FROM objects WHERE kind = 'Run' ORDER BY created_at, name")
+        .await;
     let mut started = Vec::new();
     for name in &names {
         let run = operator.wait_finished(name).await;
@@ -1205,7 +1197,7 @@ async fn kill_9_keeps_the_concurrency_limit_across_restart() {
 /// The identity of the fixture's store, creating the store first if need be (as the
 /// operator would on its first start).
 async fn store_identity(fixture: &Fixture) -> String {
-    let store = flotilla::store::Store::open_sqlite(&fixture.data_dir().join("flotilla.db"))
+    let store = flotilla::store::Store::connect(&fixture.store_url())
         .await
         .expect("open the fixture's store");
     let identity = store.identity().to_owned();

@@ -4,10 +4,11 @@
 //! missed slots after downtime with and without a starting deadline, time zones in
 //! `get`/`describe` (and an unknown zone that only the store can hold), suspend/resume.
 //!
-//! Every test has its own proxy, operator instance and data dir (`support::docker`), so
-//! the tests run in parallel and twice in a row. Assertions are about which runs exist
-//! for which slots, never about how long something took; waits are bounded and say what
-//! they waited for.
+//! Every test has its own proxy, operator instance, data dir and store
+//! (`support::docker`), so the tests run in parallel and twice in a row. The store is
+//! SQLite, or PostgreSQL with `FLOTILLA_TEST_STORE=postgres` (`make test` runs both).
+//! Assertions are about which runs exist for which slots, never about how long something
+//! took; waits are bounded and say what they waited for.
 
 #[allow(dead_code)]
 mod support;
@@ -333,7 +334,14 @@ async fn replace_cancels_the_active_run_and_starts_a_newer_one() {
     }
     let newest_name = name(newest);
     operator.wait_running_container(&newest_name).await;
-    let newest = operator.run(&newest_name).await;
+    // Docker shows the container running a moment before the operator records it.
+    let newest = operator
+        .wait_for_phase(
+            &newest_name,
+            &["Running", "Succeeded", "Failed", "Cancelled"],
+            RUN_TIMEOUT,
+        )
+        .await;
     assert_eq!(phase(&newest), "Running", "{newest:#}");
     operator.cancel(&newest_name).await;
     operator.wait_finished(&newest_name).await;
@@ -367,10 +375,7 @@ fn foreign_run(schedule: &str, pipeline: &str, slot: DateTime<Utc>) -> (DesiredO
 }
 
 async fn open_store(fixture: &Fixture) -> Store {
-    let url = format!(
-        "sqlite://{}",
-        fixture.data_dir().join("flotilla.db").display()
-    );
+    let url = fixture.store_url();
     Store::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("open {url}: {e}"))

@@ -1,14 +1,17 @@
 //! Real Docker for the run tests: a per-test HAProxy socket proxy, a per-test operator
-//! (`flotilla serve` on its own data dir, pipelines dir and `--instance`), pipeline
-//! folders, bounded waits, and removal of every container the test's instance owns.
+//! (`flotilla serve` on its own data dir, store, pipelines dir and `--instance`),
+//! pipeline folders, bounded waits, and removal of every container the test's instance
+//! owns.
 //!
-//! A [`Fixture`] owns the proxy, the temp dir and the instance name; operators started
-//! from it ([`Fixture::start_operator`]) share that data dir, so a test can kill one
-//! (`kill -9`) and start the next on the same state. Drop order does the cleanup: an
-//! [`Operator`] is killed when dropped, then the fixture removes the containers labelled
+//! A [`Fixture`] owns the proxy, the temp dir, the store and the instance name; operators
+//! started from it ([`Fixture::start_operator`]) share that data dir and store, so a test
+//! can kill one (`kill -9`) and start the next on the same state. The store is SQLite in
+//! the data dir or a PostgreSQL database of the fixture's own, as `FLOTILLA_TEST_STORE`
+//! says ([`super::store`]). Drop order does the cleanup: an [`Operator`] is killed when
+//! dropped, then the fixture removes the containers labelled
 //! `flotilla.dev/managed-by=<instance>` (through the real socket, with the docker CLI),
-//! stops its proxy and deletes its dir. Every test has its own instance, port and dir,
-//! so tests run in parallel and twice in a row. Each fixture installs its own admin
+//! stops its proxy, drops its database and deletes its dir. Every test has its own
+//! instance, port, dir and database, so tests run in parallel and twice in a row. Each fixture installs its own admin
 //! token (`FLOTILLA_ADMIN_TOKEN`), which API calls and CLI runs send as bearer token.
 //!
 //! Missing prerequisites (docker, haproxy, the runner image) fail the test with a
@@ -20,14 +23,15 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::server::{API, ENCRYPTION_KEY, await_api_line, base_of, bearer_client};
+use super::store::{StoreKind, TestStore};
 
 /// The runner image `make runner-image` builds for this version.
 pub const RUNNER_IMAGE: &str = concat!("flotilla/runner:", env!("CARGO_PKG_VERSION"));
@@ -249,7 +253,8 @@ pub struct OperatorOptions {
     pub env: Vec<(String, String)>,
     /// `--git-url`: follow this repository instead of the fixture's pipelines dir.
     pub git_url: Option<String>,
-    /// Further `flotilla serve` arguments (e.g. `--webhook-secret S`).
+    /// Further `flotilla serve` arguments (e.g. `--webhook-secret S`); a `--database`
+    /// among them replaces the fixture's store.
     pub args: Vec<String>,
     /// `--instance` instead of the fixture's own (its containers are then cleaned up
     /// by the fixture whose instance it is).
@@ -264,6 +269,9 @@ pub struct Fixture {
     token: String,
     starts: AtomicUsize,
     extra_containers: Mutex<Vec<String>>,
+    store_kind: StoreKind,
+    // Made on first use: tests that start no operator need no database.
+    store: OnceLock<Arc<TestStore>>,
     /// The test's socket proxy (stop and start it to simulate Docker outages).
     pub proxy: Proxy,
     // Dropped last: the data dir outlives every operator and container.
@@ -293,6 +301,8 @@ impl Fixture {
             token: format!("flt_{id}{secret}"),
             starts: AtomicUsize::new(0),
             extra_containers: Mutex::new(Vec::new()),
+            store_kind: StoreKind::from_env(),
+            store: OnceLock::new(),
             proxy: Proxy::start_with_env(proxy_env),
             dir,
         }
@@ -311,6 +321,18 @@ impl Fixture {
     /// The operator's `--data-dir`.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The store of this fixture's operators (SQLite in the data dir, or its own
+    /// PostgreSQL database).
+    pub fn store(&self) -> &Arc<TestStore> {
+        self.store
+            .get_or_init(|| Arc::new(TestStore::new(self.store_kind, &self.data_dir())))
+    }
+
+    /// The URL of [`Fixture::store`], for `flotilla::store::Store::connect`.
+    pub fn store_url(&self) -> String {
+        self.store().url()
     }
 
     /// A scratch directory readable by the unprivileged user of run containers.
@@ -368,6 +390,11 @@ impl Fixture {
             Some(url) => command.args(["--git-url", url]),
             None => command.arg("--pipelines-dir").arg(self.pipelines_dir()),
         };
+        // The fixture's store unless the test names another database.
+        let own_store = (!options.args.iter().any(|arg| arg == "--database")).then(|| {
+            command.args(self.store().serve_args());
+            Arc::clone(self.store())
+        });
         command.args(&options.args);
         if let Some(max) = options.max_concurrent_runs {
             command.args(["--max-concurrent-runs", &max.to_string()]);
@@ -402,6 +429,7 @@ impl Fixture {
             log,
             instance: self.instance.clone(),
             token: self.token.clone(),
+            own_store,
         }
     }
 
@@ -418,8 +446,16 @@ impl Fixture {
         instance_containers(&self.instance)
     }
 
-    /// Waits until no container of this instance is left.
+    /// How long a finished attempt's container outlives its run's end on this
+    /// fixture's store ([`TestStore::finished_container_kept_for`]).
+    pub fn finished_container_kept_for(&self) -> Duration {
+        self.store().finished_container_kept_for()
+    }
+
+    /// Waits until no container of this instance is left: `timeout` after the time
+    /// finished containers are kept ([`Fixture::finished_container_kept_for`]).
     pub async fn wait_no_containers(&self, timeout: Duration) {
+        let timeout = timeout + self.finished_container_kept_for();
         let deadline = Instant::now() + timeout;
         loop {
             let left = self.containers();
@@ -503,6 +539,8 @@ pub struct Operator {
     log: PathBuf,
     instance: String,
     token: String,
+    /// The fixture's store, when the operator runs on it.
+    own_store: Option<Arc<TestStore>>,
 }
 
 impl Operator {
@@ -516,7 +554,9 @@ impl Operator {
         format!("{}{API}{path}", self.base)
     }
 
-    /// Kills the process with SIGKILL (`kill -9`) and waits for it.
+    /// Kills the process with SIGKILL (`kill -9`) and waits for it. On the fixture's
+    /// PostgreSQL store, the dead operator's lease is released too, so the next operator
+    /// starts at once, as on SQLite ([`TestStore::release_killed_operator`]).
     pub fn kill_9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

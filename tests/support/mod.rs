@@ -6,3 +6,4 @@ pub mod http;
 pub mod postgres;
 pub mod scenario;
 pub mod server;
+pub mod store;

@@ -3,9 +3,12 @@
 //! [`PgServer::start`] runs `initdb` into a fresh temp dir (trust auth, superuser
 //! `postgres`) and starts the server on a free loopback port with its socket inside that
 //! dir; [`PgServer::create_database`] makes a uniquely named database; dropping the server
-//! stops it and removes everything. PostgreSQL refuses to run as root, so under root the
-//! server processes run as `nobody` (via `runuser`, else `setpriv`). Missing binaries make
-//! the test fail, never pass silently.
+//! stops it and removes everything. [`PgServer::shared`] is one server per test process
+//! (under nextest: per test), started by its first user and stopped when the last one
+//! lets go; [`PgDatabase`] is a database of one fixture on it, dropped with the fixture.
+//! PostgreSQL refuses to run as root, so under root the server processes run as `nobody`
+//! (via `runuser`, else `setpriv`). Missing binaries make the test fail, never pass
+//! silently.
 
 // Test crates that include all of `support` without starting PostgreSQL leave it unused.
 #![allow(dead_code)]
@@ -14,6 +17,7 @@ use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use tempfile::TempDir;
@@ -85,17 +89,26 @@ impl PgServer {
         unreachable!("the last attempt either returns or panics")
     }
 
+    /// The server of this test process, started now unless a live user shares it
+    /// already; it stops when the last `Arc` is dropped, so nothing outlives the tests
+    /// (a `static` holding it would never be dropped).
+    pub fn shared() -> Arc<PgServer> {
+        static SHARED: Mutex<Weak<PgServer>> = Mutex::new(Weak::new());
+        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(server) = shared.upgrade() {
+            return server;
+        }
+        let server = Arc::new(PgServer::start());
+        *shared = Arc::downgrade(&server);
+        server
+    }
+
     /// Creates a fresh, uniquely named database and returns its URL.
     pub async fn create_database(&self) -> String {
-        let name = format!("flotilla_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&self.url("postgres"))
+        let name = unique_database_name();
+        admin_execute(self.url("postgres"), format!("CREATE DATABASE {name}"))
             .await
-            .expect("connect to the test PostgreSQL server");
-        admin
-            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .await
-            .expect("create the test database");
-        admin.close().await.expect("close the admin connection");
+            .unwrap_or_else(|e| panic!("create the test database {name}: {e}"));
         self.url(&name)
     }
 
@@ -177,6 +190,84 @@ impl PgServer {
             }
         }
     }
+}
+
+/// A database of its own on the [shared](PgServer::shared) server, for callers that
+/// cannot await (fixture set-up and drop); dropped, with any session still on it, when
+/// this value is.
+pub struct PgDatabase {
+    name: String,
+    server: Arc<PgServer>,
+}
+
+impl PgDatabase {
+    /// Creates a uniquely named database on the shared server.
+    pub fn create() -> Self {
+        let server = PgServer::shared();
+        let name = unique_database_name();
+        let sql = format!("CREATE DATABASE {name}");
+        block_on_own_runtime(admin_execute(server.url("postgres"), sql))
+            .unwrap_or_else(|e| panic!("create the test database {name}: {e}"));
+        Self { name, server }
+    }
+
+    /// `postgres://…/<name>`.
+    pub fn url(&self) -> String {
+        self.server.url(&self.name)
+    }
+
+    /// Runs `sql` on this database (a blocking call); returns the first column of its
+    /// rows as text.
+    pub fn query_text(&self, sql: &str) -> Vec<String> {
+        let (url, sql) = (self.url(), sql.to_owned());
+        block_on_own_runtime(async move {
+            let mut connection = PgConnection::connect(&url).await?;
+            let rows: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_all(&mut connection)
+                .await?;
+            connection.close().await?;
+            Ok(rows)
+        })
+        .unwrap_or_else(|e| panic!("query the test database {}: {e}", self.name))
+    }
+}
+
+impl Drop for PgDatabase {
+    /// Drops the database without panicking (the test may be failing already); the
+    /// server goes when its last user does.
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = block_on_own_runtime(admin_execute(self.server.url("postgres"), sql)) {
+            eprintln!("could not drop the test database {}: {e}", self.name);
+        }
+    }
+}
+
+fn unique_database_name() -> String {
+    format!("flotilla_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Runs one statement as the superuser on the `postgres` database.
+async fn admin_execute(admin_url: String, sql: String) -> Result<(), sqlx::Error> {
+    let mut admin = PgConnection::connect(&admin_url).await?;
+    admin.execute(AssertSqlSafe(sql)).await?;
+    admin.close().await
+}
+
+/// Runs `work` to completion on a runtime of its own in a thread of its own, so it can
+/// be called from synchronous code inside a test's runtime (where `block_on` panics).
+fn block_on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'static,
+) -> Result<T, String> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot build a runtime: {e}"))?;
+        runtime.block_on(work).map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the database thread panicked".to_owned()))
 }
 
 impl Drop for PgServer {
