@@ -9,6 +9,7 @@ pub mod error;
 mod events;
 pub mod hooks;
 mod ops;
+mod output;
 pub mod page_cache;
 mod resources;
 pub mod routes;

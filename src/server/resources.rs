@@ -204,8 +204,8 @@ pub(super) async fn get(
 }
 
 /// `DELETE …/namespaces/{ns}/{plural}/{name}`: answers the object as it was. Deleting a
-/// run also deletes its logs and events (a running container is removed by the run
-/// controller's garbage collection).
+/// run also deletes its logs and events, here and in a shared store (a running container
+/// is removed by the run controller's garbage collection).
 pub(super) async fn delete(
     State(state): State<AppState>,
     Extension(_grant): Extension<Grant>,
@@ -216,6 +216,10 @@ pub(super) async fn delete(
     let _ = state.store.delete_events(&key).await;
     if key.kind == Kind::Run {
         let _ = state.files.delete_run(&deleted.uid);
+        // What the leader shipped (a chunk shipped after this finds no run and is dropped).
+        if let Err(e) = state.store.delete_run_output(&deleted.uid).await {
+            tracing::warn!(run = %key, code = e.code(), "cannot delete the stored output of a deleted run: {e}");
+        }
     }
     Ok(Json(deleted.to_manifest()))
 }

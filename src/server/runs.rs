@@ -1,5 +1,6 @@
 //! Run routes: create (`POST …/runs`, honouring `Idempotency-Key`), cancel, logs (plain
-//! text, optionally followed until the run ends) and resource samples.
+//! text, optionally followed until the run ends) and resource samples, read from this
+//! replica's files or from the shared store ([`super::output`]).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::controller::run::logs::read_samples;
+use super::output::RunOutput;
 use crate::resource::manifest::Document;
 use crate::resource::types::RunStatus;
 use crate::resource::validate::validate_document;
@@ -137,14 +138,19 @@ pub(super) async fn log(
             run.key.name
         )));
     }
-    let path = state.files.attempt_log(&run.uid, attempt);
+    let output = RunOutput::open(&state, state.files.attempt_log(&run.uid, attempt)).await?;
     if query.follow {
         let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
         let skip = super::sse::resume_after(last_event_id, attempt);
-        return Ok(super::sse::follow(state, run.key.clone(), path, attempt, skip).into_response());
+        return Ok(
+            super::sse::follow(state, run.key.clone(), output, attempt, skip).into_response(),
+        );
     }
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        output.body(),
+    )
+        .into_response())
 }
 
 /// `GET …/namespaces/{ns}/runs/{name}/metrics`: CPU/memory samples of the run.
@@ -153,6 +159,9 @@ pub(super) async fn metrics(
     Path((namespace, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let run = get_run(&state, namespace, name).await?;
-    let samples = read_samples(&state.files.metrics(&run.uid));
+    let samples = RunOutput::open(&state, state.files.metrics(&run.uid))
+        .await?
+        .samples()
+        .await?;
     Ok(Json(json!({ "run": run.key.name, "samples": samples })))
 }

@@ -2,12 +2,12 @@
 //! <attempt>-<line>`, resumable with `Last-Event-ID` (no line lost, none repeated),
 //! keep-alive comments while idle, and a final `end` event when the attempt is over.
 //!
-//! Each client reads the log file through its own bounded channel: a client that stops
-//! reading is dropped once its buffer is full, and never slows the operator or others.
+//! Each client reads the log (the local file or, on a replica without it, the chunks
+//! shipped to the shared store: see [`super::output`]) through its own bounded channel: a
+//! client that stops reading is dropped once its buffer is full, and never slows the
+//! operator or others.
 
 use std::convert::Infallible;
-use std::io::{BufRead, Seek, SeekFrom};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::AppState;
+use super::output::RunOutput;
 use crate::resource::ObjectKey;
 use crate::resource::types::RunStatus;
 
@@ -23,8 +24,6 @@ use crate::resource::types::RunStatus;
 const CLIENT_BUFFER: usize = 2_048;
 /// How long a full buffer may stay full before the client is dropped.
 const STALL_LIMIT: Duration = Duration::from_secs(10);
-/// Longest wait between reads of a live log when no output is announced.
-const POLL: Duration = Duration::from_millis(500);
 
 /// Parses `Last-Event-ID` (`<attempt>-<line>`) for `attempt`: the lines to skip.
 pub fn resume_after(last_event_id: Option<&str>, attempt: u32) -> u64 {
@@ -36,16 +35,16 @@ pub fn resume_after(last_event_id: Option<&str>, attempt: u32) -> u64 {
 }
 
 /// The SSE response following one attempt's log from line `skip + 1`.
-pub fn follow(
+pub(super) fn follow(
     state: AppState,
     key: ObjectKey,
-    path: PathBuf,
+    mut output: RunOutput,
     attempt: u32,
     skip: u64,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (sender, mut receiver) = mpsc::channel::<Event>(CLIENT_BUFFER);
     tokio::spawn(async move {
-        if let Err(reason) = produce(&state, &key, &path, attempt, skip, &sender).await {
+        if let Err(reason) = produce(&state, &key, &mut output, attempt, skip, &sender).await {
             tracing::debug!(run = %key, "log stream closed: {reason}");
         }
     });
@@ -60,16 +59,17 @@ pub fn follow(
 async fn produce(
     state: &AppState,
     key: &ObjectKey,
-    path: &PathBuf,
+    output: &mut RunOutput,
     attempt: u32,
     skip: u64,
     sender: &mpsc::Sender<Event>,
 ) -> Result<(), &'static str> {
+    const STORE_FAILED: &str = "the store did not answer; resume with Last-Event-ID";
     let mut line_number = 0u64;
     let mut offset = 0u64;
-    let mut output = state.files.output_signal();
+    let mut grew = state.files.output_signal();
     loop {
-        let (lines, next_offset) = read_lines(path, offset);
+        let (lines, next_offset) = output.lines(offset).await.map_err(|_| STORE_FAILED)?;
         offset = next_offset;
         for line in lines {
             line_number += 1;
@@ -94,8 +94,17 @@ async fn produce(
         };
         let over = status.phase.is_finished() || status.attempts.len() as u32 > attempt;
         if over {
-            let (rest, _) = read_lines(path, offset);
+            let (rest, _) = output.lines(offset).await.map_err(|_| STORE_FAILED)?;
             if rest.is_empty() {
+                // A local file that stopped growing while the store got more (this
+                // replica lost the lead mid-run): the rest is read from the store.
+                if output
+                    .prefer_store_at_end(offset)
+                    .await
+                    .map_err(|_| STORE_FAILED)?
+                {
+                    continue;
+                }
                 let end = json!({ "phase": status.phase, "reason": status.reason, "attempts": status.attempts.len() });
                 let _ = sender
                     .send(Event::default().event("end").data(end.to_string()))
@@ -107,35 +116,10 @@ async fn produce(
         if sender.is_closed() {
             return Err("client went away");
         }
-        // Woken by new output anywhere (then re-read), or by the poll as a fallback.
-        let _ = tokio::time::timeout(POLL, output.changed()).await;
+        // Woken by new output anywhere in this process (then re-read), or by the poll: the
+        // only wake-up for output another replica ships.
+        let _ = tokio::time::timeout(output.poll_interval(), grew.changed()).await;
     }
-}
-
-/// Complete lines from `offset` on, and the offset after the last complete one.
-fn read_lines(path: &PathBuf, offset: u64) -> (Vec<String>, u64) {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return (Vec::new(), offset);
-    };
-    if file.seek(SeekFrom::Start(offset)).is_err() {
-        return (Vec::new(), offset);
-    }
-    let mut reader = std::io::BufReader::new(file);
-    let mut lines = Vec::new();
-    let mut position = offset;
-    let mut buffer = String::new();
-    while lines.len() < 4_096 {
-        buffer.clear();
-        match reader.read_line(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(n) if buffer.ends_with('\n') => {
-                position += n as u64;
-                lines.push(buffer.trim_end_matches('\n').to_owned());
-            }
-            Ok(_) => break, // partial last line: wait for its end
-        }
-    }
-    (lines, position)
 }
 
 #[cfg(test)]

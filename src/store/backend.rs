@@ -58,6 +58,8 @@ pub(super) enum Param {
     Text(String),
     /// Nullable TEXT.
     OptText(Option<String>),
+    /// BYTEA (PostgreSQL) or BLOB (SQLite).
+    Bytes(Vec<u8>),
 }
 
 /// A row type both backends can decode (tuples and `#[derive(sqlx::FromRow)]` structs).
@@ -252,6 +254,7 @@ where
     for<'t> String: Encode<'t, DB> + Type<DB>,
     for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
     for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+    for<'t> Vec<u8>: Encode<'t, DB> + Type<DB>,
 {
     for param in params {
         query = match param {
@@ -259,6 +262,7 @@ where
             Param::OptInt(value) => query.bind(value),
             Param::Text(value) => query.bind(value),
             Param::OptText(value) => query.bind(value),
+            Param::Bytes(value) => query.bind(value),
         };
     }
     query

@@ -5,7 +5,10 @@
 //! A follower resumes from the last persisted timestamp (Docker's `since=` has whole
 //! seconds, so lines up to and including that instant that are already on disk are
 //! skipped), which makes a proxy cut or an operator restart lose and duplicate nothing.
-//! CPU and memory samples go to `metrics.jsonl` beside the logs.
+//! CPU and memory samples go to `metrics.jsonl` beside the logs. With a store shared by
+//! replicas, [`ship`] copies both files into it as they grow.
+
+pub mod ship;
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -63,6 +66,19 @@ impl RunFiles {
     /// Resource samples of a run.
     pub fn metrics(&self, run_uid: &str) -> PathBuf {
         self.run_dir(run_uid).join("metrics.jsonl")
+    }
+
+    /// The name a file of run data has in the store, `(run uid, file name)`, for
+    /// [`ship`] and the readers of shipped output; `None` for a path outside the run data.
+    pub fn output_key(&self, path: &Path) -> Option<(String, String)> {
+        use std::path::Component;
+        let mut parts = path.strip_prefix(&self.root).ok()?.components();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(Component::Normal(run)), Some(Component::Normal(file)), None) => {
+                Some((run.to_str()?.to_owned(), file.to_str()?.to_owned()))
+            }
+            _ => None,
+        }
     }
 
     /// Deletes everything stored for a run.

@@ -415,7 +415,8 @@ impl ScheduleController {
         self.write_statuses(vec![schedule_key]).await;
     }
 
-    /// Deletes pruned runs with their events and logs.
+    /// Deletes pruned runs with their events and logs (local, and shipped to a shared
+    /// store).
     async fn prune(&self, namespace: &str, runs: Vec<FinishedRun>) {
         for run in runs {
             let run_key = ObjectKey::new(Kind::Run, namespace, run.name.clone());
@@ -426,6 +427,9 @@ impl ScheduleController {
             let _ = self.store.delete_events(&run_key).await;
             if let Err(e) = self.files.delete_run(&run.uid) {
                 tracing::warn!(run = %run_key, "cannot delete logs of a pruned run: {e}");
+            }
+            if let Err(e) = self.store.delete_run_output(&run.uid).await {
+                tracing::warn!(run = %run_key, code = e.code(), "cannot delete the stored output of a pruned run: {e}");
             }
         }
     }
