@@ -14,6 +14,7 @@ pub mod events;
 pub mod fence;
 mod insert;
 pub mod lease;
+pub mod output;
 mod row;
 mod statement;
 pub mod tokens;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::container::{AttemptIdentity, EnvLayers, build_container_spec, container_name};
 use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
+use super::logs::ship::{self, FileShipper, ShipError};
 use super::logs::{first_output_at, follow_attempt, sample_attempt};
 use super::{RunController, lock};
 use crate::controller::runtime::{
@@ -34,6 +35,9 @@ pub(super) enum ReconcileError {
     /// A stored object this run depends on cannot be read: reported, never defaulted.
     #[error(transparent)]
     Unreadable(#[from] DecodeError),
+    /// Run output could not be restored from or shipped to the shared store.
+    #[error(transparent)]
+    Output(#[from] ShipError),
 }
 
 impl ReconcileError {
@@ -42,6 +46,7 @@ impl ReconcileError {
             ReconcileError::Store(e) => e.code(),
             ReconcileError::Runtime(e) => e.code(),
             ReconcileError::Unreadable(_) => "store.corrupt",
+            ReconcileError::Output(e) => e.code(),
         }
     }
 }
@@ -744,6 +749,14 @@ impl<R: ContainerRuntime> RunController<R> {
         let metrics_path = self.files.metrics(run_uid);
         let name = container.clone();
         let handle = tokio::spawn(async move {
+            // Before the sampler appends: a new leader restores the samples first.
+            let samples = match FileShipper::start(&this.store, &this.files, &metrics_path).await {
+                Ok(samples) => samples,
+                Err(e) => {
+                    tracing::warn!(run = %key, container, code = e.code(), "output not followed: {e}");
+                    return false;
+                }
+            };
             let sampler = {
                 let runtime = this.runtime.clone();
                 let container = container.clone();
@@ -761,6 +774,7 @@ impl<R: ContainerRuntime> RunController<R> {
                 }
             };
             sampler.abort();
+            samples.finish().await;
             this.queue.add(key);
             stored
         });
@@ -777,6 +791,9 @@ impl<R: ContainerRuntime> RunController<R> {
         path: &Path,
     ) -> Result<(), ReconcileError> {
         let filter = self.redactor_for(key).await?;
+        // A new leader restores the file from the store first, so the resume below skips
+        // what is stored; what the follower appends is shipped as it comes.
+        let shipping = FileShipper::start(&self.store, &self.files, path).await?;
         if let Err(e) = follow_attempt(
             self.runtime.as_ref(),
             container,
@@ -792,6 +809,7 @@ impl<R: ContainerRuntime> RunController<R> {
                 "could not store the container's output: {e}"
             );
         }
+        shipping.finish().await;
         Ok(())
     }
 
@@ -820,6 +838,11 @@ impl<R: ContainerRuntime> RunController<R> {
             let path = self.files.attempt_log(run_uid, attempt);
             self.store_output(key, &container, &path).await?;
         }
+        // The status written after this says the attempt is over: only once its output
+        // is in the shared store.
+        let log = self.files.attempt_log(run_uid, attempt);
+        ship::ship_pending(&self.store, &self.files, &log).await?;
+        ship::ship_pending(&self.store, &self.files, &self.files.metrics(run_uid)).await?;
         Ok(())
     }
 
