@@ -64,6 +64,7 @@ bench: runner-image
 	@bash scripts/bench-schedules.sh
 	@bash scripts/bench-api.sh
 	@bash scripts/bench-output.sh
+	@bash scripts/bench-ha.sh
 	@bash scripts/bench-parse.sh
 
 # Coverage-guided fuzzing (cargo fuzz, nightly) of the parsers on their committed corpora

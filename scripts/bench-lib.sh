@@ -55,3 +55,53 @@ bench_serve_without_docker() {
     SERVER_PID=$!
     bench_await_api
 }
+
+# A throwaway PostgreSQL server for the benchmarks of a shared store: initdb into
+# DIR/data (trust auth, superuser `postgres`, default durability), listening on a free
+# loopback port with its socket in DIR. PostgreSQL refuses to run as root, so under root
+# its programs run as nobody: DIR is handed to nobody and its parents must be
+# traversable by others (chmod 755 the work dir).
+
+# bench_free_port: a loopback TCP port that was free a moment ago.
+bench_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# bench_as_postgres COMMAND…: runs COMMAND as nobody under root, else as the caller.
+bench_as_postgres() {
+    if [[ "$(id -u)" == 0 ]]; then runuser -u nobody -- "$@"; else "$@"; fi
+}
+
+# bench_start_postgres DIR: initialises and starts the server; sets PG_BIN, PG_DATA and
+# PG_PORT. bench_stop_postgres (for the cleanup trap) stops it again.
+bench_start_postgres() {
+    local initdb
+    initdb="$(command -v initdb || true)"
+    if [[ -n "$initdb" ]]; then
+        PG_BIN="$(dirname "$(readlink -f "$initdb")")"
+    else
+        PG_BIN="$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)"
+    fi
+    [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" ]] ||
+        { log "PostgreSQL server binaries not found: apt-get install postgresql"; exit 1; }
+    mkdir -p "$1"
+    [[ "$(id -u)" == 0 ]] && chown nobody "$1"
+    PG_DATA="$1/data"
+    bench_as_postgres "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+    PG_PORT="$(bench_free_port)"
+    bench_as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$1/server.log" -w \
+        -o "-p $PG_PORT -k $1 -c listen_addresses=127.0.0.1" start >/dev/null
+}
+
+# bench_stop_postgres: stops the server bench_start_postgres started (its data dir's
+# postmaster, nothing else), if it runs.
+bench_stop_postgres() {
+    [[ -n "${PG_DATA:-}" && -f "$PG_DATA/postmaster.pid" ]] || return 0
+    bench_as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
+}
+
+# bench_create_database NAME: creates database NAME on that server; prints its URL.
+bench_create_database() {
+    "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "CREATE DATABASE $1" >/dev/null
+    printf 'postgres://postgres@127.0.0.1:%s/%s\n' "$PG_PORT" "$1"
+}
