@@ -909,3 +909,52 @@ async fn a_container_no_claim_covers_is_removed_as_stale() {
     assert_eq!(attempts.len(), 1, "{finished:#}");
     assert_eq!(attempts[0]["container"], container.as_str());
 }
+
+/// A leader stopped with SIGTERM (a rolling restart) gives the lease up once its
+/// controllers have stopped: the follower takes over at its next try, long before the
+/// 60 s ttl would have run out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_shut_down_gracefully_hands_the_lease_over() {
+    let postgres = PgServer::start();
+    let url = postgres.create_database().await;
+    let f = Fixture::new();
+    let options = |data_dir| OperatorOptions {
+        args: vec![
+            "--database".into(),
+            url.clone(),
+            "--lease-ttl".into(),
+            "60s".into(),
+            "--lease-renew-interval".into(),
+            "1s".into(),
+        ],
+        data_dir,
+        ..OperatorOptions::default()
+    };
+    let mut first = f.start_operator(&options(None));
+    let first_epoch = wait_leading(&first).await;
+    let second = f.start_operator(&options(Some(f.scratch("replica-b"))));
+    assert_eq!(leader_view(&second).await["self"], false);
+    signal(&first, "TERM");
+    let status = first.wait_exit(Duration::from_secs(30)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        first.log_text()
+    );
+    assert!(
+        first.log_text().contains("gave the controller lease up"),
+        "{}",
+        first.log_text()
+    );
+    let epoch = second
+        .wait_until(
+            "the follower to take the released lease (the ttl is 60 s)",
+            Duration::from_secs(30),
+            || async {
+                let view = leader_view(&second).await;
+                (view["self"] == true).then(|| view["epoch"].as_i64().expect("epoch"))
+            },
+        )
+        .await;
+    assert!(epoch > first_epoch);
+}

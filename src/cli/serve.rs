@@ -403,7 +403,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         pages: Default::default(),
         tokens: Default::default(),
-        leader_holder,
+        leader_holder: leader_holder.clone(),
     };
     tracing::info!(store = store.backend_name(), %address, dev = args.dev, "flotilla {} serving", env!("CARGO_PKG_VERSION"));
     println!("Flotilla API:       http://{address}/apis/flotilla.dev/v1alpha1/pipelines");
@@ -424,6 +424,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("API server failed")?;
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
+    // The election has ended too (no renewal after this point): a lost lease is why the
+    // server stopped, reported with the exit code below.
+    let outcome = match election {
+        Some(election) => election
+            .await
+            .context("the leader election task failed")?
+            .map_err(anyhow::Error::from),
+        None => Ok(()),
+    };
+    // The controllers have stopped: a leader shutting down gives the lease up, so another
+    // replica takes over at its next try instead of after the ttl (a rolling restart).
+    if let (Some(holder), Ok(())) = (&leader_holder, &outcome) {
+        match store.release_lease(leader::LEASE, holder).await {
+            Ok(true) => tracing::info!("gave the controller lease up"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(code = e.code(), "cannot give the controller lease up: {e}"),
+        }
+    }
     // Bounded: a database that stopped answering (a partition) must not keep the
     // process from exiting.
     if tokio::time::timeout(Duration::from_secs(5), store.close())
@@ -432,13 +450,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("the store's connections did not close within 5 s; exiting anyway");
     }
-    // A lost lease is why the server stopped: say so with the exit code.
-    if let Some(election) = election {
-        election
-            .await
-            .context("the leader election task failed")??;
-    }
-    Ok(())
+    outcome
 }
 
 /// Installs `--admin-token`, or on first start generates one into

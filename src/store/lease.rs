@@ -21,6 +21,10 @@ const TAKE_OR_RENEW: &str = "\
        OR leases.renewed_at + leases.ttl_ms < EXCLUDED.renewed_at \
     RETURNING epoch";
 
+/// Gives the lease up if `$2` holds it: the next taker need not wait for the ttl.
+const RELEASE: &str = "\
+    UPDATE leases SET renewed_at = 0 WHERE name = $1 AND holder = $2 RETURNING epoch";
+
 const READ: &str = "\
     SELECT holder, epoch, \
            (extract(epoch FROM clock_timestamp()) * 1000)::bigint - renewed_at, ttl_ms \
@@ -66,6 +70,19 @@ impl Store {
             )
             .await?;
         Ok(rows.first().map(|(epoch,)| *epoch))
+    }
+
+    /// Gives lease `name` up when `holder` holds it (a leader shutting down after its
+    /// controllers stopped); returns whether it did.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StoreError> {
+        let rows: Vec<(i64,)> = self
+            .backend
+            .fetch(
+                RELEASE,
+                vec![Param::Text(name.to_owned()), Param::Text(holder.to_owned())],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     /// Lease `name` as stored, if it was ever taken.
