@@ -60,6 +60,7 @@ lint: build
 bench: runner-image
 	cargo build --release
 	@bash scripts/bench-foundation.sh
+	@bash scripts/bench-git.sh
 	@bash scripts/bench-runs.sh
 	@bash scripts/bench-schedules.sh
 	@bash scripts/bench-api.sh
