@@ -27,6 +27,10 @@
 #  3. API latency on the follower against the leader (the two replicas of 2, holding
 #     those runs): wrk with scripts/wrk-flotilla.lua, 10 connections paced at RATE req/s
 #     for DURATION s each: GET runs?limit=100 and GET one run; p50/p99.
+#  4. Change feed: WATCH_TRIES runs created through the leader's API while a watch on the
+#     follower is open; milliseconds from the start of each create to its line on the
+#     follower's watch (the follower reads the write when PostgreSQL's commit
+#     notification arrives); p50/p99/max.
 #
 # Prints figures (no pass/fail) and the WARN/ERROR lines of the replicas' logs; fails only
 # when something breaks. Takes about 10 minutes after the build.
@@ -45,6 +49,7 @@ RATE="${RATE:-500}"
 DURATION="${DURATION:-20}"
 PORT="${PROXY_PORT:-23795}"
 ROUNDS="${ROUNDS:-2}"
+WATCH_TRIES="${WATCH_TRIES:-20}"
 FAST_TTL=6
 FAST_RENEW=2
 # shellcheck source=bench-lib.sh
@@ -400,6 +405,39 @@ for role in follower leader; do
 done
 LOAD_WRK_AFTER="$(uptime)"
 LIST_ITEMS="$(curl -sf "${AUTH[@]}" "${URL[$FOLLOWER]}$RUNS_PATH?limit=100" | grep -o '"kind":"Run"' | wc -l)"
+
+log "==> 4. a write through the leader → the follower's watch streams it, $WATCH_TRIES tries"
+# The follower's watch, each line stamped (ns) as it arrives.
+mkfifo "$WORK/watch.fifo"
+curl -sN "${AUTH[@]}" "${URL[$FOLLOWER]}$RUNS_PATH?watch=true" > "$WORK/watch.fifo" &
+WATCH_PID=$!
+while IFS= read -r line; do
+    name="$(grep -o '"name":"hello-[^"]*"' <<< "$line" | head -1 | cut -d'"' -f4)" || true
+    if [[ -n "$name" ]]; then echo "$name $(date +%s%N)"; fi
+done < "$WORK/watch.fifo" > "$WORK/watched.txt" &
+READER_PID=$!
+sleep 1
+: > "$WORK/written.txt"
+for _ in $(seq "$WATCH_TRIES"); do
+    started="$(date +%s%N)"
+    created="$(create_run "$LEADER")" || exit 1
+    echo "${created%% *} $started" >> "$WORK/written.txt"
+    sleep 0.2
+done
+for _ in $(seq 100); do
+    seen=0
+    while read -r name _; do grep -q "^$name " "$WORK/watched.txt" && seen=$((seen + 1)); done < "$WORK/written.txt"
+    (( seen == WATCH_TRIES )) && break
+    sleep 0.1
+done
+kill "$WATCH_PID" 2>/dev/null || true
+wait "$WATCH_PID" "$READER_PID" 2>/dev/null || true
+# Milliseconds from the start of the create (through the leader's API) to its first line
+# on the follower's watch.
+while read -r name started; do
+    received="$(grep "^$name " "$WORK/watched.txt" | head -1 | cut -d' ' -f2)"
+    [[ -n "$received" ]] && echo $(( (received - started) / 1000000 ))
+done < "$WORK/written.txt" > "$WORK/watch-latency.txt"
 stop_replica c
 stop_replica d
 
@@ -453,6 +491,10 @@ for what in list get; do
             "$(wrk_figure "$what-$role" requests) / $(wrk_figure "$what-$role" non2xx)"
     done
 done
+
+printf "\n4. A run created through the leader's API → its ADDED event on the follower's watch (PostgreSQL NOTIFY at commit)\n"
+row "  p50 / p99 / max over $(wc -l < "$WORK/watch-latency.txt") of $WATCH_TRIES writes" \
+    "$(percentile 50 < "$WORK/watch-latency.txt") / $(percentile 99 < "$WORK/watch-latency.txt") / $(sort -n "$WORK/watch-latency.txt" | tail -1) ms"
 
 printf '\nReplica logs: WARN/ERROR lines (count, message without timestamp)\n'
 for file in "$WORK"/*.log; do
