@@ -423,7 +423,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("API server failed")?;
     shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
+    // Bounded: a controller stuck on a database or Docker call that no longer answers (a
+    // partition) must not keep the process alive. Dropped, it takes no further step, and
+    // running containers are left running either way.
+    let stopped = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!(
+            "the controllers did not stop within 10 s (a call that does not answer?); exiting anyway"
+        );
+        tasks.abort_all();
+    }
     // The election has ended too (no renewal after this point): a lost lease is why the
     // server stopped, reported with the exit code below.
     let outcome = match election {
@@ -436,10 +448,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // The controllers have stopped: a leader shutting down gives the lease up, so another
     // replica takes over at its next try instead of after the ttl (a rolling restart).
     if let (Some(holder), Ok(())) = (&leader_holder, &outcome) {
-        match store.release_lease(leader::LEASE, holder).await {
-            Ok(true) => tracing::info!("gave the controller lease up"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(code = e.code(), "cannot give the controller lease up: {e}"),
+        let release = store.release_lease(leader::LEASE, holder);
+        match tokio::time::timeout(Duration::from_secs(5), release).await {
+            Ok(Ok(true)) => tracing::info!("gave the controller lease up"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(code = e.code(), "cannot give the controller lease up: {e}")
+            }
+            Err(_) => tracing::warn!("giving the controller lease up did not answer within 5 s"),
         }
     }
     // Bounded: a database that stopped answering (a partition) must not keep the
