@@ -151,6 +151,7 @@ const EXPECTED_ACCESS: &[(&str, &str, Rule)] = &[
     ("POST",   "/hooks/pipelines/{name}",                                              Open),
     ("POST",   "/api/webhooks/{pipeline}/{key}",                                       Open),
     ("GET",    "/apis/flotilla.dev/v1alpha1/sources",                                  Needs("resources:read")),
+    ("GET",    "/apis/flotilla.dev/v1alpha1/leader",                                   Needs("resources:read")),
     ("POST",   "/apis/flotilla.dev/v1alpha1/sources/sync",                             Needs("sources:write")),
     ("POST",   "/apis/flotilla.dev/v1alpha1/apply",                                    Needs("resources:write")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/events",                                   Needs("resources:read")),
