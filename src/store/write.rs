@@ -5,6 +5,10 @@
 //! order. Runs of creates are buffered and go in as multi-row inserts ([`super::insert`]);
 //! updates, status writes and deletes are single conditional statements
 //! ([`super::statement`]). Any error drops the transaction, which rolls everything back.
+//!
+//! On PostgreSQL a batch also checks the writer's lease epoch first when it writes
+//! through a fenced handle ([`super::fence`]), copies deleted objects into `deletions`,
+//! and notifies the other replicas at commit ([`super::Store::follow_other_writers`]).
 
 use serde_json::Value;
 
@@ -16,8 +20,8 @@ use super::row::{json_text, map_json, now, object_columns, object_params};
 use super::statement::Statement;
 use crate::resource::object::{Change, DesiredObject, ObjectKey, RawObject};
 
-/// Tells the other replicas sharing a PostgreSQL store that revisions up to `$1` were
-/// written.
+/// Tells the replicas listening on channel `$1` (all that share this PostgreSQL store)
+/// that revisions up to `$2` were written.
 const NOTIFY: &str = "SELECT pg_notify($1, $2)::text";
 
 /// A deleted object, as of its delete (see `migrations/postgres/0007_deletions.sql`).
