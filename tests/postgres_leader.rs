@@ -345,9 +345,12 @@ enum Isolation {
 }
 
 /// The leader claimed an attempt and is about to create its container when it is
-/// isolated past the ttl; the other replica takes over and runs the attempt; when the
-/// old leader comes back to its create, it is fenced: it creates and starts nothing,
-/// and exits saying it lost the lease.
+/// isolated past the ttl; the other replica takes over and runs the attempt.
+/// - Stopped: when the old leader comes back to its create, it is fenced: it creates and
+///   starts nothing, and exits saying it lost the lease.
+/// - Cut off: it cannot renew, so it stops acting and exits on its own (the create it
+///   was about to make is dropped when its shutdown gives up waiting), whatever the
+///   other replica does.
 async fn deposed_leader_acts_on_nothing(isolation: Isolation) {
     let postgres = PgServer::start();
     let direct = postgres.create_database().await;
@@ -369,7 +372,20 @@ async fn deposed_leader_acts_on_nothing(isolation: Isolation) {
     wait_paused(&first, &pauses, point).await;
     match isolation {
         Isolation::Stopped => signal(&first, "STOP"),
-        Isolation::CutOff => proxy.stall(),
+        Isolation::CutOff => {
+            proxy.stall();
+            let status = first.wait_exit(Duration::from_secs(60)).await;
+            let log = first.log_text();
+            assert!(
+                status.is_some_and(|s| !s.success()),
+                "cut off, the leader exits on its own: {status:?}\n{log}"
+            );
+            assert!(
+                log.contains("lost the controller lease")
+                    && log.contains("the controllers did not stop within 10 s"),
+                "it gave the lease up and dropped the create it was waiting to make:\n{log}"
+            );
+        }
     }
 
     let second_epoch = wait_leading(&second).await;
@@ -392,33 +408,35 @@ async fn deposed_leader_acts_on_nothing(isolation: Isolation) {
         )
         .await;
 
-    // The old leader comes back exactly where it stopped: about to create the container.
-    release(&pauses, point);
     if let Isolation::Stopped = isolation {
+        // The old leader comes back exactly where it stopped: about to create the
+        // container.
+        release(&pauses, point);
         signal(&first, "CONT");
+        let status = first.wait_exit(Duration::from_secs(60)).await;
+        let log = first.log_text();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "the deposed leader exits with an error: {status:?}\n{log}"
+        );
+        assert!(
+            support::docker::inspect_container(&container).is_none(),
+            "the deposed leader created nothing"
+        );
+        assert!(
+            log.contains("lost the controller lease"),
+            "the deposed leader says why it exits:\n{log}"
+        );
+        assert!(
+            log.contains("store.fenced"),
+            "the deposed leader's create was refused by the fence:\n{log}"
+        );
     }
-    let status = first.wait_exit(Duration::from_secs(60)).await;
-    let log = first.log_text();
-    assert!(
-        status.is_some_and(|s| !s.success()),
-        "the deposed leader exits with an error: {status:?}\n{log}"
-    );
-    assert!(
-        support::docker::inspect_container(&container).is_none(),
-        "the deposed leader created nothing"
-    );
+    assert!(support::docker::inspect_container(&container).is_none());
     assert_eq!(
         starts_of(&container, since),
         1,
         "the container started once"
-    );
-    assert!(
-        log.contains("lost the controller lease"),
-        "the deposed leader says why it exits:\n{log}"
-    );
-    assert!(
-        log.contains("store.fenced"),
-        "the deposed leader's create was refused by the fence:\n{log}"
     );
     assert_eq!(
         support::docker::attempts(&finished).len(),
@@ -434,7 +452,7 @@ async fn a_leader_stopped_past_its_lease_creates_nothing_when_it_continues() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_leader_cut_off_from_postgres_stops_acting_before_the_next_one_takes_over() {
+async fn a_leader_cut_off_from_postgres_stops_acting_and_exits_on_its_own() {
     deposed_leader_acts_on_nothing(Isolation::CutOff).await;
 }
 
