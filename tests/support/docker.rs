@@ -207,12 +207,13 @@ impl Proxy {
 
     /// The proxy's access log (HAProxy `httplog` lines with termination flags).
     pub fn log(&self) -> String {
+        std::fs::read_to_string(self.run_dir().join("haproxy.log")).unwrap_or_default()
+    }
+
+    /// Where scripts/proxy.sh keeps this proxy's pid file and log.
+    fn run_dir(&self) -> PathBuf {
         let runtime = std::env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| "/tmp".to_owned());
-        std::fs::read_to_string(format!(
-            "{runtime}/flotilla-proxy-{}/haproxy.log",
-            self.port
-        ))
-        .unwrap_or_default()
+        PathBuf::from(format!("{runtime}/flotilla-proxy-{}", self.port))
     }
 
     /// Stops the proxy, ignoring failures (for cleanup).
@@ -239,6 +240,8 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.down_quietly();
+        // scripts/proxy.sh keeps the log after a stop (for people); a test's goes.
+        let _ = std::fs::remove_dir_all(self.run_dir());
     }
 }
 
