@@ -251,6 +251,20 @@ async fn wait_paused(op: &Operator, dir: &std::path::Path, point: &str) {
     .await;
 }
 
+/// Waits (up to `seconds`) until Docker no longer has `container`.
+async fn wait_gone(op: &Operator, container: &str, what: &str, seconds: u64) {
+    op.wait_until(
+        &format!("{what} to be removed"),
+        Duration::from_secs(seconds),
+        || async {
+            support::docker::inspect_container(container)
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 fn release(dir: &std::path::Path, point: &str) {
     std::fs::write(dir.join(format!("{point}.go")), "").expect("release the pause point");
 }
@@ -396,17 +410,7 @@ async fn deposed_leader_acts_on_nothing(isolation: Isolation) {
     let finished = second.wait_succeeded(&run).await;
     // Its tombstone gone, the container's name is free: a create by the old leader would
     // now make and start a second container of the attempt.
-    second
-        .wait_until(
-            "the finished attempt's tombstone to be removed",
-            Duration::from_secs(120),
-            || async {
-                support::docker::inspect_container(&container)
-                    .is_none()
-                    .then_some(())
-            },
-        )
-        .await;
+    wait_gone(&second, &container, "the finished attempt's tombstone", 120).await;
 
     if let Isolation::Stopped = isolation {
         // The old leader comes back exactly where it stopped: about to create the
@@ -893,17 +897,7 @@ async fn a_container_no_claim_covers_is_removed_as_stale() {
     ]);
     support::docker::docker_ok(&args);
 
-    leader
-        .wait_until(
-            "the stale container to be removed",
-            Duration::from_secs(90),
-            || async {
-                support::docker::inspect_container(&stale)
-                    .is_none()
-                    .then_some(())
-            },
-        )
-        .await;
+    wait_gone(&leader, &stale, "the stale container", 90).await;
     let (status, events) = leader
         .get(&format!("/namespaces/default/events?for=run/{run}"))
         .await;

@@ -11,6 +11,7 @@ use super::AppState;
 use super::auth::Grant;
 use super::error::ApiError;
 use super::page_cache::PageKey;
+use crate::controller::run::logs::ship::delete_run_output;
 use crate::resource::{API_VERSION, Kind, ObjectKey};
 
 pub(super) fn parse_kind(plural: &str) -> Result<Kind, ApiError> {
@@ -215,11 +216,7 @@ pub(super) async fn delete(
     let deleted = state.store.delete(&key, None).await?;
     let _ = state.store.delete_events(&key).await;
     if key.kind == Kind::Run {
-        let _ = state.files.delete_run(&deleted.uid);
-        // What the leader shipped (a chunk shipped after this finds no run and is dropped).
-        if let Err(e) = state.store.delete_run_output(&deleted.uid).await {
-            tracing::warn!(run = %key, code = e.code(), "cannot delete the stored output of a deleted run: {e}");
-        }
+        delete_run_output(&state.store, &state.files, &key, &deleted.uid).await;
     }
     Ok(Json(deleted.to_manifest()))
 }

@@ -28,6 +28,7 @@ use self::naming::slot_run_name;
 use self::slots::{CompileError, CronCache, due_slots};
 use self::state::{Entry, FinishedRun, status_digest};
 use crate::controller::run::logs::RunFiles;
+use crate::controller::run::logs::ship::delete_run_output;
 use crate::metrics::Metrics;
 use crate::resource::RawObject;
 use crate::resource::object::DecodeError;
@@ -425,12 +426,7 @@ impl ScheduleController {
                 continue;
             }
             let _ = self.store.delete_events(&run_key).await;
-            if let Err(e) = self.files.delete_run(&run.uid) {
-                tracing::warn!(run = %run_key, "cannot delete logs of a pruned run: {e}");
-            }
-            if let Err(e) = self.store.delete_run_output(&run.uid).await {
-                tracing::warn!(run = %run_key, code = e.code(), "cannot delete the stored output of a pruned run: {e}");
-            }
+            delete_run_output(&self.store, &self.files, &run_key, &run.uid).await;
         }
     }
 

@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::RunFiles;
+use crate::resource::ObjectKey;
 use crate::store::{Store, StoreError};
 
 /// Largest chunk stored, in bytes (1 MiB).
@@ -155,6 +156,18 @@ pub async fn ship_pending(store: &Store, files: &RunFiles, path: &Path) -> Resul
         file,
     };
     shipping.pass(extent, Pass::Everything).await.map(|_| ())
+}
+
+/// Deletes a deleted run's output wherever it is kept: the local files and the chunks
+/// shipped to a shared store (a chunk shipped after this finds no run and is dropped).
+/// Failures are logged: the run itself is already gone.
+pub async fn delete_run_output(store: &Store, files: &RunFiles, key: &ObjectKey, run_uid: &str) {
+    if let Err(e) = files.delete_run(run_uid) {
+        tracing::warn!(run = %key, "cannot delete the run's local output: {e}");
+    }
+    if let Err(e) = store.delete_run_output(run_uid).await {
+        tracing::warn!(run = %key, code = e.code(), "cannot delete the run's stored output: {e}");
+    }
 }
 
 /// Makes `path` hold what the store holds of it, before anything appends to it, and
