@@ -2,13 +2,18 @@
 # Benchmarks of runs on Docker (issue 3), run by `make bench`. Prints figures; fails only
 # when something breaks.
 #
+#  0. the phases of one run (reply, create, start, first line printed and readable,
+#     die, recorded), median and p90 of PHASE_SAMPLES sequential runs: Flotilla on the
+#     Docker socket directly, Flotilla through the socket proxy, and `docker run` (the
+#     floor), from Docker's event stream and the API (scripts/phases.py);
 #  1. trigger → first output line of `hello`, median of 20, Flotilla (`flotilla run --wait`
 #     through the socket proxy) against `docker run` of the same image and command;
 #  2. 100 `hello` runs at concurrency 8 (`--max-concurrent-runs 8`) against
 #     `xargs -P8 docker run --rm …`, wall time;
 #  3. one run printing 200 MB of lines: every line stored, and the operator's RSS growth.
 #
-# Environment: SAMPLES (default 20), RUNS (default 100), PROXY_PORT (default 23790),
+# Environment: SAMPLES (default 20), PHASE_SAMPLES (default 30), ONLY_PHASES=1 stops
+# after part 0 and prints its table, RUNS (default 100), PROXY_PORT (default 23790),
 # KEEP=1 keeps the temp dir (data, logs), CARGO_TARGET_DIR.
 set -euo pipefail
 
@@ -17,6 +22,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release/flotilla"
 IMAGE="flotilla/runner:$(awk -F'"' '/^version/ {print $2; exit}' "$ROOT/Cargo.toml")"
 SAMPLES="${SAMPLES:-20}"
+PHASE_SAMPLES="${PHASE_SAMPLES:-30}"
 RUNS="${RUNS:-100}"
 PORT="${PROXY_PORT:-23790}"
 log() { printf '%s\n' "$*" >&2; }
@@ -28,8 +34,11 @@ bash "$ROOT/scripts/runner-image.sh" build >/dev/null
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-runs.XXXXXX")"
 INSTANCE="bench-$$"
 SERVER_PID=""
+DIRECT_PID=""
 cleanup() {
     [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    [[ -n "$DIRECT_PID" ]] && kill "$DIRECT_PID" 2>/dev/null && wait "$DIRECT_PID" 2>/dev/null
+    docker ps -aq --filter "label=flotilla.dev/managed-by=$INSTANCE-direct" | xargs -r docker rm -f >/dev/null
     bash "$ROOT/scripts/proxy.sh" stop --listen "127.0.0.1:$PORT" >/dev/null 2>&1 || true
     docker ps -aq --filter "label=flotilla.dev/managed-by=$INSTANCE" | xargs -r docker rm -f >/dev/null
     docker ps -aq --filter "label=flotilla-bench=$INSTANCE" | xargs -r docker rm -f >/dev/null
@@ -77,11 +86,38 @@ log "==> 1. trigger → first line, median of $SAMPLES"
 # user, read-only root with a tmpfs /tmp, and the operator's uv cache and uv Python dirs
 # mounted where the image's UV_CACHE_DIR / UV_PYTHON_INSTALL_DIR point (without them uv
 # cannot take its cache lock on the read-only root and exits with an error at once).
-DOCKER_RUN=(docker run --rm --label "flotilla-bench=$INSTANCE" --user 10001:10001 --read-only
+DOCKER_ARGS=(--label "flotilla-bench=$INSTANCE" --user 10001:10001 --read-only
     --tmpfs /tmp -e HOME=/tmp -e UV_NO_PROGRESS=1 -e PYTHONUNBUFFERED=1
     -v "$WORK/data/uv-cache:/cache/uv" -v "$WORK/data/uv-python:/cache/python"
     -v "$WORK/pipelines/hello:/pipeline:ro" -w /pipeline "$IMAGE" uv run --no-project main.py)
+DOCKER_RUN=(docker run --rm "${DOCKER_ARGS[@]}")
 "${DOCKER_RUN[@]}" >/dev/null # warm the image and check the command works
+
+log "==> 0. phases of $PHASE_SAMPLES sequential hello runs: direct socket, socket proxy, docker run"
+# A second operator on the Docker socket itself (only to measure what the proxy costs),
+# with its own data dir; its uv cache is warmed by one run first.
+"$BIN" serve --data-dir "$WORK/direct" --listen 127.0.0.1:18791 --pipelines-dir "$WORK/pipelines" \
+    --docker-host unix:///var/run/docker.sock --instance "$INSTANCE-direct" --max-concurrent-runs 8 \
+    --log-format json >"$WORK/serve-direct.log" 2>&1 &
+DIRECT_PID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:18791/readyz" >/dev/null && break; sleep 0.1; done
+until FLOTILLA_SERVER=http://127.0.0.1:18791 "$BIN" get pipeline hello >/dev/null 2>&1; do sleep 0.2; done
+FLOTILLA_SERVER=http://127.0.0.1:18791 "$BIN" run hello --wait >/dev/null
+"$BIN" run hello --wait >/dev/null
+phases() { # server instance out
+    python3 "$ROOT/scripts/phases.py" flotilla --server "$1" --token "$FLOTILLA_TOKEN" --pipeline hello \
+        --expect hello --label "flotilla.dev/managed-by=$2" --samples "$PHASE_SAMPLES" --out "$3"
+}
+phases http://127.0.0.1:18791 "$INSTANCE-direct" "$WORK/phases-direct.json"
+phases "$FLOTILLA_SERVER" "$INSTANCE" "$WORK/phases-proxy.json"
+python3 "$ROOT/scripts/phases.py" docker --label "flotilla-bench=$INSTANCE" --samples "$PHASE_SAMPLES" \
+    --expect hello --out "$WORK/phases-docker.json" -- "${DOCKER_ARGS[@]}"
+kill "$DIRECT_PID"; wait "$DIRECT_PID" 2>/dev/null || true; DIRECT_PID=""
+phase_table() {
+    python3 "$ROOT/scripts/phases.py" table "direct socket=$WORK/phases-direct.json" \
+        "socket proxy=$WORK/phases-proxy.json" "docker run=$WORK/phases-docker.json"
+}
+if [[ "${ONLY_PHASES:-0}" == 1 ]]; then phase_table; exit 0; fi
 flotilla_samples=(); docker_samples=()
 for i in $(seq "$SAMPLES"); do
     flotilla_samples+=("$(python3 "$ROOT/scripts/first-line.py" --expect hello --start-file "$WORK/start-$i" \
@@ -115,10 +151,12 @@ done
 # runs being measured on a small machine). Only hello runs exist at this point.
 RUNS_URL="$FLOTILLA_SERVER/apis/flotilla.dev/v1alpha1/namespaces/default/runs"
 finished() { curl -sf -H "Authorization: Bearer $FLOTILLA_TOKEN" "$RUNS_URL" | grep -oE "\"phase\": ?\"($1)\"" | wc -l; }
-while [[ $(finished 'Succeeded|Failed') -lt $((RUNS + SAMPLES)) ]]; do sleep 0.2; done
+# Before them: the warm-up run, the phase samples and the first-line samples.
+EARLIER=$((1 + PHASE_SAMPLES + SAMPLES))
+while [[ $(finished 'Succeeded|Failed') -lt $((RUNS + EARLIER)) ]]; do sleep 0.2; done
 f_wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
 succeeded=$(finished Succeeded)
-[[ "$succeeded" -eq $((RUNS + SAMPLES)) ]] || { log "only $succeeded of $((RUNS + SAMPLES)) hello runs succeeded"; exit 1; }
+[[ "$succeeded" -eq $((RUNS + EARLIER)) ]] || { log "only $succeeded of $((RUNS + EARLIER)) hello runs succeeded"; exit 1; }
 start=$(date +%s.%N)
 seq "$RUNS" | xargs -P8 -I{} "${DOCKER_RUN[@]}" >"$WORK/xargs.out"
 hellos=$(grep -cx hello "$WORK/xargs.out" || true)
@@ -149,5 +187,6 @@ printf '%-58s %11ss\n' "  of which: trigger → line printed in the container" "
 printf '%-58s %11ss %11ss %8s %s\n' "$RUNS hello runs, concurrency 8, wall time" "$f_wall" "$d_wall" "$ratio2" "≤ 1.2"
 printf '%-58s %12s\n' "200 MB run: lines stored (of 2,000,000) / distinct" "$lines / $distinct"
 printf '%-58s %10s MB %s\n' "200 MB run: operator RSS growth (peak − before)" "$(( (peak - rss_before) / 1024 ))" "(target ≤ 50 MB; run took ${loud_wall}s)"
+phase_table
 printf '\ntrigger → first line samples (s), flotilla then docker:\n'
 printf '  %s\n' "${flotilla_samples[*]}" "${docker_samples[*]}"

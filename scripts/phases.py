@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Where the time of one run goes: the phases of sequential runs, in milliseconds after
+the trigger, from Docker's event stream (create, start, die), the API (reply, first line
+through the log's SSE follow, run recorded finished through a watch) and the line's own
+Docker timestamp (printed). Used by scripts/bench-runs.sh.
+
+usage:
+  phases.py flotilla --server URL --token TOKEN --pipeline NAME --expect TEXT
+                     --label KEY=VALUE --samples N --out FILE
+  phases.py docker   --label KEY=VALUE --samples N --expect TEXT --out FILE -- DOCKER-RUN-ARGS...
+  phases.py table    [--haproxy-log FILE] NAME=FILE...
+
+`flotilla` triggers N runs one after another (POST …/runs), follows each run's log over
+SSE from right after the reply, and watches runs for the recorded end. `docker` runs
+`docker run --name <unique> DOCKER-RUN-ARGS...` N times (the floor: the same image and
+command without Flotilla) and reads its first output line from the CLI. Both write one
+JSON object per sample to FILE. `table` prints medians and p90 per phase, one column per
+FILE. Docker events are read with `docker events` from the default socket (the daemon's
+own clock, the same as time.time() here).
+"""
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+PHASES = [
+    ("reply", "HTTP reply"),
+    ("create", "container create (event)"),
+    ("start", "container start (event)"),
+    ("printed", "first line printed (Docker's timestamp)"),
+    ("first_line", "first line readable (API / docker CLI)"),
+    ("die", "container die (event)"),
+    ("recorded", "run recorded finished"),
+]
+DERIVED = [
+    ("reply → create", "reply", "create"),
+    ("printed → readable", "printed", "first_line"),
+    ("die → recorded", "die", "recorded"),
+]
+
+
+class DockerEvents:
+    """`docker events` for containers with one label, kept by container name."""
+
+    def __init__(self, label):
+        self.times = {}  # name -> {action: ns}
+        self.cond = threading.Condition()
+        self.process = subprocess.Popen(
+            ["docker", "events", "--filter", "type=container", "--filter", f"label={label}",
+             "--format", "{{json .}}"],
+            stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        time.sleep(0.3)  # the stream is open before the first trigger
+
+    def _read(self):
+        for line in self.process.stdout:
+            event = json.loads(line)
+            attrs = event.get("Actor", {}).get("Attributes", {})
+            name = attrs.get("flotilla.dev/run-name", attrs.get("name", ""))
+            name = name.split("/", 1)[-1]
+            with self.cond:
+                self.times.setdefault(name, {}).setdefault(event.get("Action"), event["timeNano"])
+                self.cond.notify_all()
+
+    def wait(self, name, action, timeout=120):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while action not in self.times.get(name, {}):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    sys.exit(f"no {action} event for {name} within {timeout} s")
+                self.cond.wait(left)
+            return self.times[name][action]
+
+    def close(self):
+        self.process.terminate()
+
+
+class RunWatch:
+    """A watch on runs: when each one was first seen finished."""
+
+    def __init__(self, server, token):
+        url = urllib.parse.urlsplit(server)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=300)
+        self.conn.request("GET", "/apis/flotilla.dev/v1alpha1/namespaces/default/runs?watch=true",
+                          headers={"Authorization": f"Bearer {token}"})
+        self.response = self.conn.getresponse()
+        if self.response.status != 200:
+            sys.exit(f"watch: HTTP {self.response.status}")
+        self.finished = {}
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            line = self.response.readline()
+            if not line:
+                return
+            now = time.time_ns()
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            obj = event.get("object", {})
+            phase = (obj.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed", "Cancelled"):
+                with self.cond:
+                    self.finished.setdefault(obj["metadata"]["name"], (now, phase))
+                    self.cond.notify_all()
+
+    def wait(self, name, timeout=120):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while name not in self.finished:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    sys.exit(f"run {name} not recorded finished within {timeout} s")
+                self.cond.wait(left)
+            return self.finished[name]
+
+
+def docker_stamp_ns(text):
+    """RFC 3339 with nanoseconds (Docker's log timestamp) to ns since the epoch."""
+    import datetime
+    whole, _, frac = text.rstrip("Z").partition(".")
+    seconds = datetime.datetime.fromisoformat(whole + "+00:00").timestamp()
+    return int(seconds) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def flotilla(args):
+    events = DockerEvents(args["label"])
+    url = urllib.parse.urlsplit(args["server"])
+    auth = {"Authorization": f"Bearer {args['token']}"}
+    watch = RunWatch(args["server"], args["token"])
+    api = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    body = json.dumps({"spec": {"pipelineRef": {"name": args["pipeline"]}}})
+    base = "/apis/flotilla.dev/v1alpha1/namespaces/default/runs"
+    samples = []
+    for _ in range(int(args["samples"])):
+        t0 = time.time_ns()
+        api.request("POST", base, body=body, headers={**auth, "Content-Type": "application/json"})
+        reply = api.getresponse()
+        answer = reply.read()
+        t_reply = time.time_ns()
+        if reply.status != 201:
+            sys.exit(f"POST runs: HTTP {reply.status}: {answer[:300]!r}")
+        name = json.loads(answer)["metadata"]["name"]
+        follow = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+        follow.request("GET", f"{base}/{name}/log?follow=true", headers=auth)
+        stream = follow.getresponse()
+        t_first = None
+        while True:
+            line = stream.readline()
+            if not line:
+                break
+            if line.startswith(b"data:") and t_first is None:
+                t_first = time.time_ns()
+                text = line[5:].strip().decode()
+                if args["expect"] not in text:
+                    sys.exit(f"run {name}: first line {text!r}, expected {args['expect']!r}")
+            if line.startswith(b"event: end"):
+                break
+        follow.close()
+        t_recorded, phase = watch.wait(name)
+        if phase != "Succeeded":
+            sys.exit(f"run {name} ended {phase}")
+        # Every line stored when the end is recorded: the log read now holds the line.
+        api.request("GET", f"{base}/{name}/log", headers=auth)
+        log = api.getresponse().read().decode()
+        first = next((l for l in log.splitlines() if args["expect"] in l), None)
+        if first is None:
+            sys.exit(f"run {name}: recorded finished without its line stored: {log!r}")
+        sample = {
+            "reply": t_reply, "first_line": t_first, "recorded": t_recorded,
+            "printed": docker_stamp_ns(first.split(" ", 1)[0]),
+            "create": events.wait(name, "create"), "start": events.wait(name, "start"),
+            "die": events.wait(name, "die"),
+        }
+        samples.append({k: (v - t0) / 1e6 for k, v in sample.items()} | {"name": name})
+        time.sleep(0.2)  # let the finished run's clean-up pass before the next trigger
+    events.close()
+    write(args["out"], samples)
+
+
+def docker(args, command):
+    events = DockerEvents(args["label"])
+    samples = []
+    for i in range(int(args["samples"])):
+        name = f"floor-{time.time_ns()}-{i}"
+        t0 = time.time_ns()
+        process = subprocess.Popen(["docker", "run", "--name", name, *command],
+                                   stdout=subprocess.PIPE)
+        line = process.stdout.readline()
+        t_first = time.time_ns()
+        process.communicate()
+        t_exit = time.time_ns()
+        if args["expect"].encode() not in line or process.returncode != 0:
+            sys.exit(f"docker run: first line {line!r}, exit {process.returncode}")
+        sample = {
+            "reply": None, "first_line": t_first, "recorded": t_exit,
+            "create": events.wait(name, "create"), "start": events.wait(name, "start"),
+            "die": events.wait(name, "die"),
+        }
+        logs = subprocess.run(["docker", "logs", "--timestamps", name], capture_output=True,
+                              text=True).stdout
+        sample["printed"] = docker_stamp_ns(logs.split(" ", 1)[0]) if logs else None
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        samples.append({k: (v - t0) / 1e6 if v is not None else None
+                        for k, v in sample.items()} | {"name": name})
+        time.sleep(0.2)
+    events.close()
+    write(args["out"], samples)
+
+
+def write(path, samples):
+    with open(path, "w") as out:
+        json.dump(samples, out)
+
+
+def quantile(values, q):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def table(columns):
+    data = {}
+    for column in columns:
+        name, _, path = column.partition("=")
+        with open(path) as f:
+            data[name] = json.load(f)
+    for sample_set in data.values():
+        for s in sample_set:
+            for label, a, b in DERIVED:
+                s[label] = (s[b] - s[a]) if s.get(a) is not None and s.get(b) is not None else None
+    names = list(data)
+    count = max(len(v) for v in data.values())
+    print(f"\nphases of one run, ms after the trigger, median (p90) of {count} sequential runs")
+    print(f"{'phase':<42}" + "".join(f"{n:>20}" for n in names))
+    rows = [(key, label) for key, label in PHASES] + [(label, label) for label, _, _ in DERIVED]
+    for key, label in rows:
+        cells = []
+        for n in names:
+            values = [s.get(key) for s in data[n]]
+            med, p90 = quantile(values, 0.5), quantile(values, 0.9)
+            cells.append("—" if med is None else f"{med:.1f} ({p90:.1f})")
+        print(f"{label:<42}" + "".join(f"{c:>20}" for c in cells))
+
+
+def parse(argv):
+    args, rest = {}, []
+    while argv:
+        a = argv.pop(0)
+        if a == "--":
+            rest = argv
+            break
+        if a.startswith("--"):
+            args[a[2:].replace("-", "_")] = argv.pop(0)
+        else:
+            rest.append(a)
+    return args, rest
+
+
+def main():
+    mode, argv = sys.argv[1], sys.argv[2:]
+    args, rest = parse(argv)
+    if mode == "flotilla":
+        flotilla(args)
+    elif mode == "docker":
+        docker(args, rest)
+    elif mode == "table":
+        table(rest)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
