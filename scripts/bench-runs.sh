@@ -104,12 +104,13 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:18791/readyz" >/dev/null && b
 until FLOTILLA_SERVER=http://127.0.0.1:18791 "$BIN" get pipeline hello >/dev/null 2>&1; do sleep 0.2; done
 FLOTILLA_SERVER=http://127.0.0.1:18791 "$BIN" run hello --wait >/dev/null
 "$BIN" run hello --wait >/dev/null
-phases() { # server instance out
+phases() { # server instance out [args]
     python3 "$ROOT/scripts/phases.py" flotilla --server "$1" --token "$FLOTILLA_TOKEN" --pipeline hello \
-        --expect hello --label "flotilla.dev/managed-by=$2" --samples "$PHASE_SAMPLES" --out "$3"
+        --expect hello --label "flotilla.dev/managed-by=$2" --samples "$PHASE_SAMPLES" --out "$3" "${@:4}"
 }
 phases http://127.0.0.1:18791 "$INSTANCE-direct" "$WORK/phases-direct.json"
-phases "$FLOTILLA_SERVER" "$INSTANCE" "$WORK/phases-proxy.json"
+phases "$FLOTILLA_SERVER" "$INSTANCE" "$WORK/phases-proxy.json" \
+    --haproxy-log "${XDG_RUNTIME_DIR:-/tmp}/flotilla-proxy-$PORT/haproxy.log"
 python3 "$ROOT/scripts/phases.py" docker --label "flotilla-bench=$INSTANCE" --samples "$PHASE_SAMPLES" \
     --expect hello --out "$WORK/phases-docker.json" -- "${DOCKER_ARGS[@]}"
 kill "$DIRECT_PID"; wait "$DIRECT_PID" 2>/dev/null || true; DIRECT_PID=""

@@ -6,15 +6,20 @@ Docker timestamp (printed). Used by scripts/bench-runs.sh.
 
 usage:
   phases.py flotilla --server URL --token TOKEN --pipeline NAME --expect TEXT
-                     --label KEY=VALUE --samples N --out FILE
+                     --label KEY=VALUE --samples N --out FILE [--haproxy-log FILE]
+                     [--follow 0] [--lines N]
   phases.py docker   --label KEY=VALUE --samples N --expect TEXT --out FILE -- DOCKER-RUN-ARGS...
-  phases.py table    [--haproxy-log FILE] NAME=FILE...
+  phases.py table    NAME=FILE...
 
 `flotilla` triggers N runs one after another (POST …/runs), follows each run's log over
-SSE from right after the reply, and watches runs for the recorded end. `docker` runs
+SSE from right after the reply (not with --follow 0), watches runs for the recorded end,
+and checks that the log read right then holds the expected line (with --lines, exactly
+N lines). `docker` runs
 `docker run --name <unique> DOCKER-RUN-ARGS...` N times (the floor: the same image and
 command without Flotilla) and reads its first output line from the CLI. Both write one
-JSON object per sample to FILE. `table` prints medians and p90 per phase, one column per
+JSON object per sample to FILE; with --haproxy-log (the socket proxy's log), also when
+the operator sent each run's `POST /containers/create` and how long Docker took to
+answer it (HAProxy's request date and Tr). `table` prints medians and p90 per phase, one column per
 FILE. Docker events are read with `docker events` from the default socket (the daemon's
 own clock, the same as time.time() here).
 """
@@ -28,6 +33,7 @@ import urllib.parse
 
 PHASES = [
     ("reply", "HTTP reply"),
+    ("create_call", "container create called (proxy log)"),
     ("create", "container create (event)"),
     ("start", "container start (event)"),
     ("printed", "first line printed (Docker's timestamp)"),
@@ -36,7 +42,8 @@ PHASES = [
     ("recorded", "run recorded finished"),
 ]
 DERIVED = [
-    ("reply → create", "reply", "create"),
+    ("reply → create called", "reply", "create_call"),
+    ("create called → create event", "create_call", "create"),
     ("printed → readable", "printed", "first_line"),
     ("die → recorded", "die", "recorded"),
 ]
@@ -52,6 +59,8 @@ class DockerEvents:
             ["docker", "events", "--filter", "type=container", "--filter", f"label={label}",
              "--format", "{{json .}}"],
             stdout=subprocess.PIPE, text=True)
+        import atexit
+        atexit.register(self.close)  # also when a check fails (sys.exit)
         threading.Thread(target=self._read, daemon=True).start()
         time.sleep(0.3)  # the stream is open before the first trigger
 
@@ -130,6 +139,27 @@ def docker_stamp_ns(text):
     return int(seconds) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
+def first_line(url, path, auth, expect, name):
+    """Follows a run's log over SSE to its end; returns when its first line came."""
+    follow = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    follow.request("GET", path, headers=auth)
+    stream = follow.getresponse()
+    t_first = None
+    while True:
+        line = stream.readline()
+        if not line:
+            break
+        if line.startswith(b"data:") and t_first is None:
+            t_first = time.time_ns()
+            text = line[5:].strip().decode()
+            if expect not in text:
+                sys.exit(f"run {name}: first line {text!r}, expected {expect!r}")
+        if line.startswith(b"event: end"):
+            break
+    follow.close()
+    return t_first
+
+
 def flotilla(args):
     events = DockerEvents(args["label"])
     url = urllib.parse.urlsplit(args["server"])
@@ -148,41 +178,55 @@ def flotilla(args):
         if reply.status != 201:
             sys.exit(f"POST runs: HTTP {reply.status}: {answer[:300]!r}")
         name = json.loads(answer)["metadata"]["name"]
-        follow = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-        follow.request("GET", f"{base}/{name}/log?follow=true", headers=auth)
-        stream = follow.getresponse()
+        uid = json.loads(answer)["metadata"]["uid"]
         t_first = None
-        while True:
-            line = stream.readline()
-            if not line:
-                break
-            if line.startswith(b"data:") and t_first is None:
-                t_first = time.time_ns()
-                text = line[5:].strip().decode()
-                if args["expect"] not in text:
-                    sys.exit(f"run {name}: first line {text!r}, expected {args['expect']!r}")
-            if line.startswith(b"event: end"):
-                break
-        follow.close()
+        if args.get("follow", "1") == "1":
+            t_first = first_line(url, f"{base}/{name}/log?follow=true", auth, args["expect"], name)
         t_recorded, phase = watch.wait(name)
         if phase != "Succeeded":
             sys.exit(f"run {name} ended {phase}")
-        # Every line stored when the end is recorded: the log read now holds the line.
+        # Every line stored when the end is recorded: the log read now holds the line
+        # (and, with --lines N, N lines).
         api.request("GET", f"{base}/{name}/log", headers=auth)
         log = api.getresponse().read().decode()
         first = next((l for l in log.splitlines() if args["expect"] in l), None)
         if first is None:
-            sys.exit(f"run {name}: recorded finished without its line stored: {log!r}")
+            sys.exit(f"run {name}: recorded finished without its line stored: {log[:300]!r}")
+        if args.get("lines") and log.count("\n") != int(args["lines"]):
+            sys.exit(f"run {name}: {log.count(chr(10))} lines stored, expected {args['lines']}")
         sample = {
             "reply": t_reply, "first_line": t_first, "recorded": t_recorded,
             "printed": docker_stamp_ns(first.split(" ", 1)[0]),
             "create": events.wait(name, "create"), "start": events.wait(name, "start"),
             "die": events.wait(name, "die"),
         }
-        samples.append({k: (v - t0) / 1e6 for k, v in sample.items()} | {"name": name})
+        samples.append({k: (v - t0) / 1e6 if v is not None else None for k, v in sample.items()}
+                       | {"name": name, "uid": uid, "t0": t0})
         time.sleep(0.2)  # let the finished run's clean-up pass before the next trigger
     events.close()
+    if args.get("haproxy_log"):
+        calls = create_calls(args["haproxy_log"])
+        for s in samples:
+            at = calls.get(f"flotilla-{s['uid']}-1")
+            s["create_call"] = (at - s["t0"]) / 1e6 if at is not None else None
     write(args["out"], samples)
+
+
+def create_calls(path):
+    """Container name → when its create request reached the proxy (ns since the epoch),
+    from HAProxy's httplog lines: `[30/Nov/2026:20:28:47.154] … "POST …/containers/create?name=…"`.
+    HAProxy writes local time with milliseconds."""
+    import datetime
+    import re
+    calls = {}
+    pattern = re.compile(r'\[([^\]]+)\] .*"POST \S*/containers/create\?name=([^ &"]+)')
+    with open(path, errors="replace") as log:
+        for line in log:
+            m = pattern.search(line)
+            if m:
+                at = datetime.datetime.strptime(m.group(1), "%d/%b/%Y:%H:%M:%S.%f").timestamp()
+                calls[m.group(2)] = int(at * 1e9)
+    return calls
 
 
 def docker(args, command):

@@ -210,6 +210,10 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<ContainerState>, RuntimeError>> + Send;
+    /// Waits up to `within` for the runtime to report the end of a container it saw
+    /// start (a log stream can end a moment before the event arrives); returns at once
+    /// when it cannot tell.
+    fn await_exit(&self, name: &str, within: Duration) -> impl Future<Output = ()> + Send;
     /// Creates a container (not started).
     fn create(
         &self,
@@ -234,7 +238,20 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<ResourceSample>, RuntimeError>> + Send;
-    /// Names of containers carrying `label=value` as they die, start or get OOM-killed.
-    /// The stream ends when the connection is cut; callers re-list then.
-    fn events(&self, label: &str, value: &str) -> BoxStream<'static, Result<String, RuntimeError>>;
+    /// Containers carrying `label=value` as they start, die, get OOM-killed or are
+    /// removed. The stream ends when the connection is cut; callers re-list then.
+    fn events(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> BoxStream<'static, Result<ContainerEvent, RuntimeError>>;
+}
+
+/// A change of one container, as its runtime announced it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerEvent {
+    /// Container name.
+    pub name: String,
+    /// The container's labels, as the event carries them.
+    pub labels: BTreeMap<String, String>,
 }

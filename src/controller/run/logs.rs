@@ -299,15 +299,35 @@ fn is_uv_setup_line(text: &str) -> bool {
     PREFIXES.iter().any(|p| text.starts_with(p))
 }
 
+/// Stream items handled per batch: the file is flushed, and readers woken, once per batch
+/// of what Docker has already sent, not once per line (a loud run sends a frame per line).
+const BATCH: usize = 4_096;
+
+/// Pause after each batch before reading on. Docker writes a loud run's output one line at
+/// a time; a reader that has caught up wakes once per line (the operator spent more CPU
+/// switching tasks than storing lines, on the cores Docker needs to deliver them).
+/// Pausing lets the lines pile up in the socket buffer and arrive in batches of
+/// thousands. A line is read at most this much later; the first after a silence at once.
+const PACE: Duration = Duration::from_millis(1);
+
+/// How long a follower whose stream ended waits for the container's `die` event.
+const EXIT_EVENT_WAIT: Duration = Duration::from_millis(50);
+
 /// Copies a container's output into `path` until the container has exited and all of
 /// its output is stored. Reconnects (from the last stored timestamp) when the stream is
 /// cut while the container still runs.
+///
+/// `rotates_at` is the size at which Docker rotates the container's log file (json-file
+/// `max-size`; 0 when unknown). A follow stream can miss output across a rotation, so
+/// after an exit the log is read once more from the last stored line, unless the stream
+/// followed the attempt from its start, uncut, and carried less than that.
 pub async fn follow_attempt<R: ContainerRuntime>(
     runtime: &R,
     container: &str,
     path: &Path,
     filter: Option<&LineFilter>,
     files: &RunFiles,
+    rotates_at: u64,
 ) -> Result<(), RuntimeError> {
     let io_error = |e: std::io::Error| {
         RuntimeError::Unavailable(format!("cannot write {}: {e}", path.display()))
@@ -317,57 +337,96 @@ pub async fn follow_attempt<R: ContainerRuntime>(
     }
     let mut failures = 0u32;
     let mut final_pass = false;
+    // The size of Docker's log file, estimated from what the stream carried (`None`
+    // once it is unknown: the stream resumed or was cut).
+    let mut docker_log_bytes = Some(0u64);
     loop {
         let mut resume = resume_point(path).map_err(io_error)?;
-        let mut file = std::io::BufWriter::new(crate::private_fs::append(path).map_err(io_error)?);
-        let mut stream = runtime.logs(container, resume.since);
+        if resume.since != 0 {
+            docker_log_bytes = None;
+        }
+        let mut file = std::io::BufWriter::with_capacity(
+            256 * 1024,
+            crate::private_fs::append(path).map_err(io_error)?,
+        );
+        let mut stream = runtime.logs(container, resume.since).ready_chunks(BATCH);
         let mut cut = None;
-        while let Some(item) = stream.next().await {
-            let chunk = match item {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    cut = Some(e);
-                    break;
+        'stream: while let Some(batch) = stream.next().await {
+            for item in batch {
+                let chunk = match item {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        cut = Some(e);
+                        break 'stream;
+                    }
+                };
+                let text = String::from_utf8_lossy(&chunk.bytes);
+                for raw in text.split_inclusive('\n') {
+                    let raw = raw.strip_suffix('\n').unwrap_or(raw);
+                    let raw = raw.strip_suffix('\r').unwrap_or(raw);
+                    let (stamp, message) = raw.split_once(' ').unwrap_or((raw, ""));
+                    // Docker's stamps are already in the stored form; they are parsed
+                    // only when they are not, or to skip what a resume finds stored.
+                    let stored_form = is_stored_form(stamp);
+                    let at = if stored_form && resume.stored.is_empty() {
+                        None
+                    } else {
+                        match DateTime::parse_from_rfc3339(stamp) {
+                            Ok(at) => Some(at.with_timezone(&Utc)),
+                            Err(_) => continue,
+                        }
+                    };
+                    if let Some(total) = docker_log_bytes.as_mut() {
+                        *total += json_file_bytes(message);
+                    }
+                    let text = match filter {
+                        Some(filter) => std::borrow::Cow::Owned(filter(message)),
+                        None => std::borrow::Cow::Borrowed(message),
+                    };
+                    if let Some(at) = at
+                        && resume.already_stored(at, chunk.stream, &text)
+                    {
+                        continue;
+                    }
+                    let write = |file: &mut std::io::BufWriter<std::fs::File>| {
+                        match at.filter(|_| !stored_form) {
+                            Some(at) => file.write_all(
+                                at.to_rfc3339_opts(SecondsFormat::Nanos, true).as_bytes(),
+                            )?,
+                            None => file.write_all(stamp.as_bytes())?,
+                        }
+                        file.write_all(b" ")?;
+                        file.write_all(chunk.stream.as_str().as_bytes())?;
+                        file.write_all(b" ")?;
+                        file.write_all(text.as_bytes())?;
+                        file.write_all(b"\n")
+                    };
+                    write(&mut file).map_err(io_error)?;
                 }
-            };
-            let text = String::from_utf8_lossy(&chunk.bytes);
-            for raw in text.split_inclusive('\n') {
-                let raw = raw.strip_suffix('\n').unwrap_or(raw);
-                let raw = raw.strip_suffix('\r').unwrap_or(raw);
-                let Some((stamp, message)) = raw.split_once(' ').or(Some((raw, ""))) else {
-                    continue;
-                };
-                let Ok(at) = DateTime::parse_from_rfc3339(stamp).map(|t| t.with_timezone(&Utc))
-                else {
-                    continue;
-                };
-                let text = match filter {
-                    Some(filter) => filter(message),
-                    None => message.to_owned(),
-                };
-                if resume.already_stored(at, chunk.stream, &text) {
-                    continue;
-                }
-                let line = LogLine {
-                    at,
-                    stream: chunk.stream,
-                    text,
-                };
-                writeln!(file, "{}", line.render()).map_err(io_error)?;
             }
             file.flush().map_err(io_error)?;
             files.announce_output();
+            tokio::time::sleep(PACE).await;
         }
         file.flush().map_err(io_error)?;
         drop(file);
+        if cut.is_some() {
+            docker_log_bytes = None;
+        }
         if final_pass && cut.is_none() {
             return Ok(());
         }
+        if cut.is_none() {
+            // The stream ended: the container has most likely exited, and its `die`
+            // event tells so without waiting on Docker's clean-up (see `inspect`).
+            runtime.await_exit(container, EXIT_EVENT_WAIT).await;
+        }
         match runtime.inspect(container).await {
             Ok(Some(state)) if state.status == ContainerStatus::Running => {}
-            // Exited: read once more from the last stored line. A follow stream can miss
-            // output when Docker rotates the container's log file (json-file max-size);
-            // the complete log is readable once the container has stopped.
+            // Exited: all of the output came, unless Docker may have rotated its file.
+            Ok(Some(_)) if docker_log_bytes.is_some_and(|b| b < rotates_at) => return Ok(()),
+            // Read once more from the last stored line: the complete log is readable
+            // once the container has stopped.
             Ok(Some(_)) => {
                 final_pass = true;
                 continue;
@@ -385,6 +444,37 @@ pub async fn follow_attempt<R: ContainerRuntime>(
         }
         tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
     }
+}
+
+/// Whether a timestamp is exactly what [`LogLine::render`] writes: RFC 3339 in UTC with
+/// nine fractional digits, as Docker sends them (`2026-11-30T20:28:20.025999378Z`).
+fn is_stored_form(stamp: &str) -> bool {
+    let b = stamp.as_bytes();
+    b.len() == 30
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            29 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// At least the bytes one line takes in Docker's json-file log: the text JSON-escaped
+/// (at most six bytes per byte: `\u003c`; Docker escapes `<`, `>` and `&` too, and each
+/// invalid UTF-8 byte becomes `\ufffd`) and the stream name, timestamp and punctuation
+/// around it (under 100 bytes).
+fn json_file_bytes(text: &str) -> u64 {
+    let escaped = text
+        .bytes()
+        .map(|b| match b {
+            0..=0x1f | b'"' | b'\\' | b'<' | b'>' | b'&' => 6,
+            0x80.. => 2,
+            _ => 1,
+        })
+        .sum::<u64>();
+    escaped + 100
 }
 
 /// Appends CPU/memory samples of a running container every `every` until it stops.
@@ -453,6 +543,44 @@ mod tests {
             first_output_at(&path).map(|t| t.timestamp()),
             Some(1_767_225_602)
         );
+    }
+
+    #[test]
+    fn dockers_stamps_are_stored_as_they_come_and_others_rendered() {
+        let docker = "2026-11-30T20:28:20.025999378Z";
+        assert!(is_stored_form(docker));
+        let parsed = DateTime::parse_from_rfc3339(docker)
+            .expect("valid")
+            .with_timezone(&Utc);
+        assert_eq!(parsed.to_rfc3339_opts(SecondsFormat::Nanos, true), docker);
+        for other in [
+            "2026-11-30T20:28:20.025Z",
+            "2026-11-30T20:28:20.025999378+01:00",
+            "2026-11-30 20:28:20.025999378Z",
+            "2026-11-30T20:28:20.02599937xZ",
+        ] {
+            assert!(!is_stored_form(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn json_file_size_is_never_underestimated() {
+        // Docker's json-file line for text T: {"log":"T\n","stream":"stdout","time":"…"}
+        for text in ["", "hello", "<&>\"\\", "\u{1}\u{2}", "caf\u{e9} \u{fffd}"] {
+            let escaped = serde_json::to_string(&format!("{text}\n")).expect("json");
+            let html_safe = escaped
+                .replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026");
+            let line = format!(
+                r#"{{"log":{html_safe},"stream":"stdout","time":"2026-11-30T20:28:20.025999378Z"}}"#
+            );
+            assert!(
+                json_file_bytes(text) >= line.len() as u64 + 1,
+                "{text:?}: {}",
+                line.len()
+            );
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use self::admission::Slots;
 use self::container::RunnerConfig;
 use self::logs::RunFiles;
 use super::queue::WorkQueue;
-use super::runtime::{ContainerRuntime, ContainerState, labels};
+use super::runtime::{ContainerEvent, ContainerRuntime, ContainerState, labels};
 use crate::metrics::{Metrics, State};
 use crate::resource::types::RunSpec;
 use crate::resource::types::{RunPhase, RunStatus};
@@ -311,9 +311,9 @@ impl<R: ContainerRuntime> RunController<R> {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     event = events.next() => match event {
-                        Some(Ok(container)) => {
+                        Some(Ok(event)) => {
                             failures = 0;
-                            self.on_container_event(&container).await;
+                            self.on_container_event(&event);
                         }
                         Some(Err(e)) => {
                             failures += 1;
@@ -332,12 +332,13 @@ impl<R: ContainerRuntime> RunController<R> {
         }
     }
 
-    async fn on_container_event(&self, container: &str) {
-        if let Ok(Some(state)) = self.runtime.inspect(container).await
-            && let Some((namespace, name)) = state
-                .labels
-                .get(labels::RUN_NAME)
-                .and_then(|n| n.split_once('/'))
+    /// Queues the run a container belongs to (its labels come with the event: no
+    /// inspect, which Docker answers only after its clean-up of a container that died).
+    fn on_container_event(&self, event: &ContainerEvent) {
+        if let Some((namespace, name)) = event
+            .labels
+            .get(labels::RUN_NAME)
+            .and_then(|n| n.split_once('/'))
         {
             self.queue.add(ObjectKey::new(Kind::Run, namespace, name));
         }

@@ -794,12 +794,16 @@ impl<R: ContainerRuntime> RunController<R> {
         // A new leader restores the file from the store first, so the resume below skips
         // what is stored; what the follower appends is shipped as it comes.
         let shipping = FileShipper::start(&self.store, &self.files, path).await?;
+        // Docker's `max-size`, read as Docker reads it (binary units); unknown: 0.
+        let rotates_at =
+            crate::resource::quantity::parse_memory(&self.config.runner.log_max_size).unwrap_or(0);
         if let Err(e) = follow_attempt(
             self.runtime.as_ref(),
             container,
             path,
             filter.as_ref(),
             &self.files,
+            rotates_at,
         )
         .await
         {
