@@ -557,3 +557,63 @@ impl ContainerRuntime for DockerRuntime {
             .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attributes(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn at(second: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(second, 0).expect("instant")
+    }
+
+    #[test]
+    fn an_exit_seen_from_start_to_die_is_known_without_docker() {
+        let mut seen = Seen::default();
+        let labels = [("name", "c"), ("flotilla.dev/run", "u1"), ("image", "i")];
+        seen.record("start", "c", at(10), &attributes(&labels));
+        assert_eq!(seen.exited("c"), None, "running");
+        let mut died = labels.to_vec();
+        died.push(("exitCode", "3"));
+        seen.record("die", "c", at(12), &attributes(&died));
+        let state = seen.exited("c").expect("known");
+        assert_eq!(state.status, ContainerStatus::Exited);
+        assert_eq!(state.exit_code, Some(3));
+        assert_eq!(
+            (state.started_at, state.finished_at),
+            (Some(at(10)), Some(at(12)))
+        );
+        assert_eq!(
+            state.labels,
+            BTreeMap::from([("flotilla.dev/run".to_owned(), "u1".to_owned())]),
+            "the event's name, image and exit code are not labels"
+        );
+        seen.record("destroy", "c", at(13), &attributes(&labels));
+        assert_eq!(seen.exited("c"), None, "removed: Docker is asked");
+    }
+
+    #[test]
+    fn docker_is_asked_when_the_events_cannot_tell_all() {
+        let mut seen = Seen::default();
+        // The start came before the stream (an operator restart): no start time.
+        seen.record("die", "a", at(5), &attributes(&[("exitCode", "0")]));
+        assert_eq!(seen.exited("a"), None);
+        // 137 without an oom event: only Docker knows whether the OOM killer did it.
+        seen.record("start", "b", at(1), &attributes(&[]));
+        seen.record("die", "b", at(2), &attributes(&[("exitCode", "137")]));
+        assert_eq!(seen.exited("b"), None);
+        seen.record("start", "c", at(1), &attributes(&[]));
+        seen.record("oom", "c", at(2), &attributes(&[]));
+        seen.record("die", "c", at(2), &attributes(&[("exitCode", "137")]));
+        assert!(seen.exited("c").is_some_and(|s| s.oom_killed));
+        // Started again after an exit: running, the old exit is forgotten.
+        seen.record("start", "c", at(3), &attributes(&[]));
+        assert_eq!(seen.exited("c"), None);
+    }
+}

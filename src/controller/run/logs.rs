@@ -575,10 +575,10 @@ mod tests {
             let line = format!(
                 r#"{{"log":{html_safe},"stream":"stdout","time":"2026-11-30T20:28:20.025999378Z"}}"#
             );
+            let with_newline = line.len() as u64 + 1;
             assert!(
-                json_file_bytes(text) >= line.len() as u64 + 1,
-                "{text:?}: {}",
-                line.len()
+                json_file_bytes(text) >= with_newline,
+                "{text:?}: {with_newline}"
             );
         }
     }
