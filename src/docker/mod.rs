@@ -163,6 +163,14 @@ impl DockerRuntime {
         Ok(Self { docker, ..self })
     }
 
+    fn forget_seen(&self) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_name
+            .clear();
+    }
+
     /// Whether the event stream saw this container start (so its end will be seen too).
     fn seen_started(&self, name: &str) -> bool {
         self.seen
@@ -525,6 +533,9 @@ impl ContainerRuntime for DockerRuntime {
             ),
         ]);
         let options = EventsOptionsBuilder::default().filters(&filters).build();
+        // Events may have been missed since the last stream (a removal, then a container
+        // of the same name): what was seen before is forgotten, and again if this one fails.
+        self.forget_seen();
         let seen = self.seen.clone();
         let changed = self.seen_changed.clone();
         self.docker
@@ -535,7 +546,13 @@ impl ContainerRuntime for DockerRuntime {
                 async move {
                     let event = match item {
                         Ok(event) => event,
-                        Err(e) => return Some(Err(unavailable(&e))),
+                        Err(e) => {
+                            seen.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .by_name
+                                .clear();
+                            return Some(Err(unavailable(&e)));
+                        }
                     };
                     let attributes = event.actor.and_then(|a| a.attributes)?;
                     let name = attributes.get("name")?.clone();
