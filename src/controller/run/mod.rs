@@ -168,13 +168,19 @@ impl<R: ContainerRuntime> RunController<R> {
             Kind::Run if event.change == ChangeKind::StatusModified => {}
             // A deleted run's containers go at once, not at the next garbage collection.
             Kind::Run if event.change == ChangeKind::Deleted => {
-                lock(&self.active).remove(&key);
+                let was_active = lock(&self.active).remove(&key);
                 for released in lock(&self.slots).release(&key) {
                     self.queue.add(released);
                 }
-                let this = self.clone();
-                let uid = event.object.uid.clone();
-                tokio::spawn(async move { this.remove_containers_of(&uid).await });
+                // A finished run's container went when it finished, unless finished
+                // attempts are kept as tombstones: asking Docker for each of the 10,000
+                // runs a slot's history pruning deletes would be 10,000 requests for
+                // nothing. What a failed removal left behind, garbage collection takes.
+                if was_active || !self.config.tombstone_for.is_zero() {
+                    let this = self.clone();
+                    let uid = event.object.uid.clone();
+                    tokio::spawn(async move { this.remove_containers_of(&uid).await });
+                }
             }
             Kind::Run => {
                 if event.change == ChangeKind::Added

@@ -166,7 +166,16 @@ impl<R: ContainerRuntime> RunController<R> {
             .map(|p| p.spec_as())
             .transpose()?;
         let policy = pipeline.as_ref().map(|p| self.policy_of(p));
-        let mut containers = self.runtime.list(labels::RUN, &run.uid).await?;
+        // A run with no attempt recorded has no container: one is created only after its
+        // attempt is claimed (a container made otherwise is found by the create's name
+        // conflict and adopted). Alone on the store, Docker need not be asked: a slot of
+        // 10,000 scheduled runs made 10,000 list requests. With replicas it is asked, to
+        // find containers a deposed leader left behind.
+        let mut containers = if status.attempts.is_empty() && self.store.fence().is_none() {
+            Vec::new()
+        } else {
+            self.runtime.list(labels::RUN, &run.uid).await?
+        };
         containers.retain(|c| self.owns(c));
         Ok(Some(Observed {
             run,
