@@ -971,42 +971,82 @@ pub fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
-/// Samples, in a thread, how many containers matching label filters run at once; keeps
-/// the maximum seen.
+/// Counts, from Docker's event stream, how many containers matching label filters run at
+/// once (between their `start` and `die` events); keeps the maximum.
+///
+/// Events, not `docker ps`: Docker lists a container whose process has ended as running
+/// until it has finished its clean-up (50–65 ms here, longer under load), while Flotilla
+/// learns of the end from the `die` event and may start the next run in that window.
 pub struct RunningCounter {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: std::thread::JoinHandle<usize>,
+    child: std::process::Child,
+    /// Containers running now, and the most seen at once.
+    state: Arc<Mutex<(std::collections::HashSet<String>, usize)>>,
+    handle: std::thread::JoinHandle<()>,
 }
 
 impl RunningCounter {
-    /// Starts sampling `docker ps` (running containers carrying every label in
-    /// `labels`, each `key=value`) about ten times a second.
+    /// Starts counting (events from this instant on are replayed, so none is missed).
     pub fn start(labels: &[String]) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut args: Vec<String> = vec!["ps".into(), "-q".into()];
-        args.extend(["--filter".into(), "status=running".into()]);
+        let mut command = Command::new("docker");
+        command.args([
+            "events",
+            "--since",
+            &chrono::Utc::now().timestamp().to_string(),
+        ]);
+        command.args(["--filter", "type=container", "--filter", "event=start"]);
+        command.args([
+            "--filter",
+            "event=die",
+            "--format",
+            "{{.Action}} {{.Actor.ID}}",
+        ]);
         for label in labels {
-            args.extend(["--filter".into(), format!("label={label}")]);
+            command.args(["--filter", &format!("label={label}")]);
         }
-        let flag = stop.clone();
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("docker events");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let state = Arc::new(Mutex::new((std::collections::HashSet::new(), 0)));
+        let shared = state.clone();
         let handle = std::thread::spawn(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let mut max = 0;
-            while !flag.load(Ordering::SeqCst) {
-                let out = docker(&args);
-                if out.status.success() {
-                    max = max.max(text(&out.stdout).lines().count());
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut state = shared.lock().expect("counter state");
+                match line.split_once(' ') {
+                    Some(("start", id)) => {
+                        state.0.insert(id.to_owned());
+                    }
+                    Some(("die", id)) => {
+                        state.0.remove(id);
+                    }
+                    _ => {}
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                state.1 = state.1.max(state.0.len());
             }
-            max
         });
-        Self { stop, handle }
+        Self {
+            child,
+            state,
+            handle,
+        }
     }
 
-    /// Stops sampling; returns the most containers seen running at once.
-    pub fn stop(self) -> usize {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().expect("sampler thread")
+    /// Stops counting once every container seen starting was seen dying (callers stop
+    /// after their runs finished; at most 30 s); returns the most running at once.
+    pub fn stop(mut self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.state.lock().expect("counter state").0.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.handle.join().expect("event reader thread");
+        let state = self.state.lock().expect("counter state");
+        state.1
     }
 }
