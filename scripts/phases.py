@@ -177,8 +177,8 @@ def flotilla(args):
         t_reply = time.time_ns()
         if reply.status != 201:
             sys.exit(f"POST runs: HTTP {reply.status}: {answer[:300]!r}")
-        name = json.loads(answer)["metadata"]["name"]
-        uid = json.loads(answer)["metadata"]["uid"]
+        metadata = json.loads(answer)["metadata"]
+        name, uid = metadata["name"], metadata["uid"]
         t_first = None
         if args.get("follow", "1") == "1":
             t_first = first_line(url, f"{base}/{name}/log?follow=true", auth, args["expect"], name)

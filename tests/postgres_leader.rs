@@ -251,6 +251,17 @@ async fn wait_paused(op: &Operator, dir: &std::path::Path, point: &str) {
     .await;
 }
 
+/// Waits (60 s at most) for `operator` to exit by itself with an error; returns its log.
+async fn exits_with_error(operator: &mut Operator, what: &str) -> String {
+    let status = operator.wait_exit(Duration::from_secs(60)).await;
+    let log = operator.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "{what}: {status:?}\n{log}"
+    );
+    log
+}
+
 /// Waits (up to `seconds`) until Docker no longer has `container`.
 async fn wait_gone(op: &Operator, container: &str, what: &str, seconds: u64) {
     op.wait_until(
@@ -388,12 +399,7 @@ async fn deposed_leader_acts_on_nothing(isolation: Isolation) {
         Isolation::Stopped => signal(&first, "STOP"),
         Isolation::CutOff => {
             proxy.stall();
-            let status = first.wait_exit(Duration::from_secs(60)).await;
-            let log = first.log_text();
-            assert!(
-                status.is_some_and(|s| !s.success()),
-                "cut off, the leader exits on its own: {status:?}\n{log}"
-            );
+            let log = exits_with_error(&mut first, "cut off, the leader exits on its own").await;
             assert!(
                 log.contains("lost the controller lease")
                     && log.contains("the controllers did not stop within 10 s"),
@@ -417,12 +423,7 @@ async fn deposed_leader_acts_on_nothing(isolation: Isolation) {
         // container.
         release(&pauses, point);
         signal(&first, "CONT");
-        let status = first.wait_exit(Duration::from_secs(60)).await;
-        let log = first.log_text();
-        assert!(
-            status.is_some_and(|s| !s.success()),
-            "the deposed leader exits with an error: {status:?}\n{log}"
-        );
+        let log = exits_with_error(&mut first, "the deposed leader exits with an error").await;
         assert!(
             support::docker::inspect_container(&container).is_none(),
             "the deposed leader created nothing"

@@ -65,17 +65,25 @@ struct Lifecycle {
 /// Containers remembered at most; ended ones are forgotten first (then Docker is asked).
 const SEEN_LIMIT: usize = 10_000;
 
+/// The record, whatever a panic elsewhere left it as (it holds no invariant to break).
+fn lock_seen(seen: &Mutex<Seen>) -> std::sync::MutexGuard<'_, Seen> {
+    seen.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Seen {
+    /// Records one event; returns the container's labels (from the event's attributes).
     fn record(
         &mut self,
         action: &str,
         name: &str,
         at: DateTime<Utc>,
         attributes: &HashMap<String, String>,
-    ) {
+    ) -> BTreeMap<String, String> {
+        let labels = labels_of(attributes);
         if action == "destroy" {
             self.by_name.remove(name);
-            return;
+            return labels;
         }
         if self.by_name.len() >= SEEN_LIMIT && !self.by_name.contains_key(name) {
             self.by_name.retain(|_, l| l.exit.is_none());
@@ -84,14 +92,13 @@ impl Seen {
             }
         }
         let lifecycle = self.by_name.entry(name.to_owned()).or_default();
-        lifecycle.labels = labels_of(attributes);
+        lifecycle.labels = labels.clone();
         match action {
+            // Started (again): running, whatever an earlier run of it did.
             "start" => {
-                *lifecycle = Lifecycle {
-                    started_at: Some(at),
-                    labels: std::mem::take(&mut lifecycle.labels),
-                    ..Lifecycle::default()
-                };
+                lifecycle.started_at = Some(at);
+                lifecycle.oom = false;
+                lifecycle.exit = None;
             }
             "oom" => lifecycle.oom = true,
             "die" => {
@@ -100,6 +107,14 @@ impl Seen {
             }
             _ => {}
         }
+        labels
+    }
+
+    /// Whether the container was seen starting (so its end will be seen too).
+    fn started(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|l| l.started_at.is_some())
     }
 
     /// The state of an exited container, when the events told all of it.
@@ -163,30 +178,9 @@ impl DockerRuntime {
         Ok(Self { docker, ..self })
     }
 
-    fn forget_seen(&self) {
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .by_name
-            .clear();
-    }
-
-    /// Whether the event stream saw this container start (so its end will be seen too).
-    fn seen_started(&self, name: &str) -> bool {
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .by_name
-            .get(name)
-            .is_some_and(|l| l.started_at.is_some())
-    }
-
     /// An exited container's state as the event stream told it, if it did.
     fn seen_exited(&self, name: &str) -> Option<ContainerState> {
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .exited(name)
+        lock_seen(&self.seen).exited(name)
     }
 }
 
@@ -351,8 +345,11 @@ impl ContainerRuntime for DockerRuntime {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let changed = self.seen_changed.notified();
-            if !self.seen_started(name) || self.seen_exited(name).is_some() {
-                return;
+            {
+                let seen = lock_seen(&self.seen);
+                if !seen.started(name) || seen.exited(name).is_some() {
+                    return;
+                }
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return;
@@ -427,13 +424,6 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     fn logs(&self, name: &str, since: i64) -> BoxStream<'static, Result<LogChunk, RuntimeError>> {
-        let options = LogsOptionsBuilder::default()
-            .follow(true)
-            .stdout(true)
-            .stderr(true)
-            .timestamps(true)
-            .since(i32::try_from(since).unwrap_or(0))
-            .build();
         let target = name.to_owned();
         if let Some(endpoint) = &self.logs_endpoint {
             let version = self.docker.client_version();
@@ -445,6 +435,13 @@ impl ContainerRuntime for DockerRuntime {
             );
             return logstream::follow(endpoint.clone(), path, target);
         }
+        let options = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(i32::try_from(since).unwrap_or(0))
+            .build();
         self.docker
             .logs(name, Some(options))
             .filter_map(|item| async move {
@@ -535,7 +532,7 @@ impl ContainerRuntime for DockerRuntime {
         let options = EventsOptionsBuilder::default().filters(&filters).build();
         // Events may have been missed since the last stream (a removal, then a container
         // of the same name): what was seen before is forgotten, and again if this one fails.
-        self.forget_seen();
+        lock_seen(&self.seen).by_name.clear();
         let seen = self.seen.clone();
         let changed = self.seen_changed.clone();
         self.docker
@@ -547,10 +544,7 @@ impl ContainerRuntime for DockerRuntime {
                     let event = match item {
                         Ok(event) => event,
                         Err(e) => {
-                            seen.lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .by_name
-                                .clear();
+                            lock_seen(&seen).by_name.clear();
                             return Some(Err(unavailable(&e)));
                         }
                     };
@@ -561,14 +555,9 @@ impl ContainerRuntime for DockerRuntime {
                         .map(DateTime::from_timestamp_nanos)
                         .unwrap_or_else(Utc::now);
                     let action = event.action.unwrap_or_default();
-                    seen.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .record(&action, &name, at, &attributes);
+                    let labels = lock_seen(&seen).record(&action, &name, at, &attributes);
                     changed.notify_waiters();
-                    Some(Ok(ContainerEvent {
-                        labels: labels_of(&attributes),
-                        name,
-                    }))
+                    Some(Ok(ContainerEvent { labels, name }))
                 }
             })
             .boxed()

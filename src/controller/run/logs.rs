@@ -388,20 +388,13 @@ pub async fn follow_attempt<R: ContainerRuntime>(
                     {
                         continue;
                     }
-                    let write = |file: &mut std::io::BufWriter<std::fs::File>| {
-                        match at.filter(|_| !stored_form) {
-                            Some(at) => file.write_all(
-                                at.to_rfc3339_opts(SecondsFormat::Nanos, true).as_bytes(),
-                            )?,
-                            None => file.write_all(stamp.as_bytes())?,
+                    let stamp = match at.filter(|_| !stored_form) {
+                        Some(at) => {
+                            std::borrow::Cow::Owned(at.to_rfc3339_opts(SecondsFormat::Nanos, true))
                         }
-                        file.write_all(b" ")?;
-                        file.write_all(chunk.stream.as_str().as_bytes())?;
-                        file.write_all(b" ")?;
-                        file.write_all(text.as_bytes())?;
-                        file.write_all(b"\n")
+                        None => std::borrow::Cow::Borrowed(stamp),
                     };
-                    write(&mut file).map_err(io_error)?;
+                    write_line(&mut file, &stamp, chunk.stream, &text).map_err(io_error)?;
                 }
             }
             file.flush().map_err(io_error)?;
@@ -444,6 +437,22 @@ pub async fn follow_attempt<R: ContainerRuntime>(
         }
         tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
     }
+}
+
+/// Appends one stored line (the form of [`LogLine::render`]) without formatting machinery:
+/// a loud run stores 100,000 lines a second.
+fn write_line(
+    out: &mut impl Write,
+    stamp: &str,
+    stream: LogStream,
+    text: &str,
+) -> std::io::Result<()> {
+    out.write_all(stamp.as_bytes())?;
+    out.write_all(b" ")?;
+    out.write_all(stream.as_str().as_bytes())?;
+    out.write_all(b" ")?;
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")
 }
 
 /// Whether a timestamp is exactly what [`LogLine::render`] writes: RFC 3339 in UTC with

@@ -104,6 +104,19 @@ impl State {
         }
     }
 
+    /// Drops a run from the active runs and history of `schedule`, or of every schedule
+    /// when it is not known.
+    fn forget_run(&mut self, schedule: Option<&ObjectKey>, run: &str) {
+        let forget = |entry: &mut Entry| {
+            entry.status.active.retain(|n| n != run);
+            entry.history.retain(|h| h.name != run);
+        };
+        match schedule {
+            Some(key) => self.schedules.get_mut(key).into_iter().for_each(forget),
+            None => self.schedules.values_mut().for_each(forget),
+        }
+    }
+
     fn remove(&mut self, key: &ObjectKey) {
         self.set_next(key, None);
         self.schedules.remove(key);
@@ -375,28 +388,19 @@ impl ScheduleController {
     /// named by the run's label: looking through every schedule instead cost 10,000 ×
     /// 10,000 steps when a slot's pruning deleted the runs of 10,000 schedules.
     fn on_run_deleted(&self, run: &RawObject) {
-        let key = &run.key;
-        let mut state = self.lock();
-        match run.labels_map() {
-            Ok(labels) => {
-                let Some(schedule) = labels.get(SCHEDULE_LABEL) else {
-                    return;
-                };
-                let schedule =
-                    ObjectKey::new(Kind::Schedule, key.namespace.clone(), schedule.clone());
-                if let Some(entry) = state.schedules.get_mut(&schedule) {
-                    entry.status.active.retain(|n| n != &key.name);
-                    entry.history.retain(|h| h.name != key.name);
-                }
-            }
+        let schedule = match run.labels_map() {
+            Ok(labels) => match labels.get(SCHEDULE_LABEL) {
+                Some(name) => Some(ObjectKey::new(
+                    Kind::Schedule,
+                    run.key.namespace.clone(),
+                    name.clone(),
+                )),
+                None => return,
+            },
             // Labels that cannot be read: whichever schedule lists it.
-            Err(_) => {
-                for entry in state.schedules.values_mut() {
-                    entry.status.active.retain(|n| n != &key.name);
-                    entry.history.retain(|h| h.name != key.name);
-                }
-            }
-        }
+            Err(_) => None,
+        };
+        self.lock().forget_run(schedule.as_ref(), &run.key.name);
     }
 
     /// Keeps `status.active` and the history of the run's schedule current, pruning
@@ -413,11 +417,7 @@ impl ScheduleController {
             },
             None => {
                 // Deleted: drop it from whichever schedule lists it.
-                let mut state = self.lock();
-                for entry in state.schedules.values_mut() {
-                    entry.status.active.retain(|n| n != &key.name);
-                    entry.history.retain(|h| h.name != key.name);
-                }
+                self.lock().forget_run(None, &key.name);
                 return;
             }
         };
