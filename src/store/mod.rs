@@ -163,6 +163,11 @@ pub struct Store {
     /// Revisions this process wrote, while [`Store::follow_other_writers`] runs: its
     /// poll leaves them out (they were announced when written).
     own_writes: Arc<std::sync::Mutex<Option<std::collections::BTreeSet<i64>>>>,
+    /// Held shared by a write from before its commit until its revisions are in
+    /// `own_writes`, and exclusively by the poll while it reads: otherwise the poll,
+    /// woken by the write's own notification, could read the row in between and
+    /// announce this process's write a second time.
+    registering: Arc<tokio::sync::RwLock<()>>,
     /// Set on the leader's controllers' handle: every write checks the lease epoch in
     /// its transaction ([`fence`]).
     fence: Option<Arc<fence::Fence>>,
@@ -219,6 +224,7 @@ impl Store {
             changes,
             identity,
             own_writes: Arc::default(),
+            registering: Arc::default(),
             fence: None,
         })
     }
@@ -333,6 +339,11 @@ impl Store {
                 Write::Delete { .. } => ChangeKind::Deleted,
             })
             .collect();
+        let following = self.own_writes().is_some();
+        let _registering = match following {
+            true => Some(self.registering.read().await),
+            false => None,
+        };
         let (written, first_revision) =
             apply_with(&self.backend, writes, skip_taken, self.fence.as_deref()).await?;
         // The feed carries the written objects as their stored text, shared rather than
@@ -435,6 +446,7 @@ impl Store {
     /// Reads the writes after revision `seen` and announces those this process did not
     /// make; advances `seen`.
     async fn announce_writes_after(&self, seen: &mut i64) {
+        let _quiet = self.registering.write().await;
         loop {
             let rows: Vec<ChangedRow> = match self
                 .backend
