@@ -24,8 +24,8 @@ use flotilla::resource::{Change, DesiredObject, Kind, ObjectKey};
 use flotilla::store::Store;
 use serde_json::{Value, json};
 use support::docker::{
-    Fixture, MANAGED_BY, Operator, OperatorOptions, RUN_TIMEOUT, RunningCounter, attempts, phase,
-    time, uid,
+    Fixture, MANAGED_BY, Operator, OperatorOptions, RUN_TIMEOUT, RunningCounter, attempts,
+    inspect_container, phase, reason, time, uid,
 };
 use support::scenario::{Api, SCHEDULE_LABEL, name, reasons, sleep_until, slot, slot_at_or_before};
 
@@ -1048,4 +1048,199 @@ async fn a_suspended_schedule_creates_nothing_and_resumes_with_one_catch_up_run(
         name(catch_up),
         summary(&runs)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs created ahead of their slot
+
+/// `--schedule-lead` of the tests below: long enough that creating a container on a
+/// loaded machine is over well before the slot.
+const LEAD: &str = "8s";
+
+/// A slot this many seconds ahead of now: the run is created `LEAD` before it.
+const SLOT_IN: i64 = 14;
+
+/// A fixture with pipeline `quick` and an operator that creates runs `LEAD` ahead.
+async fn start_with_lead() -> (Fixture, Operator, Api) {
+    let fixture = Fixture::new();
+    fixture.write_pipeline("quick", QUICK, "", "");
+    let operator = fixture.start_operator(&lead_options());
+    operator.wait_for_pipeline("quick").await;
+    let api = Api::connect(&operator);
+    (fixture, operator, api)
+}
+
+fn lead_options() -> OperatorOptions {
+    OperatorOptions {
+        args: vec!["--schedule-lead".into(), LEAD.into()],
+        ..OperatorOptions::default()
+    }
+}
+
+/// A one-shot slot `SLOT_IN` seconds from now, on a whole second.
+fn slot_ahead() -> DateTime<Utc> {
+    DateTime::from_timestamp(Utc::now().timestamp() + SLOT_IN, 0).expect("a valid instant")
+}
+
+fn at(slot: DateTime<Utc>) -> String {
+    format!("at: \"{}\"", slot.to_rfc3339())
+}
+
+/// Waits for the only run of `schedule`, then for its first attempt's container to be
+/// created (not started); asserts both happened before `at_slot`. Returns the run.
+async fn wait_created_ahead(
+    api: &Api,
+    operator: &Operator,
+    schedule: &str,
+    at_slot: DateTime<Utc>,
+) -> Value {
+    let runs = wait_for_runs(
+        api,
+        operator,
+        schedule,
+        "the run of the slot, created ahead of it",
+        Duration::from_secs(60),
+        |runs| !runs.is_empty(),
+    )
+    .await;
+    assert_eq!(runs.len(), 1, "one run: {:?}", summary(&runs));
+    let run = runs[0].clone();
+    assert_eq!(slot(&run), at_slot, "the run stands for the slot");
+    let container = format!("flotilla-{}-1", uid(&run));
+    let state = operator
+        .wait_until(
+            &format!("container {container} to be created"),
+            Duration::from_secs(60),
+            || {
+                let container = container.clone();
+                async move { inspect_container(&container).map(|c| c["State"].clone()) }
+            },
+        )
+        .await;
+    let now = Utc::now();
+    assert!(
+        now < at_slot,
+        "the container was created at {now}, not ahead of the slot {at_slot}"
+    );
+    assert_eq!(
+        state["Status"], "created",
+        "created ahead, not started: {state:#}"
+    );
+    run
+}
+
+#[tokio::test]
+async fn a_run_created_ahead_starts_at_its_slot_once_even_after_kill_9_before_the_slot() {
+    let (fixture, operator, mut api) = start_with_lead().await;
+    let slot = slot_ahead();
+    api.apply_ok(&schedule_yaml("ahead", "quick", &[&at(slot)]))
+        .await;
+    let run = wait_created_ahead(&api, &operator, "ahead", slot).await;
+    let run_name = name(&run);
+    assert_eq!(
+        reason(&run),
+        "WaitingForStart",
+        "a run created ahead says so: {run:#}"
+    );
+
+    // Killed between the create and the slot: the restarted operator starts it once.
+    operator.kill_9();
+    let operator = fixture.start_operator(&lead_options());
+    api.reattach(&operator);
+    let finished = operator.wait_finished(&run_name).await;
+    assert_eq!(phase(&finished), "Succeeded", "{finished:#}");
+    assert_eq!(uid(&finished), uid(&run), "the same run");
+    let attempts = attempts(&finished);
+    assert_eq!(attempts.len(), 1, "one attempt: {finished:#}");
+    let started = time(&attempts[0]["startedAt"]);
+    assert!(
+        started >= slot,
+        "the container started at {started}, before its slot {slot}"
+    );
+    let log = operator.log(&run_name, 1).await;
+    assert_eq!(
+        log.matches(" tick").count(),
+        1,
+        "the pipeline ran once: {log}"
+    );
+    let runs = api.runs_of("ahead").await;
+    assert_eq!(runs.len(), 1, "no second run: {:?}", summary(&runs));
+    let events = api.events_for(&format!("runs/{run_name}")).await;
+    assert_eq!(
+        reasons(&events).iter().filter(|r| *r == "Started").count(),
+        1,
+        "started once: {events:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_created_ahead_is_withdrawn_when_its_schedule_changes_and_can_be_cancelled() {
+    let (_fixture, operator, api) = start_with_lead().await;
+
+    // Changed before the slot: the run made ahead and its container go, the new slot
+    // gets its own run.
+    let first = slot_ahead();
+    api.apply_ok(&schedule_yaml("moved", "quick", &[&at(first)]))
+        .await;
+    let stale = wait_created_ahead(&api, &operator, "moved", first).await;
+    let moved_to = first + chrono::Duration::seconds(2);
+    api.apply_ok(&schedule_yaml("moved", "quick", &[&at(moved_to)]))
+        .await;
+    wait_for_event(&api, &operator, "schedules/moved", "RunWithdrawn", |e| {
+        e["reason"] == "RunWithdrawn"
+    })
+    .await;
+    let stale_container = format!("flotilla-{}-1", uid(&stale));
+    operator
+        .wait_until(
+            &format!("the withdrawn run's container {stale_container} to be removed"),
+            Duration::from_secs(60),
+            || {
+                let name = stale_container.clone();
+                async move { inspect_container(&name).is_none().then_some(()) }
+            },
+        )
+        .await;
+    let runs = wait_for_runs(
+        &api,
+        &operator,
+        "moved",
+        "the moved slot's run to finish",
+        RUN_TIMEOUT,
+        |runs| runs.len() == 1 && runs.iter().all(is_finished) && slot(&runs[0]) == moved_to,
+    )
+    .await;
+    assert_ne!(uid(&runs[0]), uid(&stale), "a new run for the new slot");
+    assert_eq!(phase(&runs[0]), "Succeeded", "{:#}", runs[0]);
+    assert!(time(&attempts(&runs[0])[0]["startedAt"]) >= moved_to);
+
+    // Cancelled before the slot: it ends Cancelled without ever starting.
+    let second = slot_ahead();
+    api.apply_ok(&schedule_yaml("cancelled", "quick", &[&at(second)]))
+        .await;
+    let run = wait_created_ahead(&api, &operator, "cancelled", second).await;
+    operator.cancel(&name(&run)).await;
+    let ended = operator.wait_finished(&name(&run)).await;
+    assert_eq!(phase(&ended), "Cancelled", "{ended:#}");
+    assert!(
+        attempts(&ended)
+            .iter()
+            .all(|a| a["startedAt"].is_null()),
+        "never started: {ended:#}"
+    );
+    let container = format!("flotilla-{}-1", uid(&run));
+    operator
+        .wait_until(
+            &format!("the cancelled run's container {container} to be removed"),
+            Duration::from_secs(60),
+            || {
+                let name = container.clone();
+                async move { inspect_container(&name).is_none().then_some(()) }
+            },
+        )
+        .await;
+    // Its slot passes without a second run.
+    sleep_until(second + chrono::Duration::seconds(1)).await;
+    let runs = api.runs_of("cancelled").await;
+    assert_eq!(runs.len(), 1, "the slot's run is the cancelled one: {:?}", summary(&runs));
 }

@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// catches up on those lost while the listening connection was re-established).
     #[arg(long, env = "FLOTILLA_FOLLOW_POLL_INTERVAL", default_value = "2s", value_parser = parse_duration_arg)]
     pub follow_poll_interval: Duration,
+    /// How long before its slot a scheduled run is created, so its container exists and
+    /// starts at the slot (schedules with concurrencyPolicy Allow; `0s` creates runs at
+    /// their slot).
+    #[arg(long, env = "FLOTILLA_SCHEDULE_LEAD", default_value = "2s", value_parser = parse_duration_arg)]
+    pub schedule_lead: Duration,
     /// Directory of YAML manifests and Fast-Flow pipeline folders, applied at start and
     /// on every change.
     #[arg(long, env = "PIPELINES_DIR")]
@@ -337,7 +342,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // One RunFiles for the controller and the API: its output signal wakes live log
     // readers the moment a follower stores a line.
     let files = controller.files().clone();
-    let schedules = ScheduleController::new(acting.clone(), files.clone(), metrics.clone());
+    let schedules = ScheduleController::new(
+        acting.clone(),
+        files.clone(),
+        metrics.clone(),
+        args.schedule_lead,
+    );
     // Sources and controllers run on the leader only: with SQLite this operator (the
     // only one, see the lock above); with PostgreSQL the holder of the lease.
     let (elected, mut is_elected) = tokio::sync::watch::channel(None::<i64>);

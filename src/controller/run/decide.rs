@@ -72,6 +72,9 @@ pub struct RunFacts<'a> {
     pub container: Option<(u32, &'a ContainerState)>,
     /// Whether the run holds (or was just granted) a concurrency slot.
     pub admitted: bool,
+    /// The run does not start before this instant (a scheduled run created ahead of its
+    /// slot): its container is created when it is admitted and started at the instant.
+    pub start_at: Option<DateTime<Utc>>,
     /// How long a finished attempt's container is kept (exited, as a tombstone of its
     /// name) before it is removed; zero removes it at once. With several replicas this
     /// is twice the lease ttl: a deposed leader that still meant to create or start an
@@ -87,6 +90,14 @@ pub enum Effect {
         /// 1-based attempt number.
         attempt: u32,
     },
+    /// Claim the attempt and create its container without starting it (a run created
+    /// ahead of its start instant).
+    Create {
+        /// 1-based attempt number.
+        attempt: u32,
+    },
+    /// Start the attempt's container, created earlier.
+    Start,
     /// SIGTERM, then SIGKILL after the grace period.
     Stop,
     /// Read the remaining output of the exited container into the log store.
@@ -247,13 +258,7 @@ fn decide_with_container(facts: &RunFacts<'_>, container: &ContainerState) -> De
         .policy
         .map_or(Duration::from_secs(10), |p| p.stop_grace);
     match container.status {
-        ContainerStatus::Created => Decision {
-            before: vec![Effect::CreateAndStart {
-                attempt: status.attempts.len() as u32,
-            }],
-            requeue_after: Some(Duration::ZERO),
-            ..Decision::default()
-        },
+        ContainerStatus::Created => decide_created(facts),
         ContainerStatus::Running => {
             let mut next = status.clone();
             let started = container.started_at.unwrap_or(facts.now);
@@ -335,6 +340,41 @@ fn decide_with_container(facts: &RunFacts<'_>, container: &ContainerState) -> De
             }
             decision
         }
+    }
+}
+
+/// The attempt's container exists and was never started: created ahead of the run's
+/// start instant, or by an operator that stopped between create and start.
+fn decide_created(facts: &RunFacts<'_>) -> Decision {
+    if facts.cancel_requested {
+        let mut next = facts.status.clone();
+        if let Some(attempt) = next.attempts.last_mut() {
+            attempt.finished_at = Some(rfc3339(facts.now));
+            attempt.reason = Some(REASON_CANCELLED.to_owned());
+        }
+        let mut decision = conclude_attempt(facts, next, facts.now);
+        decision.after.push(Effect::Remove);
+        return decision;
+    }
+    // It starts only with a concurrency slot, like a container not created yet.
+    if !facts.admitted {
+        return Decision {
+            wants_slot: true,
+            ..Decision::default()
+        };
+    }
+    match facts.start_at.filter(|at| *at > facts.now) {
+        Some(at) => Decision {
+            requeue_after: Some((at - facts.now).to_std().unwrap_or_default()),
+            wants_slot: true,
+            ..Decision::default()
+        },
+        None => Decision {
+            before: vec![Effect::Start],
+            requeue_after: Some(Duration::ZERO),
+            wants_slot: true,
+            ..Decision::default()
+        },
     }
 }
 
@@ -500,6 +540,15 @@ fn decide_without_container(facts: &RunFacts<'_>) -> Decision {
         Some(a) if a.started_at.is_none() && a.finished_at.is_none() => a.number,
         _ => status.attempts.len() as u32 + 1,
     };
+    if let Some(at) = facts.start_at.filter(|at| *at > facts.now) {
+        // Created now, started at the instant (the controller looks again then).
+        return Decision {
+            before: vec![Effect::Create { attempt }],
+            requeue_after: Some((at - facts.now).to_std().unwrap_or_default()),
+            wants_slot: true,
+            ..Decision::default()
+        };
+    }
     Decision {
         before: vec![Effect::CreateAndStart { attempt }],
         requeue_after: Some(Duration::ZERO),

@@ -68,6 +68,7 @@ fn pending_run_waits_for_a_slot_then_starts_attempt_one() {
         policy: Some(&p),
         container: None,
         admitted: false,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let waiting = decide_run_action(&facts);
@@ -79,6 +80,7 @@ fn pending_run_waits_for_a_slot_then_starts_attempt_one() {
     );
     let admitted = decide_run_action(&RunFacts {
         admitted: true,
+        start_at: None,
         ..facts
     });
     assert_eq!(admitted.before, vec![Effect::CreateAndStart { attempt: 1 }]);
@@ -94,6 +96,7 @@ fn missing_pipeline_is_a_condition_not_a_start() {
         policy: None,
         container: None,
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&facts);
@@ -115,6 +118,7 @@ fn unrecorded_container_is_adopted_not_started_again() {
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&facts);
@@ -136,6 +140,7 @@ fn running_past_timeout_is_stopped_with_deadline_exceeded() {
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&before);
@@ -164,6 +169,7 @@ fn exit_zero_succeeds_drains_logs_first_and_removes_after() {
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&facts);
@@ -194,6 +200,7 @@ fn failures_retry_with_backoff_then_fail() {
             policy: Some(&p),
             container: Some((*attempts, &c)),
             admitted: true,
+            start_at: None,
             tombstone_for: Duration::ZERO,
         };
         let next = decide_run_action(&facts).status.expect("status");
@@ -222,6 +229,7 @@ fn oom_is_reported_as_oom_killed() {
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let next = decide_run_action(&facts).status.expect("status");
@@ -245,6 +253,7 @@ fn retry_waits_release_the_slot_until_due() {
         policy: Some(&p),
         container: None,
         admitted: false,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let waiting = decide_run_action(&facts);
@@ -253,6 +262,7 @@ fn retry_waits_release_the_slot_until_due() {
     let due = decide_run_action(&RunFacts {
         now: t(16),
         admitted: true,
+        start_at: None,
         ..facts
     });
     assert_eq!(due.before, vec![Effect::CreateAndStart { attempt: 2 }]);
@@ -269,6 +279,7 @@ fn cancel_of_pending_and_running_runs() {
         policy: Some(&p),
         container: None,
         admitted: false,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let cancelled = decide_run_action(&facts).status.expect("status");
@@ -308,6 +319,7 @@ fn vanished_container_of_a_running_attempt_is_container_lost() {
         policy: Some(&p),
         container: None,
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let next = decide_run_action(&facts).status.expect("status");
@@ -327,6 +339,7 @@ fn finished_runs_only_clean_up() {
         policy: None,
         container: Some((1, &c)),
         admitted: false,
+        start_at: None,
         tombstone_for: Duration::ZERO,
     };
     let decision = decide_run_action(&facts);
@@ -347,6 +360,7 @@ fn finished_attempts_stay_as_tombstones_until_the_run_ended_two_ttls_ago() {
         policy: None,
         container: Some((1, &c)),
         admitted: false,
+        start_at: None,
         tombstone_for: Duration::from_secs(30),
     };
     let kept = decide_run_action(&facts);
@@ -371,6 +385,7 @@ fn with_tombstones_an_exited_attempt_is_concluded_but_not_removed() {
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::from_secs(30),
     });
     assert_eq!(decision.before, vec![Effect::DrainLogs]);
@@ -395,6 +410,7 @@ fn a_retry_starts_beside_the_tombstone_of_the_failed_attempt() {
         policy: Some(&p),
         container: Some((1, &tombstone)),
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::from_secs(30),
     });
     assert_eq!(due.before, vec![Effect::CreateAndStart { attempt: 2 }]);
@@ -416,6 +432,7 @@ fn a_tombstone_running_again_is_stopped_as_stale() {
         policy: Some(&p),
         container: Some((1, &restarted)),
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::from_secs(30),
     };
     assert_eq!(decide_run_action(&facts).before, vec![Effect::StopStale]);
@@ -443,6 +460,7 @@ fn an_unrecorded_container_with_an_epoch_was_created_without_a_claim_and_is_remo
         policy: Some(&p),
         container: Some((1, &c)),
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::from_secs(30),
     });
     assert_eq!(decision.before, vec![Effect::RemoveStale]);
@@ -470,6 +488,7 @@ fn a_claimed_attempt_is_created_again_under_its_number_or_cancelled_with_the_run
         policy: Some(&p),
         container: None,
         admitted: true,
+        start_at: None,
         tombstone_for: Duration::from_secs(30),
     };
     assert_eq!(
@@ -489,4 +508,116 @@ fn a_claimed_attempt_is_created_again_under_its_number_or_cancelled_with_the_run
     );
     assert_eq!(cancelled.attempts[0].reason.as_deref(), Some("Cancelled"));
     assert_eq!(cancelled.attempts[0].finished_at, Some(ts(3)));
+}
+
+fn claimed_status() -> RunStatus {
+    RunStatus {
+        attempts: vec![Attempt {
+            number: 1,
+            container: "flotilla-u-1".into(),
+            ..Attempt::default()
+        }],
+        ..RunStatus::default()
+    }
+}
+
+#[test]
+fn a_run_created_ahead_of_its_start_creates_its_container_then_waits() {
+    let status = RunStatus::default();
+    let p = policy();
+    let facts = RunFacts {
+        now: t(0),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: None,
+        admitted: true,
+        start_at: Some(t(2)),
+        tombstone_for: Duration::ZERO,
+    };
+    let ahead = decide_run_action(&facts);
+    assert_eq!(ahead.before, vec![Effect::Create { attempt: 1 }]);
+    assert_eq!(ahead.requeue_after, Some(Duration::from_secs(2)));
+    assert!(ahead.wants_slot && !ahead.releases_slot);
+    // Not admitted: it queues like any run, nothing is created.
+    let queued = decide_run_action(&RunFacts {
+        admitted: false,
+        ..facts.clone()
+    });
+    assert!(queued.before.is_empty() && queued.wants_slot);
+    // At (or after) the instant, nothing created yet: created and started at once.
+    let late = decide_run_action(&RunFacts {
+        now: t(2),
+        ..facts
+    });
+    assert_eq!(late.before, vec![Effect::CreateAndStart { attempt: 1 }]);
+}
+
+#[test]
+fn a_created_container_starts_at_the_instant_and_only_with_a_slot() {
+    let status = claimed_status();
+    let c = ContainerState {
+        started_at: None,
+        ..container(ContainerStatus::Created, None, false)
+    };
+    let p = policy();
+    let facts = RunFacts {
+        now: t(0),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &c)),
+        admitted: true,
+        start_at: Some(t(3)),
+        tombstone_for: Duration::ZERO,
+    };
+    let before = decide_run_action(&facts);
+    assert!(before.before.is_empty(), "{before:?}");
+    assert_eq!(before.requeue_after, Some(Duration::from_secs(3)));
+    assert!(before.status.is_none() && before.wants_slot);
+    let at = decide_run_action(&RunFacts {
+        now: t(3),
+        ..facts.clone()
+    });
+    assert_eq!(at.before, vec![Effect::Start]);
+    // Without a slot (a restarted operator that has not admitted it yet) it asks first.
+    let unadmitted = decide_run_action(&RunFacts {
+        now: t(3),
+        admitted: false,
+        ..facts.clone()
+    });
+    assert!(unadmitted.before.is_empty() && unadmitted.wants_slot);
+    // No start instant (an operator stopped between create and start): started now.
+    let crashed = decide_run_action(&RunFacts {
+        start_at: None,
+        ..facts
+    });
+    assert_eq!(crashed.before, vec![Effect::Start]);
+}
+
+#[test]
+fn cancelling_a_created_container_ends_the_run_and_removes_it() {
+    let status = claimed_status();
+    let c = ContainerState {
+        started_at: None,
+        ..container(ContainerStatus::Created, None, false)
+    };
+    let p = policy();
+    let decision = decide_run_action(&RunFacts {
+        now: t(1),
+        status: &status,
+        cancel_requested: true,
+        policy: Some(&p),
+        container: Some((1, &c)),
+        admitted: true,
+        start_at: Some(t(3)),
+        tombstone_for: Duration::ZERO,
+    });
+    assert!(decision.before.is_empty());
+    assert_eq!(decision.after, vec![Effect::Remove]);
+    assert!(decision.releases_slot);
+    let next = decision.status.expect("status");
+    assert_eq!(next.phase, RunPhase::Cancelled);
+    assert_eq!(next.attempts[0].reason.as_deref(), Some("Cancelled"));
+    assert!(next.attempts[0].started_at.is_none());
 }

@@ -61,6 +61,15 @@ struct Observed {
     containers: Vec<ContainerState>,
 }
 
+impl Observed {
+    /// When the run may start: its schedule slot (a scheduled run is created ahead of
+    /// it); runs without one start at once.
+    fn start_at(&self) -> Option<DateTime<Utc>> {
+        let slot = DateTime::parse_from_rfc3339(self.spec.slot.as_deref()?).ok()?;
+        Some(slot.with_timezone(&Utc))
+    }
+}
+
 /// A run that cannot start for a reason a retry will not fix.
 struct StartFailure {
     reason: &'static str,
@@ -127,6 +136,7 @@ impl<R: ContainerRuntime> RunController<R> {
             policy: observed.policy.as_ref(),
             container,
             admitted: lock(&self.slots).holds(key),
+            start_at: observed.start_at(),
             tombstone_for: self.config.tombstone_for,
         };
         let mut decision = decide_run_action(&facts);
@@ -227,9 +237,30 @@ impl<R: ContainerRuntime> RunController<R> {
             match effect {
                 Effect::CreateAndStart { attempt } => {
                     let mut base = (observed.status.clone(), observed.run.resource_version);
-                    if let Err(failure) =
-                        self.create_and_start(observed, *attempt, &mut base).await?
+                    if let Err(failure) = self
+                        .create_and_start(observed, *attempt, &mut base, None)
+                        .await?
                     {
+                        return self.start_failed(key, observed, base, failure).await;
+                    }
+                }
+                Effect::Create { attempt } => {
+                    let start_at = observed.start_at().unwrap_or_else(Utc::now);
+                    let mut base = (observed.status.clone(), observed.run.resource_version);
+                    if let Err(failure) = self
+                        .create_and_start(observed, *attempt, &mut base, Some(start_at))
+                        .await?
+                    {
+                        // Not before its instant: the run may still be fixed until then,
+                        // and a failure is recorded (as it would have been) at the start.
+                        tracing::info!(run = %key, reason = failure.reason, "cannot create ahead of the start; trying again at {start_at}");
+                    }
+                    // The wait counts from now, not from before the create.
+                    return Ok(Some((start_at - Utc::now()).to_std().unwrap_or_default()));
+                }
+                Effect::Start => {
+                    let base = (observed.status.clone(), observed.run.resource_version);
+                    if let Err(failure) = self.start_created(observed, current).await? {
                         return self.start_failed(key, observed, base, failure).await;
                     }
                 }
@@ -426,6 +457,7 @@ impl<R: ContainerRuntime> RunController<R> {
         attempt: u32,
         container: &str,
         revision: Option<&String>,
+        start_at: Option<DateTime<Utc>>,
         base: &mut (RunStatus, i64),
     ) -> Result<(), ReconcileError> {
         let mut claimed = base.0.clone();
@@ -437,10 +469,21 @@ impl<R: ContainerRuntime> RunController<R> {
             ..Attempt::default()
         });
         claimed.phase = RunPhase::Pending;
-        claimed.reason = Some("Starting".to_owned());
-        claimed.message = Some(format!(
-            "attempt {attempt}: creating and starting container {container}"
-        ));
+        match start_at {
+            Some(at) => {
+                claimed.reason = Some("WaitingForStart".to_owned());
+                claimed.message = Some(format!(
+                    "attempt {attempt}: container {container} created ahead, starts at {}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ));
+            }
+            None => {
+                claimed.reason = Some("Starting".to_owned());
+                claimed.message = Some(format!(
+                    "attempt {attempt}: creating and starting container {container}"
+                ));
+            }
+        }
         claimed.next_attempt_at = None;
         if let Some(revision) = revision {
             claimed.source_revision = Some(revision.clone());
@@ -521,11 +564,14 @@ impl<R: ContainerRuntime> RunController<R> {
     /// claim the attempt in the store (fenced), create, start: a crash or a loss of the
     /// lease between any two steps leaves the next leader a claimed attempt whose
     /// container, if it exists, is started only if it never was.
+    /// With `start_at`, the container is only created (a run created ahead of its start
+    /// instant); [`Effect::Start`] starts it at the instant.
     async fn create_and_start(
         self: &Arc<Self>,
         observed: &Observed,
         attempt: u32,
         base: &mut (RunStatus, i64),
+        start_at: Option<DateTime<Utc>>,
     ) -> Result<Result<(), StartFailure>, ReconcileError> {
         let Some(pipeline) = &observed.pipeline else {
             return Ok(Err(StartFailure {
@@ -595,8 +641,15 @@ impl<R: ContainerRuntime> RunController<R> {
                 .insert(labels::EPOCH.to_owned(), epoch.to_string());
         }
         if attempt > observed.status.attempts.len() as u32 {
-            self.claim(key, attempt, &spec.name, source.revision.as_ref(), base)
-                .await?;
+            self.claim(
+                key,
+                attempt,
+                &spec.name,
+                source.revision.as_ref(),
+                start_at,
+                base,
+            )
+            .await?;
             crate::failpoint::pause(crate::failpoint::AFTER_CLAIM).await;
         }
         crate::failpoint::pause(crate::failpoint::BEFORE_CREATE).await;
@@ -639,11 +692,36 @@ impl<R: ContainerRuntime> RunController<R> {
             Err(e) => return Err(e.into()),
         }
         crate::failpoint::pause(crate::failpoint::AFTER_CREATE).await;
+        if start_at.is_some() {
+            tracing::info!(run = %key, container = %spec.name, attempt, "created ahead of its start");
+            return Ok(Ok(()));
+        }
+        self.start_container(observed, attempt, &spec.name).await
+    }
+
+    /// Starts attempt `attempt`'s container, created earlier (ahead of the run's start
+    /// instant, or by an operator that stopped before starting it).
+    async fn start_created(
+        self: &Arc<Self>,
+        observed: &Observed,
+        attempt: u32,
+    ) -> Result<Result<(), StartFailure>, ReconcileError> {
+        let name = container_name(&observed.run.uid, attempt);
+        self.start_container(observed, attempt, &name).await
+    }
+
+    async fn start_container(
+        self: &Arc<Self>,
+        observed: &Observed,
+        attempt: u32,
+        name: &str,
+    ) -> Result<Result<(), StartFailure>, ReconcileError> {
+        let key = &observed.run.key;
         self.may_act()?;
-        match self.runtime.start(&spec.name).await {
+        match self.runtime.start(name).await {
             Ok(()) => {}
             Err(RuntimeError::Refused { message, .. }) => {
-                let _ = self.runtime.remove(&spec.name).await;
+                let _ = self.runtime.remove(name).await;
                 return Ok(Err(StartFailure {
                     reason: "StartError",
                     message: format!("the container did not start: {message}"),
@@ -651,8 +729,8 @@ impl<R: ContainerRuntime> RunController<R> {
             }
             Err(e) => return Err(e.into()),
         }
-        tracing::info!(run = %key, container = %spec.name, attempt, "started");
-        self.ensure_watching(key, &observed.run.uid, attempt, &spec.name);
+        tracing::info!(run = %key, container = %name, attempt, "started");
+        self.ensure_watching(key, &observed.run.uid, attempt, name);
         Ok(Ok(()))
     }
 

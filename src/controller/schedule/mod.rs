@@ -6,6 +6,12 @@
 //! transaction. Run names are derived from the slot (see [`naming`]), so a repeated
 //! evaluation, a restart or a second operator on the same database finds the name taken
 //! instead of creating a duplicate.
+//!
+//! A run whose slot nothing can change at the slot (concurrencyPolicy Allow, not
+//! suspended) is created `lead` ahead of it: the run controller creates its container
+//! then and starts it at the slot, so the slot's first line waits only for Docker's
+//! start. A change of the schedule or its pipeline before the slot withdraws (deletes)
+//! that run, and its container with it; the slot is then planned again.
 
 pub mod naming;
 #[cfg(test)]
@@ -51,6 +57,8 @@ pub struct ScheduleController {
     store: Store,
     files: RunFiles,
     state: Mutex<State>,
+    /// How long before its slot a run is created (zero: at the slot).
+    lead: Duration,
     resync_every: Duration,
     metrics: std::sync::Arc<Metrics>,
 }
@@ -58,8 +66,14 @@ pub struct ScheduleController {
 /// Runs read per query by a resync.
 const RESYNC_PAGE: i64 = 1_000;
 
-/// Unfinished run names and finished runs of one schedule.
-type ScheduleRuns = (Vec<String>, Vec<FinishedRun>);
+/// The runs of one schedule as stored.
+#[derive(Default)]
+struct ScheduleRuns {
+    unfinished: Vec<String>,
+    finished: Vec<FinishedRun>,
+    /// An unfinished run whose slot is still to come (created ahead of it).
+    ahead: Option<(DateTime<Utc>, String)>,
+}
 
 /// The `slot` of a Run's spec (stored JSON text), if any.
 fn slot_of(spec: &str) -> Option<String> {
@@ -87,21 +101,37 @@ const STATUS_BATCH: usize = 500;
 struct State {
     schedules: HashMap<ObjectKey, Entry>,
     crons: CronCache,
+    /// Every schedule's next slot.
     timeline: BTreeSet<(DateTime<Utc>, ObjectKey)>,
+    /// Next slots whose run may still be created ahead (empty with no lead).
+    ahead: BTreeSet<(DateTime<Utc>, ObjectKey)>,
     suspended_pipelines: HashSet<ObjectKey>,
 }
 
 impl State {
-    fn set_next(&mut self, key: &ObjectKey, next: Option<DateTime<Utc>>) {
+    fn set_next(&mut self, key: &ObjectKey, next: Option<DateTime<Utc>>, lead: Duration) {
         if let Some(entry) = self.schedules.get_mut(key) {
             if let Some(previous) = entry.next.take() {
                 self.timeline.remove(&(previous, key.clone()));
+                self.ahead.remove(&(previous, key.clone()));
             }
             entry.next = next;
             if let Some(next) = next {
                 self.timeline.insert((next, key.clone()));
+                let made = entry.ahead.as_ref().is_some_and(|(slot, _)| *slot == next);
+                if !lead.is_zero() && !made {
+                    self.ahead.insert((next, key.clone()));
+                }
             }
         }
+    }
+
+    fn pipeline_suspended(&self, schedule: &ObjectKey, entry: &Entry) -> bool {
+        self.suspended_pipelines.contains(&ObjectKey::new(
+            Kind::Pipeline,
+            schedule.namespace.clone(),
+            entry.spec.pipeline_ref.name.clone(),
+        ))
     }
 
     /// Drops a run from the active runs and history of `schedule`, or of every schedule
@@ -118,8 +148,17 @@ impl State {
     }
 
     fn remove(&mut self, key: &ObjectKey) {
-        self.set_next(key, None);
+        self.set_next(key, None, Duration::ZERO);
         self.schedules.remove(key);
+    }
+
+    /// Takes back the run `key` created ahead of a slot still to come (after `now`):
+    /// removed from its active runs, returned for deletion.
+    fn take_ahead(&mut self, key: &ObjectKey, now: DateTime<Utc>) -> Option<(DateTime<Utc>, String)> {
+        let entry = self.schedules.get_mut(key)?;
+        let (slot, name) = entry.ahead.take_if(|(slot, _)| *slot > now)?;
+        entry.status.active.retain(|n| *n != name);
+        Some((slot, name))
     }
 
     /// The entry of a stored schedule; one that cannot be read is forgotten (no runs,
@@ -151,15 +190,18 @@ struct Plan {
 
 impl ScheduleController {
     /// A controller over `store`; run data under `files` is deleted with pruned runs.
+    /// Runs of schedules that allow it are created `lead` before their slot.
     pub fn new(
         store: Store,
         files: RunFiles,
         metrics: std::sync::Arc<Metrics>,
+        lead: Duration,
     ) -> std::sync::Arc<Self> {
         std::sync::Arc::new(Self {
             store,
             files,
             state: Mutex::new(State::default()),
+            lead,
             resync_every: Duration::from_secs(60),
             metrics,
         })
@@ -179,7 +221,12 @@ impl ScheduleController {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.tick().await;
         loop {
-            let earliest = self.lock().timeline.first().map(|(at, _)| *at);
+            let earliest = {
+                let state = self.lock();
+                let slot = state.timeline.first().map(|(at, _)| *at);
+                let ahead = state.ahead.first().map(|(at, _)| *at - self.lead);
+                slot.into_iter().chain(ahead).min()
+            };
             let sleep = earliest
                 .map(|at| (at - Utc::now()).to_std().unwrap_or_default())
                 .unwrap_or(Duration::from_secs(3600));
@@ -249,13 +296,14 @@ impl ScheduleController {
                 .map(|p| p.key.clone())
                 .collect();
             for object in schedules {
-                let (active, history) = by_schedule.remove(&object.key).unwrap_or_default();
+                let runs = by_schedule.remove(&object.key).unwrap_or_default();
                 let Some(mut entry) = state.read_entry(&object, &mut unreadable) else {
                     continue;
                 };
-                entry.status.active = active;
+                entry.status.active = runs.unfinished;
                 entry.status.active.sort();
-                entry.history = history;
+                entry.history = runs.finished;
+                entry.ahead = runs.ahead;
                 // Runs that finished while changes were missed are pruned here.
                 let pruned = entry.prune_history();
                 if !pruned.is_empty() {
@@ -326,10 +374,18 @@ impl ScheduleController {
                 };
                 let key =
                     ObjectKey::new(Kind::Schedule, run.key.namespace.clone(), schedule.clone());
-                let slot = by_schedule.entry(key).or_default();
+                let runs = by_schedule.entry(key).or_default();
                 match FinishedRun::of_raw(run) {
-                    Some(finished) => slot.1.push(finished),
-                    None => slot.0.push(run.key.name.clone()),
+                    Some(finished) => runs.finished.push(finished),
+                    None => {
+                        let slot = slot_of(&run.spec)
+                            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                            .map(|s| s.with_timezone(&Utc));
+                        if let Some(slot) = slot.filter(|slot| *slot > Utc::now()) {
+                            runs.ahead = Some((slot, run.key.name.clone()));
+                        }
+                        runs.unfinished.push(run.key.name.clone());
+                    }
                 }
             }
             match page.last() {
@@ -344,10 +400,17 @@ impl ScheduleController {
     async fn on_changes(&self, events: Vec<StoreEvent>) {
         let mut upserted = Vec::new();
         let mut unreadable = Vec::new();
+        // Runs created ahead of slots that a change has made stale.
+        let mut withdrawn = Vec::new();
+        let now = Utc::now();
         for event in events {
             match (event.key.kind, event.change) {
                 (Kind::Schedule, ChangeKind::StatusModified) => {}
-                (Kind::Schedule, ChangeKind::Deleted) => self.lock().remove(&event.key),
+                (Kind::Schedule, ChangeKind::Deleted) => {
+                    let mut state = self.lock();
+                    withdrawn.extend(state.take_ahead(&event.key, now).map(|a| (event.key.clone(), a)));
+                    state.remove(&event.key);
+                }
                 (Kind::Schedule, _) => {
                     let object = &*event.object;
                     let mut state = self.lock();
@@ -358,18 +421,46 @@ impl ScheduleController {
                         entry.status.active = previous.status.active.clone();
                         entry.history = previous.history.clone();
                         entry.next = previous.next;
+                        entry.ahead = previous.ahead.clone();
+                        let changed = previous.spec != entry.spec;
+                        state.schedules.insert(object.key.clone(), entry);
+                        if changed {
+                            withdrawn.extend(state.take_ahead(&event.key, now).map(|a| (event.key.clone(), a)));
+                        }
+                    } else {
+                        state.schedules.insert(object.key.clone(), entry);
                     }
-                    state.schedules.insert(object.key.clone(), entry);
                     upserted.push(event.key);
                 }
+                (Kind::Pipeline, ChangeKind::StatusModified) => {}
                 (Kind::Pipeline, _) => {
                     let suspended =
                         event.change != ChangeKind::Deleted && is_suspended(&event.object.spec);
                     let mut state = self.lock();
                     if suspended {
-                        state.suspended_pipelines.insert(event.key);
+                        state.suspended_pipelines.insert(event.key.clone());
                     } else {
                         state.suspended_pipelines.remove(&event.key);
+                    }
+                    // Runs created ahead hold containers built from the pipeline as it
+                    // was: they are made again from the pipeline as it is.
+                    if event.change != ChangeKind::Added {
+                        let affected: Vec<ObjectKey> = state
+                            .schedules
+                            .iter()
+                            .filter(|(k, e)| {
+                                e.ahead.is_some()
+                                    && k.namespace == event.key.namespace
+                                    && e.spec.pipeline_ref.name == event.key.name
+                            })
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        for key in affected {
+                            if let Some(ahead) = state.take_ahead(&key, now) {
+                                withdrawn.push((key.clone(), ahead));
+                                upserted.push(key);
+                            }
+                        }
                     }
                 }
                 (Kind::Run, ChangeKind::Added) => {}
@@ -379,9 +470,37 @@ impl ScheduleController {
             }
         }
         self.report_unreadable(unreadable).await;
+        self.withdraw(withdrawn).await;
         upserted.sort();
         upserted.dedup();
         self.evaluate(upserted).await;
+    }
+
+    /// Deletes runs created ahead of slots that a change of their schedule or pipeline
+    /// made stale (their containers go with them), with an event on the schedule.
+    async fn withdraw(&self, runs: Vec<(ObjectKey, (DateTime<Utc>, String))>) {
+        for (schedule, (slot, name)) in runs {
+            let run = ObjectKey::new(Kind::Run, schedule.namespace.clone(), name.clone());
+            match self.store.delete(&run, None).await {
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(run = %run, code = e.code(), "cannot withdraw a run created ahead: {e}");
+                    continue;
+                }
+            }
+            let _ = self.store.delete_events(&run).await;
+            let message = format!(
+                "{name}, created ahead of slot {}, was withdrawn: the schedule or its pipeline changed before the slot",
+                slot.to_rfc3339_opts(SecondsFormat::Secs, true)
+            );
+            if let Err(e) = self
+                .store
+                .record_event(&schedule, EventType::Normal, "RunWithdrawn", &message)
+                .await
+            {
+                tracing::warn!(code = e.code(), "cannot record an event: {e}");
+            }
+        }
     }
 
     /// Drops a deleted run from its schedule's active runs and history. The schedule is
@@ -472,6 +591,48 @@ impl ScheduleController {
                 .collect()
         };
         self.evaluate(due).await;
+        self.create_ahead(now).await;
+    }
+
+    /// Creates the runs of slots less than `lead` away whose schedules allow it.
+    async fn create_ahead(&self, now: DateTime<Utc>) {
+        if self.lead.is_zero() {
+            return;
+        }
+        let mut plan = Plan::default();
+        {
+            let mut state = self.lock();
+            let horizon = now + chrono::Duration::from_std(self.lead).unwrap_or_default();
+            while plan.runs.len() < MAX_BATCH {
+                let Some((slot, key)) = state.ahead.first().cloned() else {
+                    break;
+                };
+                if slot > horizon {
+                    break;
+                }
+                state.ahead.remove(&(slot, key.clone()));
+                // A slot already here is evaluated at it, not ahead.
+                if slot <= now {
+                    continue;
+                }
+                let Some(entry) = state.schedules.get(&key) else {
+                    continue;
+                };
+                if entry.next != Some(slot) || !entry.runs_ahead(state.pipeline_suspended(&key, entry)) {
+                    continue;
+                }
+                let name = slot_run_name(&key.name, slot);
+                plan.runs.push(scheduled_run(&key, &entry.spec, &name, slot));
+                plan.statuses.push(key.clone());
+                if let Some(entry) = state.schedules.get_mut(&key) {
+                    if !entry.status.active.contains(&name) {
+                        entry.status.active.push(name.clone());
+                    }
+                    entry.ahead = Some((slot, name));
+                }
+            }
+        }
+        self.execute(plan).await;
     }
 
     /// Evaluates schedules at the current time and writes the outcome.
@@ -484,18 +645,18 @@ impl ScheduleController {
         {
             let mut state = self.lock();
             for key in keys {
-                let suspended_pipeline = state.schedules.get(&key).is_some_and(|e| {
-                    state.suspended_pipelines.contains(&ObjectKey::new(
-                        Kind::Pipeline,
-                        key.namespace.clone(),
-                        e.spec.pipeline_ref.name.clone(),
-                    ))
-                });
+                let suspended_pipeline = state
+                    .schedules
+                    .get(&key)
+                    .is_some_and(|e| state.pipeline_suspended(&key, e));
                 let Some(entry) = state.schedules.get_mut(&key) else {
                     continue;
                 };
+                // A slot reached is evaluated like any other (its run, created ahead,
+                // is found by name).
+                entry.ahead.take_if(|(slot, _)| *slot <= now);
                 let next = plan_one(&key, entry, now, suspended_pipeline, &mut plan);
-                state.set_next(&key, next);
+                state.set_next(&key, next, self.lead);
             }
         }
         self.execute(plan).await;

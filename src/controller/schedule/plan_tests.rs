@@ -70,6 +70,7 @@ fn entry(spec: ScheduleSpec, created: &str, last_slot: Option<&str>, active: &[&
         written: None,
         next: None,
         history: Vec::new(),
+        ahead: None,
     }
 }
 

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 
 use super::slots::{CompileError, CompiledSchedule, CronCache};
 use crate::resource::object::DecodeError;
-use crate::resource::types::{Condition, RunPhase, RunStatus, ScheduleSpec, ScheduleStatus};
+use crate::resource::types::{
+    ConcurrencyPolicy, Condition, RunPhase, RunStatus, ScheduleSpec, ScheduleStatus,
+};
 use crate::resource::{RawObject, StoredObject};
 
 /// Kept when no `history` is set, like CronJob's defaults.
@@ -63,6 +65,8 @@ pub(super) struct Entry {
     pub written: Option<u64>,
     pub next: Option<DateTime<Utc>>,
     pub history: Vec<FinishedRun>,
+    /// The run created ahead of a slot still to come: the slot and the run's name.
+    pub ahead: Option<(DateTime<Utc>, String)>,
 }
 
 impl Entry {
@@ -80,7 +84,18 @@ impl Entry {
             status,
             next: None,
             history: Vec::new(),
+            ahead: None,
         })
+    }
+
+    /// Whether the run of its next slot may be created ahead of the slot: only when
+    /// nothing decided at the slot can change it (concurrencyPolicy Allow, not
+    /// suspended).
+    pub fn runs_ahead(&self, pipeline_suspended: bool) -> bool {
+        self.compiled.is_ok()
+            && !self.spec.suspend
+            && !pipeline_suspended
+            && self.spec.concurrency_policy.unwrap_or_default() == ConcurrencyPolicy::Allow
     }
 
     /// Sets a condition; true when its status or reason changed.
