@@ -57,9 +57,17 @@ fn schedule_yaml(name: &str, pipeline: &str, fields: &[&str]) -> String {
 
 /// A fixture with one pipeline `pipeline` running `main_py`, its operator and a session.
 async fn start(pipeline: &str, main_py: &str) -> (Fixture, Operator, Api) {
+    start_with(pipeline, main_py, &OperatorOptions::default()).await
+}
+
+async fn start_with(
+    pipeline: &str,
+    main_py: &str,
+    options: &OperatorOptions,
+) -> (Fixture, Operator, Api) {
     let fixture = Fixture::new();
     fixture.write_pipeline(pipeline, main_py, "", "");
-    let operator = fixture.start_operator(&OperatorOptions::default());
+    let operator = fixture.start_operator(options);
     operator.wait_for_pipeline(pipeline).await;
     let api = Api::connect(&operator);
     (fixture, operator, api)
@@ -67,9 +75,22 @@ async fn start(pipeline: &str, main_py: &str) -> (Fixture, Operator, Api) {
 
 /// Restarts the operator on the same data dir and points the session at it.
 fn restart(fixture: &Fixture, api: &mut Api) -> Operator {
-    let operator = fixture.start_operator(&OperatorOptions::default());
+    restart_with(fixture, api, &OperatorOptions::default())
+}
+
+fn restart_with(fixture: &Fixture, api: &mut Api, options: &OperatorOptions) -> Operator {
+    let operator = fixture.start_operator(options);
     api.reattach(&operator);
     operator
+}
+
+/// Runs created at their slot, not ahead: the downtime tests tell the runs of slots
+/// before a kill from those after it by slot alone.
+fn at_the_slot() -> OperatorOptions {
+    OperatorOptions {
+        args: vec!["--schedule-lead".into(), "0s".into()],
+        ..OperatorOptions::default()
+    }
 }
 
 fn is_finished(run: &Value) -> bool {
@@ -605,7 +626,7 @@ async fn history_pruning_deletes_old_runs_with_their_logs_and_events() {
 
 #[tokio::test]
 async fn after_downtime_only_the_latest_missed_slot_runs_within_the_starting_deadline() {
-    let (fixture, operator, mut api) = start("quick", QUICK).await;
+    let (fixture, operator, mut api) = start_with("quick", QUICK, &at_the_slot()).await;
     let fields = ["every: 2s", "startingDeadline: 10s", KEEP_ALL];
     api.apply_ok(&schedule_yaml("catchup", "quick", &fields))
         .await;
@@ -623,7 +644,7 @@ async fn after_downtime_only_the_latest_missed_slot_runs_within_the_starting_dea
     let killed_at = Utc::now();
     tokio::time::sleep(Duration::from_secs(7)).await;
     let restarting_at = Utc::now();
-    let operator = restart(&fixture, &mut api);
+    let operator = restart_with(&fixture, &mut api, &at_the_slot());
 
     let missed = wait_for_event(
         &api,
@@ -695,7 +716,7 @@ async fn after_downtime_a_slot_older_than_the_starting_deadline_is_skipped_with_
     // `every: 6s` and a restart 1.5 s after a slot make that slot older than the 1 s
     // deadline however the restart's first evaluation falls (up to 4.5 s of start-up);
     // with `every: 2s` the outcome would depend on where in the interval it falls.
-    let (fixture, operator, mut api) = start("quick", QUICK).await;
+    let (fixture, operator, mut api) = start_with("quick", QUICK, &at_the_slot()).await;
     let fields = ["every: 6s", "startingDeadline: 1s", KEEP_ALL];
     api.apply_ok(&schedule_yaml("deadline", "quick", &fields))
         .await;
@@ -718,7 +739,7 @@ async fn after_downtime_a_slot_older_than_the_starting_deadline_is_skipped_with_
     }
     sleep_until(restart_at).await;
     let latest_missed = slot_at_or_before(restart_at, 6);
-    let operator = restart(&fixture, &mut api);
+    let operator = restart_with(&fixture, &mut api, &at_the_slot());
 
     let wanted = format!(
         "slot {} was missed by more than startingDeadline 1s; skipped",
@@ -1223,9 +1244,7 @@ async fn a_run_created_ahead_is_withdrawn_when_its_schedule_changes_and_can_be_c
     let ended = operator.wait_finished(&name(&run)).await;
     assert_eq!(phase(&ended), "Cancelled", "{ended:#}");
     assert!(
-        attempts(&ended)
-            .iter()
-            .all(|a| a["startedAt"].is_null()),
+        attempts(&ended).iter().all(|a| a["startedAt"].is_null()),
         "never started: {ended:#}"
     );
     let container = format!("flotilla-{}-1", uid(&run));
@@ -1242,5 +1261,10 @@ async fn a_run_created_ahead_is_withdrawn_when_its_schedule_changes_and_can_be_c
     // Its slot passes without a second run.
     sleep_until(second + chrono::Duration::seconds(1)).await;
     let runs = api.runs_of("cancelled").await;
-    assert_eq!(runs.len(), 1, "the slot's run is the cancelled one: {:?}", summary(&runs));
+    assert_eq!(
+        runs.len(),
+        1,
+        "the slot's run is the cancelled one: {:?}",
+        summary(&runs)
+    );
 }

@@ -46,6 +46,20 @@ const RECORD: &str = "INSERT INTO events (kind, namespace, name, type, reason, m
      DO UPDATE SET count = events.count + 1, last_seen = excluded.last_seen, type = excluded.type \
      RETURNING id";
 
+/// Deletes the events of one object (`involved_params`); `RETURNING` makes it a query on
+/// both backends alike.
+pub(super) const DELETE_OF: &str =
+    "DELETE FROM events WHERE kind = $1 AND namespace = $2 AND name = $3 RETURNING id";
+
+/// The parameters of [`DELETE_OF`].
+pub(super) fn involved_params(involved: &ObjectKey) -> Vec<Param> {
+    vec![
+        Param::Text(involved.kind.as_str().to_owned()),
+        Param::Text(involved.namespace.clone()),
+        Param::Text(involved.name.clone()),
+    ]
+}
+
 const COLUMNS: &str = "kind, namespace, name, type, reason, message, count, first_seen, last_seen";
 
 type Row = (
@@ -162,16 +176,8 @@ impl Store {
 
     /// Deletes the events of an object (when the object itself is deleted).
     pub async fn delete_events(&self, involved: &ObjectKey) -> Result<(), StoreError> {
-        let params = vec![
-            Param::Text(involved.kind.as_str().to_owned()),
-            Param::Text(involved.namespace.clone()),
-            Param::Text(involved.name.clone()),
-        ];
         self.backend
-            .fetch::<(i64,)>(
-                "DELETE FROM events WHERE kind = $1 AND namespace = $2 AND name = $3 RETURNING id",
-                params,
-            )
+            .fetch::<(i64,)>(DELETE_OF, involved_params(involved))
             .await?;
         Ok(())
     }

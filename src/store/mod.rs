@@ -744,6 +744,19 @@ impl Store {
         only(self.write(vec![write]).await?, key.clone())
     }
 
+    /// Deletes `keys` unconditionally in one transaction: all of them or, when one is
+    /// missing (or any other error), none.
+    pub async fn delete_all(&self, keys: &[ObjectKey]) -> Result<usize, StoreError> {
+        let writes = keys
+            .iter()
+            .map(|key| Write::Delete {
+                key: key.clone(),
+                expected: None,
+            })
+            .collect();
+        Ok(self.write(writes).await?.len())
+    }
+
     /// Replaces the status of one object, leaving spec and generation alone, and bumps its
     /// resourceVersion. With `expected_rv`, a different stored resourceVersion is a
     /// [`StoreError::Conflict`].

@@ -11,6 +11,7 @@
 use super::Store;
 use super::backend::Param;
 use super::error::StoreError;
+use crate::resource::ObjectKey;
 
 /// Adds a chunk unless one starts at that offset, and only while the run exists (a chunk
 /// shipped after its run was deleted would never be deleted).
@@ -123,6 +124,26 @@ impl Store {
             )
             .await?;
         Ok(contiguous(offset, rows))
+    }
+
+    /// Deletes the events and the stored output of deleted runs (`(run, uid)`) in one
+    /// transaction.
+    pub async fn delete_run_records(&self, runs: &[(ObjectKey, String)]) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.backend.begin().await?;
+        for (key, uid) in runs {
+            tx.execute(
+                super::events::DELETE_OF,
+                super::events::involved_params(key),
+            )
+            .await?;
+            tx.execute(DELETE_RUN, vec![Param::Text(uid.clone())])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Deletes everything stored of a run's output; answers how many chunks were.

@@ -546,10 +546,7 @@ fn a_run_created_ahead_of_its_start_creates_its_container_then_waits() {
     });
     assert!(queued.before.is_empty() && queued.wants_slot);
     // At (or after) the instant, nothing created yet: created and started at once.
-    let late = decide_run_action(&RunFacts {
-        now: t(2),
-        ..facts
-    });
+    let late = decide_run_action(&RunFacts { now: t(2), ..facts });
     assert_eq!(late.before, vec![Effect::CreateAndStart { attempt: 1 }]);
 }
 

@@ -34,7 +34,6 @@ use self::naming::slot_run_name;
 use self::slots::{CompileError, CronCache, due_slots};
 use self::state::{Entry, FinishedRun, status_digest};
 use crate::controller::run::logs::RunFiles;
-use crate::controller::run::logs::ship::delete_run_output;
 use crate::metrics::Metrics;
 use crate::resource::RawObject;
 use crate::resource::object::DecodeError;
@@ -154,7 +153,11 @@ impl State {
 
     /// Takes back the run `key` created ahead of a slot still to come (after `now`):
     /// removed from its active runs, returned for deletion.
-    fn take_ahead(&mut self, key: &ObjectKey, now: DateTime<Utc>) -> Option<(DateTime<Utc>, String)> {
+    fn take_ahead(
+        &mut self,
+        key: &ObjectKey,
+        now: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, String)> {
         let entry = self.schedules.get_mut(key)?;
         let (slot, name) = entry.ahead.take_if(|(slot, _)| *slot > now)?;
         entry.status.active.retain(|n| *n != name);
@@ -305,10 +308,13 @@ impl ScheduleController {
                 entry.history = runs.finished;
                 entry.ahead = runs.ahead;
                 // Runs that finished while changes were missed are pruned here.
-                let pruned = entry.prune_history();
-                if !pruned.is_empty() {
-                    overdue.push((object.key.namespace.clone(), pruned));
-                }
+                let namespace = &object.key.namespace;
+                overdue.extend(entry.prune_history().into_iter().map(|run| {
+                    (
+                        ObjectKey::new(Kind::Run, namespace.clone(), run.name),
+                        run.uid,
+                    )
+                }));
                 let key = object.key.clone();
                 let next = state.schedules.get(&key).and_then(|e| e.next);
                 entry.next = next;
@@ -316,9 +322,7 @@ impl ScheduleController {
             }
             state.schedules.keys().cloned().collect()
         };
-        for (namespace, runs) in overdue {
-            self.prune(&namespace, runs).await;
-        }
+        self.prune(overdue).await;
         self.report_unreadable(unreadable).await;
         self.evaluate(keys).await;
     }
@@ -402,13 +406,21 @@ impl ScheduleController {
         let mut unreadable = Vec::new();
         // Runs created ahead of slots that a change has made stale.
         let mut withdrawn = Vec::new();
+        // Runs of schedules that finished: history to prune, statuses to write, for the
+        // whole batch of changes at once.
+        let mut pruned = Vec::new();
+        let mut finished_in = Vec::new();
         let now = Utc::now();
         for event in events {
             match (event.key.kind, event.change) {
                 (Kind::Schedule, ChangeKind::StatusModified) => {}
                 (Kind::Schedule, ChangeKind::Deleted) => {
                     let mut state = self.lock();
-                    withdrawn.extend(state.take_ahead(&event.key, now).map(|a| (event.key.clone(), a)));
+                    withdrawn.extend(
+                        state
+                            .take_ahead(&event.key, now)
+                            .map(|a| (event.key.clone(), a)),
+                    );
                     state.remove(&event.key);
                 }
                 (Kind::Schedule, _) => {
@@ -425,7 +437,11 @@ impl ScheduleController {
                         let changed = previous.spec != entry.spec;
                         state.schedules.insert(object.key.clone(), entry);
                         if changed {
-                            withdrawn.extend(state.take_ahead(&event.key, now).map(|a| (event.key.clone(), a)));
+                            withdrawn.extend(
+                                state
+                                    .take_ahead(&event.key, now)
+                                    .map(|a| (event.key.clone(), a)),
+                            );
                         }
                     } else {
                         state.schedules.insert(object.key.clone(), entry);
@@ -465,12 +481,18 @@ impl ScheduleController {
                 }
                 (Kind::Run, ChangeKind::Added) => {}
                 (Kind::Run, ChangeKind::Deleted) => self.on_run_deleted(&event.object),
-                (Kind::Run, _) => self.on_run_change(&event.key).await,
+                (Kind::Run, _) => {
+                    if let Some(schedule) = self.on_run_change(&event.object, &mut pruned) {
+                        finished_in.push(schedule);
+                    }
+                }
                 (Kind::Secret, _) => {}
             }
         }
         self.report_unreadable(unreadable).await;
         self.withdraw(withdrawn).await;
+        self.prune(pruned).await;
+        self.write_statuses(finished_in).await;
         upserted.sort();
         upserted.dedup();
         self.evaluate(upserted).await;
@@ -522,59 +544,71 @@ impl ScheduleController {
         self.lock().forget_run(schedule.as_ref(), &run.key.name);
     }
 
-    /// Keeps `status.active` and the history of the run's schedule current, pruning
-    /// finished runs beyond the history limits.
-    async fn on_run_change(&self, key: &ObjectKey) {
-        let run = match self.store.get(key).await {
-            Ok(run) => run,
-            Err(_) => return,
+    /// Keeps `status.active` and the history of the run's schedule current: a finished
+    /// run moves to the history, and runs beyond the history limits are added to
+    /// `pruned`. Returns the schedule when its status changed.
+    fn on_run_change(
+        &self,
+        run: &RawObject,
+        pruned: &mut Vec<(ObjectKey, String)>,
+    ) -> Option<ObjectKey> {
+        let Ok(labels) = run.labels_map() else {
+            return None;
         };
-        let schedule_key = match &run {
-            Some(run) => match run.labels.get(SCHEDULE_LABEL) {
-                Some(name) => ObjectKey::new(Kind::Schedule, key.namespace.clone(), name.clone()),
-                None => return,
-            },
-            None => {
-                // Deleted: drop it from whichever schedule lists it.
-                self.lock().forget_run(None, &key.name);
-                return;
-            }
-        };
-        let Some(run) = run else { return };
-        let Some(finished) = FinishedRun::of(&run) else {
-            return;
-        };
-        let prune = {
-            let mut state = self.lock();
-            let Some(entry) = state.schedules.get_mut(&schedule_key) else {
-                return;
-            };
-            let was_active = entry.status.active.iter().any(|n| n == &key.name);
-            entry.status.active.retain(|n| n != &key.name);
-            if !entry.history.iter().any(|h| h.name == finished.name) {
-                entry.history.push(finished);
-            }
-            let prune = entry.prune_history();
-            if !was_active && prune.is_empty() {
-                return;
-            }
-            prune
-        };
-        self.prune(&key.namespace, prune).await;
-        self.write_statuses(vec![schedule_key]).await;
+        let schedule = labels.get(SCHEDULE_LABEL)?;
+        let schedule_key =
+            ObjectKey::new(Kind::Schedule, run.key.namespace.clone(), schedule.clone());
+        let finished = FinishedRun::of_raw(run)?;
+        let mut state = self.lock();
+        let entry = state.schedules.get_mut(&schedule_key)?;
+        let was_active = entry.status.active.iter().any(|n| *n == run.key.name);
+        entry.status.active.retain(|n| *n != run.key.name);
+        if !entry.history.iter().any(|h| h.name == finished.name) {
+            entry.history.push(finished);
+        }
+        let prune = entry.prune_history();
+        let changed = was_active || !prune.is_empty();
+        pruned.extend(prune.into_iter().map(|run_| {
+            (
+                ObjectKey::new(Kind::Run, run.key.namespace.clone(), run_.name),
+                run_.uid,
+            )
+        }));
+        changed.then_some(schedule_key)
     }
 
-    /// Deletes pruned runs with their events and logs (local, and shipped to a shared
-    /// store).
-    async fn prune(&self, namespace: &str, runs: Vec<FinishedRun>) {
-        for run in runs {
-            let run_key = ObjectKey::new(Kind::Run, namespace, run.name.clone());
-            if let Err(e) = self.store.delete(&run_key, None).await {
-                tracing::warn!(run = %run_key, code = e.code(), "cannot prune: {e}");
-                continue;
+    /// Deletes pruned runs (`(run, uid)`) with their events and logs (local, and shipped
+    /// to a shared store): the objects in one transaction, their records in another.
+    async fn prune(&self, runs: Vec<(ObjectKey, String)>) {
+        if runs.is_empty() {
+            return;
+        }
+        let keys: Vec<ObjectKey> = runs.iter().map(|(key, _)| key.clone()).collect();
+        let deleted: Vec<(ObjectKey, String)> = match self.store.delete_all(&keys).await {
+            Ok(_) => runs,
+            // One of them is gone already (deleted by hand): each on its own.
+            Err(_) => {
+                let mut deleted = Vec::with_capacity(runs.len());
+                for (key, uid) in runs {
+                    match self.store.delete(&key, None).await {
+                        Ok(_) => deleted.push((key, uid)),
+                        Err(StoreError::NotFound(_)) => {}
+                        Err(e) => tracing::warn!(run = %key, code = e.code(), "cannot prune: {e}"),
+                    }
+                }
+                deleted
             }
-            let _ = self.store.delete_events(&run_key).await;
-            delete_run_output(&self.store, &self.files, &run_key, &run.uid).await;
+        };
+        if let Err(e) = self.store.delete_run_records(&deleted).await {
+            tracing::warn!(
+                code = e.code(),
+                "cannot delete the events and output of pruned runs: {e}"
+            );
+        }
+        for (key, uid) in &deleted {
+            if let Err(e) = self.files.delete_run(uid) {
+                tracing::warn!(run = %key, "cannot delete the run's local output: {e}");
+            }
         }
     }
 
@@ -618,11 +652,14 @@ impl ScheduleController {
                 let Some(entry) = state.schedules.get(&key) else {
                     continue;
                 };
-                if entry.next != Some(slot) || !entry.runs_ahead(state.pipeline_suspended(&key, entry)) {
+                if entry.next != Some(slot)
+                    || !entry.runs_ahead(state.pipeline_suspended(&key, entry))
+                {
                     continue;
                 }
                 let name = slot_run_name(&key.name, slot);
-                plan.runs.push(scheduled_run(&key, &entry.spec, &name, slot));
+                plan.runs
+                    .push(scheduled_run(&key, &entry.spec, &name, slot));
                 plan.statuses.push(key.clone());
                 if let Some(entry) = state.schedules.get_mut(&key) {
                     if !entry.status.active.contains(&name) {

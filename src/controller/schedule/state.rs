@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 
 use super::slots::{CompileError, CompiledSchedule, CronCache};
+use crate::resource::RawObject;
 use crate::resource::object::DecodeError;
 use crate::resource::types::{
     ConcurrencyPolicy, Condition, RunPhase, RunStatus, ScheduleSpec, ScheduleStatus,
 };
-use crate::resource::{RawObject, StoredObject};
 
 /// Kept when no `history` is set, like CronJob's defaults.
 const DEFAULT_SUCCEEDED: u32 = 3;
@@ -23,16 +23,7 @@ pub(super) struct FinishedRun {
 }
 
 impl FinishedRun {
-    /// The run as history, if it has finished.
-    pub fn of(run: &StoredObject) -> Option<FinishedRun> {
-        let status: RunStatus = run
-            .status
-            .clone()
-            .and_then(|s| serde_json::from_value(s).ok())?;
-        Self::with_status(&run.key.name, &run.uid, &status, run.updated_at)
-    }
-
-    /// [`FinishedRun::of`] for a run as stored text.
+    /// The run (as stored text) as history, if it has finished.
     pub fn of_raw(run: &RawObject) -> Option<FinishedRun> {
         let status: RunStatus = serde_json::from_str(run.status.as_deref()?).ok()?;
         Self::with_status(&run.key.name, &run.uid, &status, run.updated_at)
