@@ -6,6 +6,9 @@
 #     die, recorded), median and p90 of PHASE_SAMPLES sequential runs: Flotilla on the
 #     Docker socket directly, Flotilla through the socket proxy, and `docker run` (the
 #     floor), from Docker's event stream and the API (scripts/phases.py);
+#     then SLOT_SAMPLES (default 10) slots of an `every: 3s` schedule of `hello` through
+#     the proxy, ms after each slot: start called, Docker's start, first line printed and
+#     readable (the run and its container are created ahead of the slot);
 #  1. trigger → first output line of `hello`, median of 20, Flotilla (`flotilla run --wait`
 #     through the socket proxy) against `docker run` of the same image and command;
 #  2. 100 `hello` runs at concurrency 8 (`--max-concurrent-runs 8`) against
@@ -114,9 +117,22 @@ phases "$FLOTILLA_SERVER" "$INSTANCE" "$WORK/phases-proxy.json" \
 python3 "$ROOT/scripts/phases.py" docker --label "flotilla-bench=$INSTANCE" --samples "$PHASE_SAMPLES" \
     --expect hello --out "$WORK/phases-docker.json" -- "${DOCKER_ARGS[@]}"
 kill "$DIRECT_PID"; wait "$DIRECT_PID" 2>/dev/null || true; DIRECT_PID=""
+log "==> 0b. ${SLOT_SAMPLES:-10} slots of an every-3s schedule of hello, through the proxy"
+"$BIN" apply -f - >/dev/null <<'YAML'
+apiVersion: flotilla.dev/v1alpha1
+kind: Schedule
+metadata: { name: hello-every-3s }
+spec: { pipelineRef: { name: hello }, every: 3s }
+YAML
+python3 "$ROOT/scripts/phases.py" scheduled --server "$FLOTILLA_SERVER" --token "$FLOTILLA_TOKEN" \
+    --schedule hello-every-3s --expect hello --label "flotilla.dev/managed-by=$INSTANCE" \
+    --samples "${SLOT_SAMPLES:-10}" --haproxy-log "${XDG_RUNTIME_DIR:-/tmp}/flotilla-proxy-$PORT/haproxy.log" \
+    > "$WORK/phases-scheduled.txt"
+"$BIN" delete schedule hello-every-3s >/dev/null
 phase_table() {
     python3 "$ROOT/scripts/phases.py" table "direct socket=$WORK/phases-direct.json" \
         "socket proxy=$WORK/phases-proxy.json" "docker run=$WORK/phases-docker.json"
+    cat "$WORK/phases-scheduled.txt"
 }
 if [[ "${ONLY_PHASES:-0}" == 1 ]]; then phase_table; exit 0; fi
 flotilla_samples=(); docker_samples=()

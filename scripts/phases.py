@@ -10,6 +10,14 @@ usage:
                      [--follow 0] [--lines N]
   phases.py docker   --label KEY=VALUE --samples N --expect TEXT --out FILE -- DOCKER-RUN-ARGS...
   phases.py table    NAME=FILE...
+  phases.py scheduled --server URL --token TOKEN --schedule NAME --expect TEXT
+                     --label KEY=VALUE --samples N --haproxy-log FILE
+
+`scheduled` times the runs of an existing schedule from their slot instead: for the next
+N runs it follows each log over SSE from when the run appears (created ahead of its
+slot), and prints, per phase, ms after the slot: when the operator called `start`
+(HAProxy log), Docker's start event, the first line printed and readable, and the
+operator's own share (slot → start called, plus printed → readable).
 
 `flotilla` triggers N runs one after another (POST …/runs), follows each run's log over
 SSE from right after the reply (not with --follow 0), watches runs for the recorded end,
@@ -229,6 +237,108 @@ def create_calls(path):
     return calls
 
 
+def start_calls(path):
+    """Container name → when its start request reached the proxy (ns since the epoch)."""
+    import datetime
+    import re
+    calls = {}
+    pattern = re.compile(r'\[([^\]]+)\] .*"POST \S*/containers/([^/ ]+)/start')
+    with open(path, errors="replace") as log:
+        for line in log:
+            m = pattern.search(line)
+            if m:
+                at = datetime.datetime.strptime(m.group(1), "%d/%b/%Y:%H:%M:%S.%f").timestamp()
+                calls.setdefault(m.group(2), int(at * 1e9))
+    return calls
+
+
+def scheduled(args):
+    events = DockerEvents(args["label"])
+    url = urllib.parse.urlsplit(args["server"])
+    auth = {"Authorization": f"Bearer {args['token']}"}
+    base = "/apis/flotilla.dev/v1alpha1/namespaces/default/runs"
+    wanted = int(args["samples"])
+    watch = http.client.HTTPConnection(url.hostname, url.port, timeout=300)
+    watch.request("GET", f"{base}?watch=true", headers=auth)
+    response = watch.getresponse()
+    if response.status != 200:
+        sys.exit(f"watch: HTTP {response.status}")
+    runs, followers, first, finished = {}, [], {}, {}
+
+    def follow(name):
+        first[name] = first_line(url, f"{base}/{name}/log?follow=true", auth, args["expect"], name)
+
+    opened = time.time()
+    while len(finished) < wanted:
+        line = response.readline()
+        if not line:
+            sys.exit("the watch ended")
+        now = time.time_ns()
+        try:
+            obj = json.loads(line).get("object", {})
+        except ValueError:
+            continue
+        spec, status = obj.get("spec", {}), obj.get("status") or {}
+        if (spec.get("scheduleRef") or {}).get("name") != args["schedule"]:
+            continue
+        name = obj["metadata"]["name"]
+        if name not in runs:
+            import datetime
+            slot = datetime.datetime.fromisoformat(spec["slot"].replace("Z", "+00:00")).timestamp()
+            if slot < opened + 1 or len(runs) >= wanted:
+                continue  # a slot that came before we watched, or one too many
+            runs[name] = {"slot": int(slot * 1e9), "uid": obj["metadata"]["uid"]}
+            thread = threading.Thread(target=follow, args=(name,), daemon=True)
+            thread.start()
+            followers.append(thread)
+        if status.get("phase") in ("Succeeded", "Failed", "Cancelled") and name not in finished:
+            if status["phase"] != "Succeeded":
+                sys.exit(f"run {name} ended {status['phase']}: {status.get('message')}")
+            finished[name] = now
+    for thread in followers:
+        thread.join(60)
+    calls = start_calls(args["haproxy_log"])
+    samples = []
+    for name, run in runs.items():
+        api = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        api.request("GET", f"{base}/{name}/log", headers=auth)
+        log = api.getresponse().read().decode()
+        printed = next((l for l in log.splitlines() if args["expect"] in l), None)
+        if printed is None:
+            sys.exit(f"run {name}: no line {args['expect']!r} stored: {log[:300]!r}")
+        t = run["slot"]
+        sample = {
+            "start_call": calls.get(f"flotilla-{run['uid']}-1"),
+            "start": events.wait(name, "start"),
+            "printed": docker_stamp_ns(printed.split(" ", 1)[0]),
+            "first_line": first.get(name),
+            "create": events.wait(name, "create"),
+        }
+        samples.append({k: (v - t) / 1e6 if v is not None else None for k, v in sample.items()})
+    events.close()
+    rows = [
+        ("container create (event), before the slot when negative", lambda s: s["create"]),
+        ("slot → start called (proxy log)", lambda s: s["start_call"]),
+        ("start called → start event (Docker)", lambda s: s["start"] - s["start_call"]),
+        ("start event → first line printed", lambda s: s["printed"] - s["start"]),
+        ("first line printed → readable (API)", lambda s: s["first_line"] - s["printed"]),
+        ("slot → first line readable", lambda s: s["first_line"]),
+        ("Flotilla's share: slot → start called + printed → readable",
+         lambda s: s["start_call"] + s["first_line"] - s["printed"]),
+    ]
+    print(f"\nscheduled runs, ms after their slot, median (p90) of {len(samples)} slots")
+    for label, f in rows:
+        values = []
+        for sample in samples:
+            try:
+                values.append(f(sample))
+            except TypeError:
+                pass  # a phase not seen (no proxy log line)
+        med, p90 = quantile(values, 0.5), quantile(values, 0.9)
+        cell = "—" if med is None else f"{med:.1f} ({p90:.1f})"
+        print(f"{label:<62}{cell:>20}")
+
+
 def docker(args, command):
     events = DockerEvents(args["label"])
     samples = []
@@ -318,6 +428,8 @@ def main():
         docker(args, rest)
     elif mode == "table":
         table(rest)
+    elif mode == "scheduled":
+        scheduled(args)
     else:
         sys.exit(__doc__)
 
