@@ -122,7 +122,7 @@ log "==> 0b. ${SLOT_SAMPLES:-10} slots of an every-3s schedule of hello, through
 apiVersion: flotilla.dev/v1alpha1
 kind: Schedule
 metadata: { name: hello-every-3s }
-spec: { pipelineRef: { name: hello }, every: 3s }
+spec: { pipelineRef: { name: hello }, every: 3s, history: { succeeded: 100 } }
 YAML
 python3 "$ROOT/scripts/phases.py" scheduled --server "$FLOTILLA_SERVER" --token "$FLOTILLA_TOKEN" \
     --schedule hello-every-3s --expect hello --label "flotilla.dev/managed-by=$INSTANCE" \

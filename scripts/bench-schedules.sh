@@ -113,7 +113,7 @@ load_before, load_after, lead = sys.argv[7], sys.argv[8], sys.argv[9]
 
 # Skew per created run from the schedule controller's debug lines.
 per_slot = {slot1 // 60: [], slot2 // 60: []}
-other, names = 0, set()
+other, ahead, names = 0, 0, set()
 duplicates = 0
 for line in open(f"{work}/serve.log"):
     if '"run created for slot"' not in line:
@@ -125,6 +125,8 @@ for line in open(f"{work}/serve.log"):
     minute = int(name.rsplit("-", 1)[1])
     if minute in per_slot:
         per_slot[minute].append(skew)
+    elif minute == slot2 // 60 + 1:
+        ahead += 1  # the third slot's runs, created ahead of it before the end
     else:
         other += 1
 
@@ -172,6 +174,7 @@ for i, minute in enumerate(sorted(per_slot)):
         verdict = "" if p != 99 else ("ok" if v <= 250 else "MISSED")
         print(f"{'  skew p' + str(p) + ' (debug log, exact)':<62} {str(v) + ' ms':>12} {('≤ 250 ms' if p == 99 else ''):>10} {verdict}")
     print(f"{'  skew max':<62} {str(max(skews) if skews else 'nan') + ' ms':>12}")
+print(f"{'runs created ahead of slot 3 before the end':<62} {ahead:>12}")
 print(f"{'runs created for other slots / duplicate names':<62} {str(other) + ' / ' + str(duplicates):>12} {'0 / 0':>10}")
 print(f"{'histogram /metrics: observations; p50, p99 bucket (le)':<62} {str(total) + '; ' + str(bucket_bound(50)) + ', ' + str(bucket_bound(99)) + ' s':>12}")
 for i, slot in enumerate((slot1, slot2)):

@@ -302,7 +302,10 @@ def scheduled(args):
     for name, run in runs.items():
         api = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
         api.request("GET", f"{base}/{name}/log", headers=auth)
-        log = api.getresponse().read().decode()
+        reply = api.getresponse()
+        log = reply.read().decode()
+        if reply.status != 200:
+            sys.exit(f"log of {name}: HTTP {reply.status}: {log[:300]}")
         printed = next((l for l in log.splitlines() if args["expect"] in l), None)
         if printed is None:
             sys.exit(f"run {name}: no line {args['expect']!r} stored: {log[:300]!r}")

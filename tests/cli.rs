@@ -594,3 +594,57 @@ fn conflicts_exit_1_naming_both_managers_and_force_takes_over() {
         "cli"
     );
 }
+
+#[test]
+fn fastflow_variables_are_taken_under_their_names_and_idle_ones_are_named() {
+    let server = TestServer::start_with_env(&[
+        ("MAX_CONCURRENT_RUNS", "3"),
+        ("LOG_RETENTION_DAYS", "7"),
+        ("SMTP_HOST", "mail.example"),
+    ]);
+    let log = server.log();
+    assert!(
+        log.contains(
+            "MAX_CONCURRENT_RUNS=\"3\" (Fast-Flow's name) sets FLOTILLA_MAX_CONCURRENT_RUNS"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "Fast-Flow settings with no effect in Flotilla: LOG_RETENTION_DAYS, SMTP_HOST"
+        ),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_fastflow_variable_disagreeing_with_flotillas_own_stops_the_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    // No valid encryption key either: were the conflict not caught first, the start
+    // would still end, with an error about the key instead.
+    let output = run_cli(
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        b"",
+        &[
+            ("MAX_CONCURRENT_RUNS", "2"),
+            ("FLOTILLA_MAX_CONCURRENT_RUNS", "5"),
+            ("ENCRYPTION_KEY", ""),
+        ],
+    );
+    assert_exit(&output, 1);
+    let error = stderr(&output);
+    assert!(
+        error.contains("MAX_CONCURRENT_RUNS=\"2\"")
+            && error.contains("FLOTILLA_MAX_CONCURRENT_RUNS=\"5\"")
+            && error.contains("disagree"),
+        "{error}"
+    );
+    assert!(!data.exists(), "nothing was created: {}", data.display());
+}

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod config;
 mod describe;
+mod fastflow_env;
 mod output;
 mod runs;
 mod serve;
@@ -12,7 +13,7 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use client::{ApiClient, ClientError};
 pub use output::OutputFormat;
@@ -322,7 +323,22 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 /// Runs the CLI and returns the process exit code: 0 success, 1 error (2, usage, is
 /// clap's).
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let (Command::Serve(args), Some(serve)) =
+        (&mut cli.command, matches.subcommand_matches("serve"))
+    {
+        match fastflow_env::apply(args, serve, |name| std::env::var(name).ok()) {
+            Ok(notes) => args.fastflow_notes = notes,
+            Err(e) => {
+                eprintln!("error: refusing to start: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Run execution on Docker.
     #[command(flatten)]
     pub docker: DockerArgs,
+    /// What the Fast-Flow variables of the environment did, to report once logging is
+    /// up (see `fastflow_env`).
+    #[arg(skip)]
+    pub fastflow_notes: Vec<String>,
     /// The git source and webhooks.
     #[command(flatten)]
     pub git: GitArgs,
@@ -155,6 +159,26 @@ impl GitArgs {
         config.auto_sync = self.auto_sync.then_some(self.auto_sync_interval);
         Some(config)
     }
+}
+
+/// `GIT_SSH_KNOWN_HOSTS` holds the known_hosts lines themselves in Fast-Flow: a value
+/// that names no file and reads as such lines is written to `<data-dir>/known_hosts`
+/// (owner-only) and used from there.
+pub(super) fn known_hosts_content_to_file(args: &mut ServeArgs) -> anyhow::Result<()> {
+    let Some(value) = &args.git.git_known_hosts else {
+        return Ok(());
+    };
+    let text = value.to_string_lossy();
+    if value.exists() || !text.trim().contains(char::is_whitespace) {
+        return Ok(());
+    }
+    let file = args.data_dir.join("known_hosts");
+    let mut content = text.trim().replace("\\n", "\n");
+    content.push('\n');
+    crate::private_fs::write(&file, content.as_bytes())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    args.git.git_known_hosts = Some(file);
+    Ok(())
 }
 
 fn parse_interval_arg(text: &str) -> Result<Duration, String> {
@@ -233,13 +257,17 @@ fn parse_duration_arg(text: &str) -> Result<Duration, String> {
 }
 
 /// Runs the operator until SIGINT or SIGTERM.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
+    for note in &args.fastflow_notes {
+        tracing::warn!("{note}");
+    }
     let keyring = Keyring::from_env_value(args.encryption_key.as_deref().unwrap_or_default())
         .context("refusing to start")?;
     // Owner-only: it holds the database, the admin token and run logs.
     crate::private_fs::create_dir(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
+    known_hosts_content_to_file(&mut args)?;
     let database = match &args.database {
         Some(url) => url.clone(),
         None => {
@@ -559,8 +587,11 @@ fn run_controller_config(
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777));
         }
     }
+    // Not the operator's own cache and Python paths (Fast-Flow's UV_CACHE_DIR among
+    // them): runs use the mounts at the image's paths.
     let mut uv_env: std::collections::BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("UV_"))
+        .filter(|(k, _)| k != "UV_CACHE_DIR" && k != "UV_PYTHON_INSTALL_DIR")
         .collect();
     let mut extra_mounts = Vec::new();
     let bundle = match &args.ca_bundle {

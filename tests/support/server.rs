@@ -75,14 +75,23 @@ impl TestServer {
     /// Starts a server with further `serve` arguments, e.g. `--git-url URL
     /// --webhook-secret S` (the pipelines directory is left out, as with [`Self::start`]).
     pub fn start_with_args(args: &[&str]) -> Self {
-        Self::start_with_options(None, args)
+        Self::start_with_options(None, args, &[])
+    }
+
+    /// Starts a server with further environment variables (e.g. Fast-Flow's names).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        Self::start_with_options(None, &[], env)
     }
 
     fn start_with(pipelines_dir: Option<&Path>) -> Self {
-        Self::start_with_options(pipelines_dir, &[])
+        Self::start_with_options(pipelines_dir, &[], &[])
     }
 
-    fn start_with_options(pipelines_dir: Option<&Path>, args: &[&str]) -> Self {
+    fn start_with_options(
+        pipelines_dir: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("flotilla-test-")
             .tempdir()
@@ -119,6 +128,7 @@ impl TestServer {
             .env_remove("PORT")
             .env_remove("FLOTILLA_LISTEN")
             .env_remove("FLOTILLA_DATA_DIR")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))

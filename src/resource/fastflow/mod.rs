@@ -41,8 +41,9 @@
 //!   warning, as Fast-Flow does.
 //! - **Cron.** Fast-Flow handed the five fields to APScheduler, which counts weekdays
 //!   from 0 = Monday and requires day-of-month *and* day-of-week to match; Flotilla reads
-//!   standard crontab (1 = Monday, either field matches). Lines where this changes the
-//!   days are kept as written, with a warning.
+//!   standard crontab (1 = Monday, either field matches). Such lines are rewritten to
+//!   fire on the same instants (weekday names; `+` for both day fields), with a note
+//!   (`cron`).
 //! - **Unlimited values.** `timeout: 0` and `max_instances` ≤ 0 mean "no limit" in
 //!   Fast-Flow and are left out.
 //!
@@ -59,8 +60,10 @@
 //! - `retry`: `retry_attempts` and `retry_strategy` as a retry policy with backoff.
 //! - `env`: `default_env`, `encrypted_env` and the `secrets` allow-list.
 //! - `schedule`: the top-level trigger and `schedules[]` entries as Schedules.
-//! - `time`: Fast-Flow date-times, schedule windows and cron lines.
+//! - `time`: Fast-Flow date-times and schedule windows.
+//! - `cron`: Fast-Flow (APScheduler) cron lines in crontab grammar.
 
+mod cron;
 mod env;
 mod keys;
 mod limits;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
+use super::cron::from_apscheduler;
 use super::keys::{SCHEDULE_ENTRY_KEYS, SCHEDULE_ENTRY_OVERRIDES};
 use super::pipeline_name;
 use super::time::{FastFlowTime, midnight, parse_fast_flow_time, rfc3339};
@@ -149,9 +150,19 @@ impl Translator<'_> {
             let line = self.string(&cron_field, value, "a crontab line such as \"0 9 * * *\"")?;
             let line = line.trim();
             if !line.is_empty() {
-                parse_cron(line).map_err(|problem| self.error(&cron_field, problem))?;
-                self.cron_differences(&cron_field, line);
-                timing.cron = Some(line.to_owned());
+                let translated =
+                    from_apscheduler(line).map_err(|problem| self.error(&cron_field, problem))?;
+                parse_cron(&translated.line).map_err(|problem| self.error(&cron_field, problem))?;
+                if translated.changed {
+                    self.warn(
+                        &cron_field,
+                        format!(
+                            "{line:?} is written {:?} here: Fast-Flow's scheduler counted weekdays from 0 = Monday and, with both day fields set, ran only on days matching both; the new line fires on the same instants",
+                            translated.line
+                        ),
+                    );
+                }
+                timing.cron = Some(translated.line);
             }
         }
         let every_field = format!("{prefix}schedule_interval_seconds");

@@ -1,6 +1,6 @@
 //! Time as Fast-Flow wrote it: ISO dates and date-times (naive ones are UTC), the
 //! `schedule_start`/`schedule_end` window (a day as end was inclusive, Flotilla's end is
-//! exclusive) and the cron lines APScheduler reads differently from standard crontab.
+//! exclusive).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
@@ -104,30 +104,5 @@ impl Translator<'_> {
             start: start.map(|(text, _)| text),
             end: end.map(|(text, _)| text),
         }))
-    }
-
-    /// Warns where APScheduler (Fast-Flow) and standard crontab read a line differently.
-    pub(super) fn cron_differences(&mut self, field: &str, line: &str) {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let [_, _, day_of_month, _, day_of_week] = parts.as_slice() else {
-            return;
-        };
-        let restricted = |f: &str| f != "*" && f != "?";
-        if day_of_week.contains(|c: char| c.is_ascii_digit()) {
-            self.warn(
-                field,
-                format!(
-                    "{line:?}: Fast-Flow (APScheduler) numbered weekdays from 0 = Monday, Flotilla uses crontab numbering (0 = Sunday, 1 = Monday), so these runs now fall one day earlier than in Fast-Flow; write day names (MON-FRI) to say which days you mean"
-                ),
-            );
-        }
-        if restricted(day_of_month) && restricted(day_of_week) {
-            self.warn(
-                field,
-                format!(
-                    "{line:?}: Fast-Flow ran only on days matching both day-of-month and day-of-week; standard crontab (Flotilla) runs on days matching either"
-                ),
-            );
-        }
     }
 }

@@ -2,6 +2,7 @@
 //! [`import_folder`] on a temporary pipelines directory. This file holds the fixtures
 //! they share.
 
+mod cron;
 mod import;
 mod keys;
 mod read;

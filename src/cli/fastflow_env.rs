@@ -1,0 +1,469 @@
+//! Fast-Flow's environment variables, honoured under their own names by `flotilla serve`.
+//!
+//! A Fast-Flow variable with a meaning here sets the matching option when neither its
+//! flag nor Flotilla's own variable does; set beside Flotilla's own variable with another
+//! value, it is a start-up error naming both (which one was meant cannot be guessed). A
+//! command-line flag wins over both, as flags win over variables everywhere. Fast-Flow
+//! variables with no meaning here are reported once at start-up, by name.
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+
+use super::serve::{LogFormat, ServeArgs};
+
+/// A Fast-Flow variable and the option it sets.
+struct Alias {
+    fastflow: &'static str,
+    /// Flotilla's own variable for the same option.
+    flotilla: &'static str,
+    /// The option's clap id (its field name).
+    arg: &'static str,
+}
+
+const ALIASES: &[Alias] = &[
+    Alias {
+        fastflow: "MAX_CONCURRENT_RUNS",
+        flotilla: "FLOTILLA_MAX_CONCURRENT_RUNS",
+        arg: "max_concurrent_runs",
+    },
+    Alias {
+        fastflow: "WORKER_BASE_IMAGE",
+        flotilla: "FLOTILLA_RUNNER_IMAGE",
+        arg: "runner_image",
+    },
+    Alias {
+        fastflow: "DOCKER_PROXY_URL",
+        flotilla: "DOCKER_HOST",
+        arg: "docker_host",
+    },
+    Alias {
+        fastflow: "DATA_DIR",
+        flotilla: "FLOTILLA_DATA_DIR",
+        arg: "data_dir",
+    },
+    Alias {
+        fastflow: "UV_CACHE_DIR",
+        flotilla: "FLOTILLA_UV_CACHE_DIR",
+        arg: "uv_cache_dir",
+    },
+    Alias {
+        fastflow: "PIPELINES_HOST_DIR",
+        flotilla: "FLOTILLA_HOST_PIPELINES_DIR",
+        arg: "host_pipelines_dir",
+    },
+    Alias {
+        fastflow: "CORS_ORIGINS",
+        flotilla: "FLOTILLA_CORS_ORIGINS",
+        arg: "cors_origins",
+    },
+    Alias {
+        fastflow: "LOG_JSON",
+        flotilla: "FLOTILLA_LOG_FORMAT",
+        arg: "log_format",
+    },
+];
+
+/// Fast-Flow variables that change nothing in Flotilla (yet); the README's "Coming from
+/// Fast-Flow" says what takes their place.
+pub const WITHOUT_MEANING: &[&str] = &[
+    "LOGS_DIR",
+    "LOGS_HOST_DIR",
+    "RUNNERS_HOST_DIR",
+    "UV_CACHE_HOST_DIR",
+    "UV_PYTHON_INSTALL_HOST_DIR",
+    "UV_PRE_HEAT",
+    "UV_STORAGE_STATS",
+    "DEFAULT_PYTHON_VERSION",
+    "PIPELINE_EXECUTOR",
+    "CONTAINER_TIMEOUT",
+    "RETRY_ATTEMPTS",
+    "PIPELINE_CACHE_TTL_SECONDS",
+    "KUBERNETES_NAMESPACE",
+    "KUBERNETES_CACHE_PVC_NAME",
+    "KUBERNETES_SHARED_CACHE_MOUNT_PATH",
+    "KUBERNETES_JOB_TTL_SECONDS_AFTER_FINISHED",
+    "LOG_RETENTION_RUNS",
+    "LOG_RETENTION_DAYS",
+    "LOG_MAX_SIZE_MB",
+    "LOG_STREAM_RATE_LIMIT",
+    "LOG_STREAM_PENDING_MAX_LINES",
+    "LOG_READ_MAX_MB",
+    "S3_BACKUP_ENABLED",
+    "S3_ENDPOINT_URL",
+    "S3_BUCKET",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_ACCESS_KEY",
+    "S3_REGION",
+    "S3_PREFIX",
+    "S3_USE_PATH_STYLE",
+    "GITHUB_CLIENT_ID",
+    "GITHUB_CLIENT_SECRET",
+    "GOOGLE_CLIENT_ID",
+    "GOOGLE_CLIENT_SECRET",
+    "MICROSOFT_CLIENT_ID",
+    "MICROSOFT_CLIENT_SECRET",
+    "MICROSOFT_TENANT_ID",
+    "CUSTOM_OAUTH_CLIENT_ID",
+    "CUSTOM_OAUTH_CLIENT_SECRET",
+    "INITIAL_ADMIN_EMAIL",
+    "SKIP_OAUTH_VERIFICATION",
+    "LOGIN_BRANDING_LOGO_URL",
+    "JWT_SECRET_KEY",
+    "JWT_ALGORITHM",
+    "JWT_EXPIRATION_HOURS",
+    "JWT_ACCESS_TOKEN_MINUTES",
+    "EMAIL_ENABLED",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SMTP_USER",
+    "SMTP_PASSWORD",
+    "SMTP_FROM",
+    "EMAIL_RECIPIENTS",
+    "TEAMS_ENABLED",
+    "TEAMS_WEBHOOK_URL",
+    "FRONTEND_URL",
+    "BASE_URL",
+    "ENVIRONMENT",
+    "LOG_LEVEL",
+    "SLOW_REQUEST_THRESHOLD_SECONDS",
+    "MAX_REQUEST_BODY_MB",
+    "PROXY_HEADERS_TRUSTED",
+];
+
+/// Applies the Fast-Flow variables `env` holds to `args` (parsed from `matches`, the
+/// `serve` subcommand's). Returns what to report at start-up: the variables taken and
+/// those without meaning; an error names both variables of a conflict or the value that
+/// cannot be read.
+pub fn apply(
+    args: &mut ServeArgs,
+    matches: &ArgMatches,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, String> {
+    let mut notes = Vec::new();
+    let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    for alias in ALIASES {
+        let Some(value) = set(alias.fastflow) else {
+            continue;
+        };
+        let converted = convert(alias, &value)?;
+        if matches.value_source(alias.arg) == Some(ValueSource::CommandLine) {
+            notes.push(format!(
+                "{}={value:?} is overridden by the command line",
+                alias.fastflow
+            ));
+            continue;
+        }
+        match set(alias.flotilla) {
+            Some(own) if !same(alias, &own, &converted) => {
+                return Err(format!(
+                    "{}={value:?} (Fast-Flow's name) and {}={own:?} disagree; unset one of them",
+                    alias.fastflow, alias.flotilla
+                ));
+            }
+            Some(_) => {}
+            None => {
+                assign(args, alias.arg, &converted)
+                    .map_err(|e| format!("{}={value:?} cannot be used: {e}", alias.fastflow))?;
+                notes.push(format!(
+                    "{}={value:?} (Fast-Flow's name) sets {}",
+                    alias.fastflow, alias.flotilla
+                ));
+            }
+        }
+    }
+    let idle: Vec<&str> = WITHOUT_MEANING
+        .iter()
+        .copied()
+        .filter(|name| set(name).is_some())
+        .collect();
+    if !idle.is_empty() {
+        notes.push(format!(
+            "Fast-Flow settings with no effect in Flotilla: {}; see \"Coming from Fast-Flow\" in the README for what replaces them",
+            idle.join(", ")
+        ));
+    }
+    Ok(notes)
+}
+
+/// The Fast-Flow value in the form of Flotilla's variable.
+fn convert(alias: &Alias, value: &str) -> Result<String, String> {
+    let value = value.trim();
+    Ok(match alias.arg {
+        // Fast-Flow spoke HTTP to its proxy (`http://docker-proxy:2375`); Docker's own
+        // clients call that `tcp://`.
+        "docker_host" => match value.strip_prefix("http://") {
+            Some(rest) => format!("tcp://{}", rest.trim_end_matches('/')),
+            None if value.starts_with("https://") => {
+                return Err(format!(
+                    "{}={value:?}: a TLS Docker endpoint needs DOCKER_HOST=tcp://… with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH",
+                    alias.fastflow
+                ));
+            }
+            None => value.to_owned(),
+        },
+        // Fast-Flow's settings read a JSON list as well as a comma-separated one.
+        "cors_origins" if value.starts_with('[') => serde_json::from_str::<Vec<String>>(value)
+            .map_err(|e| {
+                format!(
+                    "{}={value:?} is not a JSON list of origins: {e}",
+                    alias.fastflow
+                )
+            })?
+            .join(","),
+        "log_format" => match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => "json".to_owned(),
+            "false" | "0" | "no" => "text".to_owned(),
+            _ => {
+                return Err(format!(
+                    "{}={value:?} is neither true nor false",
+                    alias.fastflow
+                ));
+            }
+        },
+        _ => value.to_owned(),
+    })
+}
+
+/// Whether Flotilla's own value says the same as the converted Fast-Flow one.
+fn same(alias: &Alias, own: &str, converted: &str) -> bool {
+    match alias.arg {
+        "cors_origins" => {
+            let list = |s: &str| {
+                let mut v: Vec<String> = s.split(',').map(|o| o.trim().to_owned()).collect();
+                v.sort();
+                v
+            };
+            list(own) == list(converted)
+        }
+        "log_format" => own.eq_ignore_ascii_case(converted),
+        _ => own.trim() == converted,
+    }
+}
+
+fn assign(args: &mut ServeArgs, arg: &str, value: &str) -> Result<(), String> {
+    match arg {
+        "max_concurrent_runs" => {
+            args.docker.max_concurrent_runs = Some(
+                value
+                    .parse()
+                    .map_err(|_| "expected a whole number of runs".to_owned())?,
+            );
+        }
+        "runner_image" => args.docker.runner_image = value.to_owned(),
+        "docker_host" => args.docker.docker_host = value.to_owned(),
+        "data_dir" => args.data_dir = value.into(),
+        "uv_cache_dir" => args.docker.uv_cache_dir = Some(value.into()),
+        "host_pipelines_dir" => args.docker.host_pipelines_dir = Some(value.to_owned()),
+        "cors_origins" => {
+            args.cors_origins = value
+                .split(',')
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect();
+        }
+        "log_format" => {
+            args.log_format = if value == "json" {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            };
+        }
+        other => return Err(format!("no option {other}")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::apply;
+    use crate::cli::serve::LogFormat;
+    use crate::cli::{Cli, Command};
+
+    /// `flotilla serve ARGS` parsed without the process environment, then the Fast-Flow
+    /// variables `env` applied.
+    fn serve(
+        argv: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<(Box<crate::cli::serve::ServeArgs>, Vec<String>), String> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut command = Cli::command();
+        // Flotilla's own variables come from `env` too, not from the test's process.
+        command = command.mut_subcommand("serve", |serve| {
+            let ids: Vec<String> = serve
+                .get_arguments()
+                .map(|a| a.get_id().to_string())
+                .collect();
+            ids.iter().fold(serve, |serve, id| {
+                serve.mut_arg(id, |a| a.env(None::<&str>))
+            })
+        });
+        let matches = command
+            .try_get_matches_from(["flotilla", "serve"].iter().chain(argv))
+            .expect("parses");
+        let cli = Cli::from_arg_matches(&matches).expect("parses");
+        let Command::Serve(mut args) = cli.command else {
+            panic!("serve")
+        };
+        let serve = matches.subcommand_matches("serve").expect("serve");
+        let notes = apply(&mut args, serve, |name| env.get(name).cloned())?;
+        Ok((args, notes))
+    }
+
+    #[test]
+    fn fastflow_names_set_their_options_converted() {
+        let (args, notes) = serve(
+            &[],
+            &[
+                ("MAX_CONCURRENT_RUNS", "4"),
+                ("WORKER_BASE_IMAGE", "registry.example/worker:2"),
+                ("DOCKER_PROXY_URL", "http://docker-proxy:2375/"),
+                ("DATA_DIR", "/srv/data"),
+                ("UV_CACHE_DIR", "/srv/uv"),
+                ("PIPELINES_HOST_DIR", "/host/pipelines"),
+                (
+                    "CORS_ORIGINS",
+                    "[\"https://a.example\", \"https://b.example\"]",
+                ),
+                ("LOG_JSON", "true"),
+            ],
+        )
+        .expect("applies");
+        assert_eq!(args.docker.max_concurrent_runs, Some(4));
+        assert_eq!(args.docker.runner_image, "registry.example/worker:2");
+        assert_eq!(args.docker.docker_host, "tcp://docker-proxy:2375");
+        assert_eq!(args.data_dir, std::path::PathBuf::from("/srv/data"));
+        assert_eq!(args.docker.uv_cache_dir, Some("/srv/uv".into()));
+        assert_eq!(
+            args.docker.host_pipelines_dir.as_deref(),
+            Some("/host/pipelines")
+        );
+        assert_eq!(
+            args.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert!(matches!(args.log_format, LogFormat::Json));
+        assert_eq!(notes.len(), 8, "{notes:?}");
+    }
+
+    #[test]
+    fn a_conflict_with_flotillas_own_variable_names_both_and_agreement_is_fine() {
+        let error = serve(
+            &[],
+            &[
+                ("MAX_CONCURRENT_RUNS", "4"),
+                ("FLOTILLA_MAX_CONCURRENT_RUNS", "6"),
+            ],
+        )
+        .expect_err("a conflict");
+        assert!(
+            error.contains("MAX_CONCURRENT_RUNS=\"4\"")
+                && error.contains("FLOTILLA_MAX_CONCURRENT_RUNS=\"6\""),
+            "{error}"
+        );
+        let error = serve(
+            &[],
+            &[
+                ("DOCKER_PROXY_URL", "http://proxy:2375"),
+                ("DOCKER_HOST", "tcp://other:2375"),
+            ],
+        )
+        .expect_err("a conflict");
+        assert!(
+            error.contains("DOCKER_PROXY_URL") && error.contains("DOCKER_HOST"),
+            "{error}"
+        );
+        // The same setting under both names is no conflict.
+        serve(
+            &[],
+            &[
+                ("DOCKER_PROXY_URL", "http://proxy:2375"),
+                ("DOCKER_HOST", "tcp://proxy:2375"),
+            ],
+        )
+        .expect("agreeing names");
+    }
+
+    #[test]
+    fn a_flag_wins_and_bad_values_and_idle_settings_are_named() {
+        let (args, notes) = serve(
+            &["--max-concurrent-runs", "2"],
+            &[("MAX_CONCURRENT_RUNS", "4")],
+        )
+        .expect("applies");
+        assert_eq!(args.docker.max_concurrent_runs, Some(2));
+        assert!(
+            notes[0].contains("overridden by the command line"),
+            "{notes:?}"
+        );
+        let error = serve(&[], &[("MAX_CONCURRENT_RUNS", "ten")]).expect_err("not a number");
+        assert!(error.contains("MAX_CONCURRENT_RUNS=\"ten\""), "{error}");
+        let error = serve(&[], &[("LOG_JSON", "maybe")]).expect_err("not a boolean");
+        assert!(error.contains("LOG_JSON"), "{error}");
+        let (_, notes) = serve(
+            &[],
+            &[
+                ("LOG_RETENTION_DAYS", "7"),
+                ("SMTP_HOST", "mail"),
+                ("HOME", "/root"),
+            ],
+        )
+        .expect("applies");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("LOG_RETENTION_DAYS, SMTP_HOST") && !notes[0].contains("HOME"),
+            "{notes:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod known_hosts_tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use crate::cli::serve::known_hosts_content_to_file;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn known_hosts_lines_in_the_variable_are_written_to_a_file_and_a_path_is_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let line = "git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample";
+        let parse = |known: &str| {
+            let matches = Cli::command()
+                .try_get_matches_from([
+                    "flotilla",
+                    "serve",
+                    "--data-dir",
+                    dir.path().to_str().expect("utf-8"),
+                    "--git-known-hosts",
+                    known,
+                ])
+                .expect("parses");
+            match Cli::from_arg_matches(&matches).expect("parses").command {
+                Command::Serve(args) => args,
+                _ => panic!("serve"),
+            }
+        };
+        let mut args = parse(&format!("{line}\\nother.example ssh-rsa AAAAB3"));
+        known_hosts_content_to_file(&mut args).expect("written");
+        let file = args.git.git_known_hosts.clone().expect("a file");
+        assert_eq!(file, dir.path().join("known_hosts"));
+        assert_eq!(
+            std::fs::read_to_string(&file).expect("readable"),
+            format!("{line}\nother.example ssh-rsa AAAAB3\n")
+        );
+        // A path (existing or not, without spaces) is left as the user wrote it.
+        let mut args = parse("/etc/ssh/ssh_known_hosts");
+        known_hosts_content_to_file(&mut args).expect("kept");
+        assert_eq!(
+            args.git.git_known_hosts.as_deref(),
+            Some(std::path::Path::new("/etc/ssh/ssh_known_hosts"))
+        );
+    }
+}
