@@ -61,6 +61,12 @@ const ALIASES: &[Alias] = &[
         flotilla: "FLOTILLA_LOG_FORMAT",
         arg: "log_format",
     },
+    // Only `false` means something: no limit on webhook triggers.
+    Alias {
+        fastflow: "RATELIMIT_ENABLED",
+        flotilla: "FLOTILLA_WEBHOOK_RATE_LIMIT",
+        arg: "webhook_rate_limit",
+    },
 ];
 
 /// Fast-Flow variables that change nothing in Flotilla (yet); the README's "Coming from
@@ -145,7 +151,9 @@ pub fn apply(
         let Some(value) = set(alias.fastflow) else {
             continue;
         };
-        let converted = convert(alias, &value)?;
+        let Some(converted) = convert(alias, &value)? else {
+            continue;
+        };
         if matches.value_source(alias.arg) == Some(ValueSource::CommandLine) {
             notes.push(format!(
                 "{}={value:?} is overridden by the command line",
@@ -185,10 +193,21 @@ pub fn apply(
     Ok(notes)
 }
 
-/// The Fast-Flow value in the form of Flotilla's variable.
-fn convert(alias: &Alias, value: &str) -> Result<String, String> {
+/// The Fast-Flow value in the form of Flotilla's variable; `None` when it asks for
+/// nothing but the default.
+fn convert(alias: &Alias, value: &str) -> Result<Option<String>, String> {
     let value = value.trim();
-    Ok(match alias.arg {
+    Ok(Some(match alias.arg {
+        "webhook_rate_limit" => match value.to_ascii_lowercase().as_str() {
+            "false" | "0" | "no" => "0".to_owned(),
+            "true" | "1" | "yes" => return Ok(None),
+            _ => {
+                return Err(format!(
+                    "{}={value:?} is neither true nor false",
+                    alias.fastflow
+                ));
+            }
+        },
         // Fast-Flow spoke HTTP to its proxy (`http://docker-proxy:2375`); Docker's own
         // clients call that `tcp://`.
         "docker_host" => match value.strip_prefix("http://") {
@@ -221,7 +240,7 @@ fn convert(alias: &Alias, value: &str) -> Result<String, String> {
             }
         },
         _ => value.to_owned(),
-    })
+    }))
 }
 
 /// Whether Flotilla's own value says the same as the converted Fast-Flow one.
@@ -260,6 +279,11 @@ fn assign(args: &mut ServeArgs, arg: &str, value: &str) -> Result<(), String> {
                 .map(|o| o.trim().to_owned())
                 .filter(|o| !o.is_empty())
                 .collect();
+        }
+        "webhook_rate_limit" => {
+            args.webhook_rate_limit = value
+                .parse()
+                .map_err(|_| "expected a whole number of runs per minute".to_owned())?;
         }
         "log_format" => {
             args.log_format = if value == "json" {
@@ -332,9 +356,14 @@ mod tests {
                     "[\"https://a.example\", \"https://b.example\"]",
                 ),
                 ("LOG_JSON", "true"),
+                ("RATELIMIT_ENABLED", "false"),
             ],
         )
         .expect("applies");
+        assert_eq!(
+            args.webhook_rate_limit, 0,
+            "RATELIMIT_ENABLED=false: no limit"
+        );
         assert_eq!(args.docker.max_concurrent_runs, Some(4));
         assert_eq!(args.docker.runner_image, "registry.example/worker:2");
         assert_eq!(args.docker.docker_host, "tcp://docker-proxy:2375");
@@ -349,7 +378,14 @@ mod tests {
             ["https://a.example", "https://b.example"]
         );
         assert!(matches!(args.log_format, LogFormat::Json));
-        assert_eq!(notes.len(), 8, "{notes:?}");
+        assert_eq!(notes.len(), 9, "{notes:?}");
+        let (args, notes) = serve(&[], &[("RATELIMIT_ENABLED", "true")]).expect("applies");
+        assert_eq!(
+            args.webhook_rate_limit,
+            crate::server::hooks::TRIGGERS_PER_MINUTE,
+            "true keeps the default"
+        );
+        assert!(notes.is_empty(), "{notes:?}");
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// Runs a pipeline's webhook may create per minute, unless its `webhookRateLimit`
+    /// says otherwise; 0: no limit (Fast-Flow's `RATELIMIT_ENABLED=false`).
+    #[arg(long, env = "FLOTILLA_WEBHOOK_RATE_LIMIT", default_value_t = crate::server::hooks::TRIGGERS_PER_MINUTE)]
+    pub webhook_rate_limit: u32,
     /// Admin token to install instead of generating one into `<data-dir>/admin-token`.
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -438,7 +442,8 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             store.clone(),
             git.clone(),
             args.git.webhook_secret.as_deref(),
-        ),
+        )
+        .with_trigger_limit(args.webhook_rate_limit),
         pages: Default::default(),
         tokens: Default::default(),
         leader_holder: leader_holder.clone(),

@@ -11,9 +11,12 @@
 //!   are passed as given, each parameter `name` becomes `PARAM_<NAME>` (upper-cased,
 //!   other characters `_`), env vars win on a clash; non-string values are passed as
 //!   JSON text. Unknown pipeline, pipeline without key and wrong key all answer the same
-//!   404. Limits: 10 runs per pipeline per minute, 60 refused keys per minute overall
-//!   (then 429 for everyone, to slow key guessing). `Idempotency-Key` names the run
-//!   like `POST …/runs` does, so a redelivery returns the first run.
+//!   404. Limits: `spec.webhookRateLimit` runs per pipeline per minute (default
+//!   `--webhook-rate-limit`, 30, as Fast-Flow allowed a client; 0 turns it off), 60
+//!   refused keys per minute overall (then 429 for everyone, to slow key guessing).
+//!   `Idempotency-Key` names the run like `POST …/runs` does, so a redelivery returns
+//!   the first run. Fast-Flow's route answers as Fast-Flow did: 200 with the run's `id`
+//!   and `status` (`PENDING`), and the run itself under `run`.
 //! - `GET …/sources` and `POST …/sources/sync[?wait=true]`: sync status and manual sync.
 //!
 //! Handlers take [`HooksState`] (reached from `AppState` through `FromRef`).
@@ -47,8 +50,9 @@ use crate::store::{Store, StoreError};
 
 /// Largest body of a pipeline trigger.
 const MAX_TRIGGER_BODY: usize = 64 * 1024;
-/// Runs one pipeline's webhook may create per minute.
-const TRIGGERS_PER_MINUTE: f64 = 10.0;
+/// Runs one pipeline's webhook may create per minute unless the operator or the
+/// pipeline says otherwise: what Fast-Flow allowed one client.
+pub const TRIGGERS_PER_MINUTE: u32 = 30;
 /// Refused trigger keys per minute, all pipelines together.
 const REFUSALS_PER_MINUTE: f64 = 60.0;
 /// Longest `POST …/sources/sync?wait=true` waits (below the API's request timeout).
@@ -61,6 +65,8 @@ pub struct HooksState {
     git: Option<GitSource>,
     secret: Option<WebhookSecret>,
     triggers: Arc<TokenBuckets>,
+    /// Runs per pipeline per minute when the pipeline sets no limit; 0: none.
+    trigger_limit: u32,
     refusals: Arc<TokenBuckets>,
 }
 
@@ -71,9 +77,16 @@ impl HooksState {
             store,
             git,
             secret: webhook_secret.and_then(WebhookSecret::new),
-            triggers: Arc::new(TokenBuckets::per_minute(TRIGGERS_PER_MINUTE)),
-            refusals: Arc::new(TokenBuckets::per_minute(REFUSALS_PER_MINUTE)),
+            triggers: Arc::new(TokenBuckets::default()),
+            trigger_limit: TRIGGERS_PER_MINUTE,
+            refusals: Arc::new(TokenBuckets::default()),
         }
+    }
+
+    /// Runs per pipeline per minute for pipelines without `webhookRateLimit`; 0: none.
+    pub fn with_trigger_limit(mut self, per_minute: u32) -> Self {
+        self.trigger_limit = per_minute;
+        self
     }
 
     fn git(&self) -> Result<&GitSource, ApiError> {
@@ -166,7 +179,53 @@ pub(super) async fn pipeline_trigger(
         .get("x-flotilla-webhook-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    trigger_run(&hooks, &name, key.as_deref(), &headers, &body).await
+    trigger_run(
+        &hooks,
+        &name,
+        key.as_deref(),
+        &headers,
+        &body,
+        Answer::Flotilla,
+    )
+    .await
+}
+
+/// How a trigger route answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The Run manifest (201 created, 200 for a redelivery).
+    Flotilla,
+    /// Fast-Flow's form: 200 with `id` and `status`, the run under `run`.
+    FastFlow,
+}
+
+impl Answer {
+    fn render(self, status: StatusCode, run: Value) -> Response {
+        match self {
+            Answer::Flotilla => (status, Json(run)).into_response(),
+            Answer::FastFlow => {
+                let phase = run["status"]["phase"].as_str().unwrap_or("Pending");
+                let body = json!({
+                    "id": run["metadata"]["name"],
+                    "status": fastflow_status(phase),
+                    "pipeline_name": run["spec"]["pipelineRef"]["name"],
+                    "run": run,
+                });
+                (StatusCode::OK, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+/// Fast-Flow's name of a run phase.
+fn fastflow_status(phase: &str) -> &'static str {
+    match phase {
+        "Running" => "RUNNING",
+        "Succeeded" => "SUCCESS",
+        "Failed" => "FAILED",
+        "Cancelled" => "INTERRUPTED",
+        _ => "PENDING",
+    }
 }
 
 /// `POST /api/webhooks/{pipeline}/{key}`: Fast-Flow's form of the trigger.
@@ -176,7 +235,7 @@ pub(super) async fn pipeline_trigger_fastflow(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    trigger_run(&hooks, &name, Some(&key), &headers, &body).await
+    trigger_run(&hooks, &name, Some(&key), &headers, &body, Answer::FastFlow).await
 }
 
 async fn trigger_run(
@@ -185,19 +244,20 @@ async fn trigger_run(
     key: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
+    answer: Answer,
 ) -> Result<Response, ApiError> {
-    if let Err(retry_after) = hooks.refusals.check("") {
+    if let Err(retry_after) = hooks.refusals.check("", REFUSALS_PER_MINUTE) {
         return Ok(rate_limited(
             "too many refused webhook keys; retry later",
             retry_after,
         ));
     }
-    if !key_matches(&hooks.store, pipeline, key).await? {
-        let _ = hooks.refusals.take("");
+    let Some(spec) = key_matches(&hooks.store, pipeline, key).await? else {
+        let _ = hooks.refusals.take("", REFUSALS_PER_MINUTE);
         return Err(ApiError::NotFound(format!(
             "no pipeline {pipeline:?} accepts webhooks with this key"
         )));
-    }
+    };
     if body.len() > MAX_TRIGGER_BODY {
         return Err(ApiError::bad_request(
             "webhook.body_too_large",
@@ -217,9 +277,12 @@ async fn trigger_run(
     if idempotency_key.is_some()
         && let Some(existing) = hooks.store.get(&run_key).await?
     {
-        return Ok((StatusCode::OK, Json(existing.to_manifest())).into_response());
+        return Ok(answer.render(StatusCode::OK, existing.to_manifest()));
     }
-    if let Err(retry_after) = hooks.triggers.take(pipeline) {
+    let limit = spec.webhook_rate_limit.unwrap_or(hooks.trigger_limit);
+    if limit > 0
+        && let Err(retry_after) = hooks.triggers.take(pipeline, f64::from(limit))
+    {
         return Ok(rate_limited(
             &format!("pipeline {pipeline} was triggered too often; retry later"),
             retry_after,
@@ -244,7 +307,7 @@ async fn trigger_run(
             {
                 tracing::warn!("cannot record the trigger event of {}: {e}", run.key);
             }
-            Ok((StatusCode::CREATED, Json(run.to_manifest())).into_response())
+            Ok(answer.render(StatusCode::CREATED, run.to_manifest()))
         }
         Err(StoreError::AlreadyExists(key)) if idempotency_key.is_some() => {
             let existing = hooks
@@ -252,25 +315,33 @@ async fn trigger_run(
                 .get(&key)
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("{key} not found")))?;
-            Ok((StatusCode::OK, Json(existing.to_manifest())).into_response())
+            Ok(answer.render(StatusCode::OK, existing.to_manifest()))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// True when `pipeline` exists in `default`, has a webhook key, and `given` equals it.
-/// The comparison runs (against a dummy) even when there is nothing to compare with.
-async fn key_matches(store: &Store, pipeline: &str, given: Option<&str>) -> Result<bool, ApiError> {
-    let stored = store
+/// The pipeline's spec when `pipeline` exists in `default`, has a webhook key, and
+/// `given` equals it. The comparison runs (against a dummy) even when there is nothing
+/// to compare with.
+async fn key_matches(
+    store: &Store,
+    pipeline: &str,
+    given: Option<&str>,
+) -> Result<Option<PipelineSpec>, ApiError> {
+    let spec = store
         .get(&ObjectKey::new(Kind::Pipeline, DEFAULT_NAMESPACE, pipeline))
         .await?
         .map(|p| p.spec_as::<PipelineSpec>())
-        .transpose()?
-        .and_then(|spec| spec.webhook_key)
+        .transpose()?;
+    let stored = spec
+        .as_ref()
+        .and_then(|spec| spec.webhook_key.as_deref())
         .filter(|key| !key.is_empty());
-    let expected = stored.as_deref().unwrap_or("\u{0}no key\u{0}");
+    let expected = stored.unwrap_or("\u{0}no key\u{0}");
     let equal = equal_in_constant_time(given.unwrap_or_default().as_bytes(), expected.as_bytes());
-    Ok(equal && stored.is_some() && given.is_some())
+    let matches = equal && stored.is_some() && given.is_some();
+    Ok(spec.filter(|_| matches))
 }
 
 /// The run's env from a trigger body `{"env_vars": {…}, "parameters": {…}}`.
@@ -349,10 +420,10 @@ fn rate_limited(message: &str, retry_after: Duration) -> Response {
     response
 }
 
-/// Token buckets keyed by name: `capacity` tokens, refilled evenly over a minute.
-#[derive(Debug)]
+/// Token buckets keyed by name: `capacity` tokens (given with each call, so a limit
+/// changed meanwhile applies at once), refilled evenly over a minute.
+#[derive(Debug, Default)]
 struct TokenBuckets {
-    capacity: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
@@ -360,53 +431,42 @@ struct TokenBuckets {
 const MAX_BUCKETS: usize = 4096;
 
 impl TokenBuckets {
-    fn per_minute(capacity: f64) -> Self {
-        Self {
-            capacity,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn refilled(&self, tokens: f64, since: Instant, now: Instant) -> f64 {
-        let rate = self.capacity / 60.0;
-        (tokens + now.duration_since(since).as_secs_f64() * rate).min(self.capacity)
+    fn refilled(tokens: f64, since: Instant, now: Instant, capacity: f64) -> f64 {
+        let rate = capacity / 60.0;
+        (tokens + now.duration_since(since).as_secs_f64() * rate).min(capacity)
     }
 
     /// `Err(wait)` when `key` has no token left.
-    fn check(&self, key: &str) -> Result<(), Duration> {
+    fn check(&self, key: &str, capacity: f64) -> Result<(), Duration> {
         let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let tokens = buckets.get(key).map_or(self.capacity, |(tokens, at)| {
-            self.refilled(*tokens, *at, now)
+        let tokens = buckets.get(key).map_or(capacity, |(tokens, at)| {
+            Self::refilled(*tokens, *at, now, capacity)
         });
         if tokens >= 1.0 {
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - tokens) * 60.0 / self.capacity,
-            ))
+            Err(Duration::from_secs_f64((1.0 - tokens) * 60.0 / capacity))
         }
     }
 
     /// Takes a token of `key`, or `Err(wait)` when none is left.
-    fn take(&self, key: &str) -> Result<(), Duration> {
+    fn take(&self, key: &str, capacity: f64) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if buckets.len() >= MAX_BUCKETS {
-            buckets.retain(|_, (tokens, at)| self.refilled(*tokens, *at, now) < self.capacity);
+            // Idle long enough to be full again under any limit up to this one.
+            buckets
+                .retain(|_, (tokens, at)| Self::refilled(*tokens, *at, now, capacity) < capacity);
         }
-        let (tokens, at) = buckets
-            .entry(key.to_owned())
-            .or_insert((self.capacity, now));
-        *tokens = self.refilled(*tokens, *at, now);
+        let (tokens, at) = buckets.entry(key.to_owned()).or_insert((capacity, now));
+        *tokens = Self::refilled(*tokens, *at, now, capacity);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - *tokens) * 60.0 / self.capacity,
-            ))
+            Err(Duration::from_secs_f64((1.0 - *tokens) * 60.0 / capacity))
         }
     }
 }
@@ -804,9 +864,19 @@ mod tests {
             run["spec"]["env"],
             json!({ "MODE": "full", "PARAM_LIMIT": "5", "PARAM_DRY_RUN": "true" })
         );
-        let (status, _, run) = send(&f.app, "POST", "/api/webhooks/etl/k-123", &[], "").await;
-        assert_eq!(status, StatusCode::CREATED, "{run}");
-        assert_eq!(f.store.list(Kind::Run, None).await.expect("runs").len(), 2);
+        // Fast-Flow's route answers as Fast-Flow did: 200, `id` and `status`.
+        let (status, _, answer) = send(&f.app, "POST", "/api/webhooks/etl/k-123", &[], "").await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["status"], "PENDING", "{answer}");
+        assert_eq!(answer["pipeline_name"], "etl", "{answer}");
+        let id = answer["id"].as_str().expect("an id");
+        assert_eq!(answer["run"]["metadata"]["name"], id);
+        let runs = f.store.list(Kind::Run, None).await.expect("runs");
+        assert_eq!(runs.len(), 2);
+        assert!(
+            runs.iter().any(|r| r.key.name == id),
+            "the id names the run"
+        );
     }
 
     #[tokio::test]
@@ -881,6 +951,65 @@ mod tests {
             StatusCode::CREATED,
             "other pipelines are not affected"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pipelines_own_limit_and_the_operators_apply_and_zero_is_no_limit() {
+        let f = fixture().await;
+        add_pipeline(
+            &f.store,
+            "tight",
+            json!({ "webhookKey": "k", "webhookRateLimit": 2 }),
+        )
+        .await;
+        add_pipeline(
+            &f.store,
+            "open",
+            json!({ "webhookKey": "k", "webhookRateLimit": 0 }),
+        )
+        .await;
+        add_pipeline(&f.store, "default", json!({ "webhookKey": "k" })).await;
+        let headers = [("x-flotilla-webhook-key", "k")];
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(
+                send(&f.app, "POST", "/hooks/pipelines/tight", &headers, "")
+                    .await
+                    .0,
+            );
+        }
+        assert_eq!(
+            statuses,
+            [
+                StatusCode::CREATED,
+                StatusCode::CREATED,
+                StatusCode::TOO_MANY_REQUESTS
+            ]
+        );
+        for _ in 0..TRIGGERS_PER_MINUTE + 5 {
+            let (status, _, _) = send(&f.app, "POST", "/hooks/pipelines/open", &headers, "").await;
+            assert_eq!(status, StatusCode::CREATED, "0 is no limit");
+        }
+        // An operator started with --webhook-rate-limit 1 caps pipelines without their own.
+        let hooks = HooksState::new(f.store.clone(), None, None).with_trigger_limit(1);
+        let app = Fixture::serve(&f.store, f.dir.path(), hooks, &f.shutdown);
+        let first = send(&app, "POST", "/hooks/pipelines/default", &headers, "")
+            .await
+            .0;
+        let second = send(&app, "POST", "/hooks/pipelines/default", &headers, "")
+            .await
+            .0;
+        assert_eq!(
+            (first, second),
+            (StatusCode::CREATED, StatusCode::TOO_MANY_REQUESTS)
+        );
+        // And --webhook-rate-limit 0 lifts it.
+        let hooks = HooksState::new(f.store.clone(), None, None).with_trigger_limit(0);
+        let app = Fixture::serve(&f.store, f.dir.path(), hooks, &f.shutdown);
+        for _ in 0..TRIGGERS_PER_MINUTE + 5 {
+            let (status, _, _) = send(&app, "POST", "/hooks/pipelines/default", &headers, "").await;
+            assert_eq!(status, StatusCode::CREATED, "no limit");
+        }
     }
 
     #[tokio::test]

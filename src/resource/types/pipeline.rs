@@ -66,6 +66,10 @@ pub struct PipelineSpec {
     /// Key that authorises `POST /hooks/pipelines/{name}` (Fast-Flow's `webhook_key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_key: Option<String>,
+    /// Runs the webhook may create per minute (token bucket); default the operator's
+    /// `--webhook-rate-limit` (30); 0: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_rate_limit: Option<u32>,
 }
 
 /// Location of a pipeline's code.
