@@ -561,7 +561,7 @@ impl ScheduleController {
         let finished = FinishedRun::of_raw(run)?;
         let mut state = self.lock();
         let entry = state.schedules.get_mut(&schedule_key)?;
-        let was_active = entry.status.active.iter().any(|n| *n == run.key.name);
+        let was_active = entry.status.active.contains(&run.key.name);
         entry.status.active.retain(|n| *n != run.key.name);
         if !entry.history.iter().any(|h| h.name == finished.name) {
             entry.history.push(finished);
