@@ -128,6 +128,7 @@ python3 "$ROOT/scripts/phases.py" scheduled --server "$FLOTILLA_SERVER" --token 
     --schedule hello-every-3s --expect hello --label "flotilla.dev/managed-by=$INSTANCE" \
     --samples "${SLOT_SAMPLES:-10}" --haproxy-log "${XDG_RUNTIME_DIR:-/tmp}/flotilla-proxy-$PORT/haproxy.log" \
     > "$WORK/phases-scheduled.txt"
+cat "$WORK/phases-scheduled.txt" >&2
 "$BIN" delete schedule hello-every-3s >/dev/null
 phase_table() {
     python3 "$ROOT/scripts/phases.py" table "direct socket=$WORK/phases-direct.json" \
@@ -158,6 +159,11 @@ done
 s_med=$(printf '%s\n' "${stored[@]}" | median)
 
 log "==> 2. $RUNS hello runs at concurrency 8"
+RUNS_URL="$FLOTILLA_SERVER/apis/flotilla.dev/v1alpha1/namespaces/default/runs"
+finished() { curl -sf -H "Authorization: Bearer $FLOTILLA_TOKEN" "$RUNS_URL" | grep -oE "\"phase\": ?\"($1)\"" | wc -l; }
+# Every earlier run (warm-up, samples, the schedule's) has ended before these start.
+while [[ $(finished 'Pending|Running') -gt 0 ]]; do sleep 0.2; done
+EARLIER=$(finished 'Succeeded|Failed')
 start=$(date +%s.%N)
 for i in $(seq "$RUNS"); do
     curl -sf -H "Authorization: Bearer $FLOTILLA_TOKEN" -H 'content-type: application/json' \
@@ -166,10 +172,6 @@ for i in $(seq "$RUNS"); do
 done
 # Polled with curl and grep (a CLI + python poll every 0.2 s would take CPU from the
 # runs being measured on a small machine). Only hello runs exist at this point.
-RUNS_URL="$FLOTILLA_SERVER/apis/flotilla.dev/v1alpha1/namespaces/default/runs"
-finished() { curl -sf -H "Authorization: Bearer $FLOTILLA_TOKEN" "$RUNS_URL" | grep -oE "\"phase\": ?\"($1)\"" | wc -l; }
-# Before them: the warm-up run, the phase samples and the first-line samples.
-EARLIER=$((1 + PHASE_SAMPLES + SAMPLES))
 while [[ $(finished 'Succeeded|Failed') -lt $((RUNS + EARLIER)) ]]; do sleep 0.2; done
 f_wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
 succeeded=$(finished Succeeded)
