@@ -913,6 +913,36 @@ async fn a_third_party_requirement_installs_offline_from_a_wheelhouse() {
     run_six_twice(&operator).await;
 }
 
+/// Fast-Flow's lock file wins over `requirements.txt`: the ranges ask for a version the
+/// offline wheelhouse does not hold, the lock pins the one it does; the run only succeeds
+/// (printing that version) when uv installs from the lock.
+#[tokio::test]
+async fn requirements_txt_lock_is_used_in_preference_to_requirements_txt() {
+    let fixture = Fixture::new();
+    let wheels = fixture.scratch("wheelhouse");
+    download_six(&wheels);
+    fixture.write_pipeline("uses-six", USES_SIX, "six>=1.17\n", "");
+    std::fs::write(
+        fixture
+            .pipelines_dir()
+            .join("uses-six")
+            .join("requirements.txt.lock"),
+        "# uv pip compile requirements.txt -o requirements.txt.lock\nsix==1.16.0\n",
+    )
+    .expect("write the lock file");
+    let operator = fixture.start_operator(&OperatorOptions {
+        wheelhouse: Some(wheels),
+        env: vec![("UV_OFFLINE".into(), "1".into())],
+        ..OperatorOptions::default()
+    });
+    operator.wait_for_pipeline("uses-six").await;
+    let name = operator.create_run("uses-six", &[]).await;
+    let run = operator.wait_finished(&name).await;
+    let log = operator.log(&name, 1).await;
+    assert_eq!(phase(&run), "Succeeded", "{run:#}\nlog:\n{log}");
+    assert_eq!(stdout_lines(&log), ["six 1.16.0"], "{log}");
+}
+
 /// The same requirement through `UV_*` passthrough alone: the wheels sit in the
 /// pipeline folder (mounted at /pipeline) and `UV_FIND_LINKS` points there.
 #[tokio::test]

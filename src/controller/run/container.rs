@@ -47,6 +47,11 @@ pub struct AttemptIdentity<'a> {
     pub attempt: u32,
 }
 
+/// Requirements files a pipeline folder may hold, in order of preference: the pinned
+/// versions of `requirements.txt.lock` (Fast-Flow's lock file, from `uv pip compile`)
+/// rather than the ranges of `requirements.txt`, so versions do not drift between runs.
+pub const REQUIREMENTS_FILES: [&str; 2] = ["requirements.txt.lock", "requirements.txt"];
+
 /// Container name of an attempt: unique per run and attempt, so a repeated create after
 /// a crash finds the existing container instead of starting a second one.
 pub fn container_name(run_uid: &str, attempt: u32) -> String {
@@ -64,14 +69,14 @@ pub struct EnvLayers<'a> {
     pub run: Option<&'a BTreeMap<String, String>>,
 }
 
-/// Builds the container spec. `has_requirements` tells whether the folder holds a
-/// `requirements.txt`.
+/// Builds the container spec. `requirements` names the folder's requirements file that
+/// uv installs from (see [`REQUIREMENTS_FILES`]), if any.
 pub fn build_container_spec(
     config: &RunnerConfig,
     id: &AttemptIdentity<'_>,
     pipeline: &PipelineSpec,
     source_path: &str,
-    has_requirements: bool,
+    requirements: Option<&str>,
     env_layers: &EnvLayers<'_>,
 ) -> ContainerSpec {
     let entrypoint = pipeline
@@ -82,11 +87,8 @@ pub fn build_container_spec(
     if let Some(python) = &pipeline.python {
         command.extend(["--python".to_owned(), python.clone()]);
     }
-    if has_requirements {
-        command.extend([
-            "--with-requirements".to_owned(),
-            "requirements.txt".to_owned(),
-        ]);
+    if let Some(file) = requirements {
+        command.extend(["--with-requirements".to_owned(), file.to_owned()]);
     }
     command.push(entrypoint);
 
@@ -233,7 +235,14 @@ mod tests {
             secrets: Some(&secrets),
             run: Some(&run),
         };
-        let spec = build_container_spec(&config(), &id, &pipeline, "etl", true, &layers);
+        let spec = build_container_spec(
+            &config(),
+            &id,
+            &pipeline,
+            "etl",
+            Some("requirements.txt"),
+            &layers,
+        );
         assert_eq!(spec.name, "flotilla-u1-2");
         assert_eq!(
             spec.command,
@@ -284,7 +293,7 @@ mod tests {
             &id,
             &PipelineSpec::default(),
             "p",
-            false,
+            None,
             &EnvLayers::default(),
         );
         assert_eq!(spec.command, ["uv", "run", "--no-project", "main.py"]);

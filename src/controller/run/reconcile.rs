@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::container::{AttemptIdentity, EnvLayers, build_container_spec, container_name};
+use super::container::{
+    AttemptIdentity, EnvLayers, REQUIREMENTS_FILES, build_container_spec, container_name,
+};
 use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
 use super::logs::ship::{self, FileShipper, ShipError};
 use super::logs::{first_output_at, follow_attempt, sample_attempt};
@@ -584,7 +586,9 @@ impl<R: ContainerRuntime> RunController<R> {
             Ok(source) => source,
             Err(failure) => return Ok(Err(failure)),
         };
-        let has_requirements = declares_requirements(&source.folder.path.join("requirements.txt"));
+        let requirements = REQUIREMENTS_FILES
+            .into_iter()
+            .find(|file| declares_requirements(&source.folder.path.join(file)));
         let schedule_env = self.schedule_env(key, &observed.spec).await?;
         let secret_env = match self.secret_env(key, pipeline).await? {
             Ok(env) => env,
@@ -607,7 +611,7 @@ impl<R: ContainerRuntime> RunController<R> {
             &id,
             pipeline,
             &source.folder.relative().to_string_lossy(),
-            has_requirements,
+            requirements,
             &layers,
         );
         if let Some(revision) = &source.revision {
@@ -1126,7 +1130,7 @@ fn locate_source(
     Ok(SourceFolder { folder, revision })
 }
 
-/// True when `requirements.txt` exists and names at least one requirement (uv warns
+/// True when the requirements file exists and names at least one requirement (uv warns
 /// about, and needs no `--with-requirements` for, an empty one).
 fn declares_requirements(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|text| {
