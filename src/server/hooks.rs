@@ -9,7 +9,8 @@
 //!   pipeline in namespace `default` whose `spec.webhookKey` matches, compared in
 //!   constant time. Optional JSON body `{"env_vars": {…}, "parameters": {…}}`: env vars
 //!   are passed as given, each parameter `name` becomes `PARAM_<NAME>` (upper-cased,
-//!   other characters `_`), env vars win on a clash; non-string values are passed as
+//!   other characters `_`; on Fast-Flow's route it keeps its own name, as there), env
+//!   vars win on a clash; non-string values are passed as
 //!   JSON text. Unknown pipeline, pipeline without key and wrong key all answer the same
 //!   404. Limits: `spec.webhookRateLimit` runs per pipeline per minute (default
 //!   `--webhook-rate-limit`, 30, as Fast-Flow allowed a client; 0 turns it off), 60
@@ -264,7 +265,11 @@ async fn trigger_run(
             format!("the body is larger than {MAX_TRIGGER_BODY} bytes"),
         ));
     }
-    let env = trigger_env(body)?;
+    let names = match answer {
+        Answer::Flotilla => ParameterNames::Prefixed,
+        Answer::FastFlow => ParameterNames::AsGiven,
+    };
+    let env = trigger_env_with(body, names)?;
     let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     let name = match idempotency_key {
         Some(key) => run_name(
@@ -344,8 +349,26 @@ async fn key_matches(
     Ok(spec.filter(|_| matches))
 }
 
-/// The run's env from a trigger body `{"env_vars": {…}, "parameters": {…}}`.
+/// How a trigger's `parameters` are named in the run's environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParameterNames {
+    /// `PARAM_<NAME>` (Flotilla's route).
+    Prefixed,
+    /// As given (Fast-Flow's route, as Fast-Flow passed them).
+    AsGiven,
+}
+
+/// The run's env from a trigger body `{"env_vars": {…}, "parameters": {…}}`, parameters
+/// as `PARAM_<NAME>`.
 pub fn trigger_env(body: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
+    trigger_env_with(body, ParameterNames::Prefixed)
+}
+
+/// [`trigger_env`] with the parameters named as `names` says.
+pub fn trigger_env_with(
+    body: &[u8],
+    names: ParameterNames,
+) -> Result<BTreeMap<String, String>, ApiError> {
     #[derive(Default, Deserialize)]
     struct TriggerBody {
         #[serde(default)]
@@ -373,7 +396,10 @@ pub fn trigger_env(body: &[u8]) -> Result<BTreeMap<String, String>, ApiError> {
     let mut env: BTreeMap<String, String> = parsed
         .parameters
         .into_iter()
-        .map(|(name, value)| (parameter_env_name(&name), text(value)))
+        .map(|(name, value)| match names {
+            ParameterNames::Prefixed => (parameter_env_name(&name), text(value)),
+            ParameterNames::AsGiven => (name, text(value)),
+        })
         .collect();
     env.extend(
         parsed
@@ -864,13 +890,25 @@ mod tests {
             run["spec"]["env"],
             json!({ "MODE": "full", "PARAM_LIMIT": "5", "PARAM_DRY_RUN": "true" })
         );
-        // Fast-Flow's route answers as Fast-Flow did: 200, `id` and `status`.
-        let (status, _, answer) = send(&f.app, "POST", "/api/webhooks/etl/k-123", &[], "").await;
+        // Fast-Flow's route answers as Fast-Flow did: 200, `id` and `status`; its
+        // parameters reach the script under their own names, as in Fast-Flow.
+        let (status, _, answer) = send(
+            &f.app,
+            "POST",
+            "/api/webhooks/etl/k-123",
+            &[],
+            r#"{"env_vars": {"MODE": "full"}, "parameters": {"limit": 5}}"#,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["status"], "PENDING", "{answer}");
         assert_eq!(answer["pipeline_name"], "etl", "{answer}");
         let id = answer["id"].as_str().expect("an id");
         assert_eq!(answer["run"]["metadata"]["name"], id);
+        assert_eq!(
+            answer["run"]["spec"]["env"],
+            json!({ "MODE": "full", "limit": "5" })
+        );
         let runs = f.store.list(Kind::Run, None).await.expect("runs");
         assert_eq!(runs.len(), 2);
         assert!(

@@ -568,10 +568,10 @@ impl ScheduleController {
         }
         let prune = entry.prune_history();
         let changed = was_active || !prune.is_empty();
-        pruned.extend(prune.into_iter().map(|run_| {
+        pruned.extend(prune.into_iter().map(|old| {
             (
-                ObjectKey::new(Kind::Run, run.key.namespace.clone(), run_.name),
-                run_.uid,
+                ObjectKey::new(Kind::Run, run.key.namespace.clone(), old.name),
+                old.uid,
             )
         }));
         changed.then_some(schedule_key)
