@@ -943,6 +943,60 @@ async fn requirements_txt_lock_is_used_in_preference_to_requirements_txt() {
     assert_eq!(stdout_lines(&log), ["six 1.16.0"], "{log}");
 }
 
+/// Fast-Flow ran pipelines that set no `python_version` on its default Python (3.11):
+/// imported ones do the same here, `--default-python` changes it for all of them, and
+/// native pipelines keep the image's Python.
+#[tokio::test]
+async fn imported_pipelines_without_python_version_run_the_default_python() {
+    const VERSION: &str =
+        "import sys\nprint(f\"python {sys.version_info[0]}.{sys.version_info[1]}\", flush=True)\n";
+    let fixture = Fixture::new();
+    let folder = fixture.pipelines_dir().join("ff-etl");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join("main.py"), VERSION).expect("main.py");
+    std::fs::write(
+        folder.join("pipeline.json"),
+        r#"{"description": "from Fast-Flow"}"#,
+    )
+    .expect("pipeline.json");
+    fixture.write_pipeline("native", VERSION, "", "");
+    let offline = vec![
+        ("UV_OFFLINE".to_owned(), "1".to_owned()),
+        ("UV_PYTHON_DOWNLOADS".to_owned(), "never".to_owned()),
+    ];
+    let operator = fixture.start_operator(&OperatorOptions {
+        env: offline.clone(),
+        ..OperatorOptions::default()
+    });
+    operator.wait_for_pipeline("ff-etl").await;
+    let name = operator.create_run("ff-etl", &[]).await;
+    let run = operator.wait_finished(&name).await;
+    let log = operator.log(&name, 1).await;
+    assert_eq!(phase(&run), "Succeeded", "{run:#}\n{log}");
+    assert_eq!(stdout_lines(&log), ["python 3.11"], "{log}");
+    drop(operator);
+
+    // A Python this image lacks (and may not download): the import asks for it and
+    // fails saying so; the native pipeline is not affected.
+    let operator = fixture.start_operator(&OperatorOptions {
+        env: offline,
+        args: vec!["--default-python".into(), "3.99".into()],
+        ..OperatorOptions::default()
+    });
+    operator.wait_for_pipeline("ff-etl").await;
+    let name = operator.create_run("ff-etl", &[]).await;
+    let run = operator.wait_finished(&name).await;
+    let log = operator.log(&name, 1).await;
+    assert_eq!(phase(&run), "Failed", "{run:#}\n{log}");
+    assert!(
+        log.contains("3.99"),
+        "uv names the Python it could not find: {log}"
+    );
+    let name = operator.create_run("native", &[]).await;
+    let run = operator.wait_finished(&name).await;
+    assert_eq!(phase(&run), "Succeeded", "{run:#}");
+}
+
 /// The same requirement through `UV_*` passthrough alone: the wheels sit in the
 /// pipeline folder (mounted at /pipeline) and `UV_FIND_LINKS` points there.
 #[tokio::test]

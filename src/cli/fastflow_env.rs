@@ -61,6 +61,11 @@ const ALIASES: &[Alias] = &[
         flotilla: "FLOTILLA_LOG_FORMAT",
         arg: "log_format",
     },
+    Alias {
+        fastflow: "DEFAULT_PYTHON_VERSION",
+        flotilla: "FLOTILLA_DEFAULT_PYTHON",
+        arg: "default_python",
+    },
     // Only `false` means something: no limit on webhook triggers.
     Alias {
         fastflow: "RATELIMIT_ENABLED",
@@ -79,7 +84,6 @@ pub const WITHOUT_MEANING: &[&str] = &[
     "UV_PYTHON_INSTALL_HOST_DIR",
     "UV_PRE_HEAT",
     "UV_STORAGE_STATS",
-    "DEFAULT_PYTHON_VERSION",
     "PIPELINE_EXECUTOR",
     "CONTAINER_TIMEOUT",
     "RETRY_ATTEMPTS",
@@ -280,6 +284,7 @@ fn assign(args: &mut ServeArgs, arg: &str, value: &str) -> Result<(), String> {
                 .filter(|o| !o.is_empty())
                 .collect();
         }
+        "default_python" => args.docker.default_python = value.to_owned(),
         "webhook_rate_limit" => {
             args.webhook_rate_limit = value
                 .parse()
@@ -357,6 +362,7 @@ mod tests {
                 ),
                 ("LOG_JSON", "true"),
                 ("RATELIMIT_ENABLED", "false"),
+                ("DEFAULT_PYTHON_VERSION", "3.12"),
             ],
         )
         .expect("applies");
@@ -378,7 +384,8 @@ mod tests {
             ["https://a.example", "https://b.example"]
         );
         assert!(matches!(args.log_format, LogFormat::Json));
-        assert_eq!(notes.len(), 9, "{notes:?}");
+        assert_eq!(args.docker.default_python, "3.12");
+        assert_eq!(notes.len(), 10, "{notes:?}");
         let (args, notes) = serve(&[], &[("RATELIMIT_ENABLED", "true")]).expect("applies");
         assert_eq!(
             args.webhook_rate_limit,

@@ -254,6 +254,11 @@ pub struct DockerArgs {
     /// Parallel reconciles of runs.
     #[arg(long, env = "FLOTILLA_WORKERS", default_value_t = 8)]
     pub workers: usize,
+    /// Python of pipelines imported from Fast-Flow that set no `python_version` (as
+    /// Fast-Flow's DEFAULT_PYTHON_VERSION); other pipelines use their `python` or the
+    /// image's.
+    #[arg(long, env = "FLOTILLA_DEFAULT_PYTHON", default_value = "3.11")]
+    pub default_python: String,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -657,6 +662,7 @@ fn run_controller_config(
         sample_every: Duration::from_secs(2),
         secrets_dir: args.secrets_dir.clone(),
         tombstone_for: Duration::ZERO,
+        fastflow_python: Some(args.default_python.clone()).filter(|p| !p.trim().is_empty()),
     })
 }
 

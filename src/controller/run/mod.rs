@@ -60,6 +60,9 @@ pub struct RunControllerConfig {
     /// How long a finished attempt's container is kept as a tombstone of its name
     /// (twice the lease ttl with several replicas, zero alone).
     pub tombstone_for: Duration,
+    /// Python of pipelines imported from Fast-Flow without `python_version`
+    /// (`--default-python`).
+    pub fastflow_python: Option<String>,
 }
 
 /// The run controller and its shared state.

@@ -171,12 +171,21 @@ impl<R: ContainerRuntime> RunController<R> {
             key.namespace.clone(),
             spec.pipeline_ref.name.clone(),
         );
-        let pipeline: Option<PipelineSpec> = self
-            .store
-            .get(&pipeline_key)
-            .await?
-            .map(|p| p.spec_as())
-            .transpose()?;
+        let pipeline = match self.store.get(&pipeline_key).await? {
+            Some(object) => {
+                let mut spec: PipelineSpec = object.spec_as()?;
+                // Fast-Flow ran pipelines without python_version on its default Python.
+                if spec.python.is_none()
+                    && object
+                        .annotations
+                        .contains_key(crate::resource::fastflow::IMPORTED_FROM_ANNOTATION)
+                {
+                    spec.python = self.config.fastflow_python.clone();
+                }
+                Some(spec)
+            }
+            None => None,
+        };
         let policy = pipeline.as_ref().map(|p| self.policy_of(p));
         // A run with no attempt recorded has no container: one is created only after its
         // attempt is claimed (a container made otherwise is found by the create's name
