@@ -667,3 +667,34 @@ pub fn billion_laughs() -> String {
     }
     text
 }
+
+#[test]
+fn a_backoff_multiplier_out_of_range_and_a_custom_backoff_without_delays_are_rejected() {
+    assert_error_on_line(
+        &pipeline(
+            "  retries:\n    limit: 3\n    backoff: { kind: exponential, multiplier: \"0.5\" }\n",
+        ),
+        "spec.retries.backoff.multiplier",
+        8,
+        "not a factor between 1 and 100",
+    );
+    assert_error_on_line(
+        &pipeline("  retries:\n    limit: 3\n    backoff: { kind: custom }\n"),
+        "spec.retries.backoff.delays",
+        8,
+        "needs a list of delays",
+    );
+    assert_error_on_line(
+        &pipeline("  retries:\n    limit: 3\n    backoff: { kind: custom, delays: [1m, soon] }\n"),
+        "spec.retries.backoff.delays[1]",
+        8,
+        "invalid duration \"soon\"",
+    );
+    let objects = valid(&pipeline(
+        "  retries:\n    limit: 3\n    backoff: { kind: custom, delays: [1m, 5m, 1h] }\n",
+    ));
+    assert_eq!(
+        objects[0].spec.to_value()["retries"]["backoff"]["delays"],
+        serde_json::json!(["1m", "5m", "1h"])
+    );
+}

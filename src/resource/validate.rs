@@ -17,7 +17,7 @@ use super::manifest::Document;
 use super::object::{DEFAULT_NAMESPACE, DesiredObject, ObjectKey};
 use super::quantity::{parse_cpus, parse_duration, parse_memory};
 use super::schedule_time;
-use super::types::{PipelineSpec, RunSpec, ScheduleSpec, SecretSpec};
+use super::types::{BackoffKind, PipelineSpec, RunSpec, ScheduleSpec, SecretSpec};
 
 /// Metadata fields the server sets; accepted (so `get -o yaml | apply` works) and ignored.
 const SERVER_METADATA: &[&str] = &[
@@ -327,6 +327,26 @@ impl Rules<'_> {
         {
             self.positive_duration("spec.retries.backoff.initial", backoff.initial.as_deref());
             self.positive_duration("spec.retries.backoff.max", backoff.max.as_deref());
+            if let Some(multiplier) = &backoff.multiplier
+                && !multiplier
+                    .trim()
+                    .parse::<f64>()
+                    .is_ok_and(|m| m.is_finite() && (1.0..=100.0).contains(&m))
+            {
+                self.push(
+                    "spec.retries.backoff.multiplier",
+                    format!("{multiplier:?} is not a factor between 1 and 100 such as \"1.5\""),
+                );
+            }
+            for (i, delay) in backoff.delays.iter().enumerate() {
+                self.positive_duration(&format!("spec.retries.backoff.delays[{i}]"), Some(delay));
+            }
+            if backoff.kind == BackoffKind::Custom && backoff.delays.is_empty() {
+                self.push(
+                    "spec.retries.backoff.delays",
+                    "kind custom needs a list of delays, e.g. [1m, 5m, 1h]",
+                );
+            }
         }
         if spec.max_instances == Some(0) {
             self.push(

@@ -25,6 +25,10 @@ pub struct RunPolicy {
     pub backoff_initial: Duration,
     /// Largest retry delay.
     pub backoff_max: Duration,
+    /// Factor between exponential delays.
+    pub backoff_multiplier: f64,
+    /// The delays of a custom backoff, in turn.
+    pub backoff_delays: Vec<Duration>,
     /// SIGTERM → SIGKILL grace period when stopping.
     pub stop_grace: Duration,
 }
@@ -37,6 +41,8 @@ impl Default for RunPolicy {
             backoff_kind: BackoffKind::Exponential,
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(600),
+            backoff_multiplier: 2.0,
+            backoff_delays: Vec::new(),
             stop_grace: Duration::from_secs(10),
         }
     }
@@ -48,10 +54,20 @@ impl RunPolicy {
         match self.backoff_kind {
             BackoffKind::Fixed => self.backoff_initial,
             BackoffKind::Exponential => {
-                let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(30));
-                self.backoff_initial
-                    .saturating_mul(factor)
+                let exponent = failed_attempts.saturating_sub(1).min(64) as i32;
+                let seconds =
+                    self.backoff_initial.as_secs_f64() * self.backoff_multiplier.powi(exponent);
+                Duration::try_from_secs_f64(seconds)
+                    .unwrap_or(self.backoff_max)
                     .min(self.backoff_max)
+            }
+            BackoffKind::Custom => {
+                let index = failed_attempts.saturating_sub(1) as usize;
+                self.backoff_delays
+                    .get(index)
+                    .or(self.backoff_delays.last())
+                    .copied()
+                    .unwrap_or(self.backoff_initial)
             }
         }
     }

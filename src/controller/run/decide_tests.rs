@@ -54,6 +54,7 @@ fn policy() -> RunPolicy {
         backoff_initial: Duration::from_secs(10),
         backoff_max: Duration::from_secs(15),
         stop_grace: Duration::from_secs(5),
+        ..RunPolicy::default()
     }
 }
 
@@ -617,4 +618,34 @@ fn cancelling_a_created_container_ends_the_run_and_removes_it() {
     assert_eq!(next.phase, RunPhase::Cancelled);
     assert_eq!(next.attempts[0].reason.as_deref(), Some("Cancelled"));
     assert!(next.attempts[0].started_at.is_none());
+}
+
+#[test]
+fn backoff_follows_the_multiplier_and_the_custom_delays() {
+    let exponential = RunPolicy {
+        backoff_initial: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(30),
+        backoff_multiplier: 1.5,
+        ..RunPolicy::default()
+    };
+    let delays: Vec<Duration> = (1..=5).map(|n| exponential.backoff(n)).collect();
+    assert_eq!(
+        delays,
+        [10_000, 15_000, 22_500, 30_000, 30_000].map(Duration::from_millis),
+        "10 s × 1.5ⁿ, capped at 30 s"
+    );
+    let custom = RunPolicy {
+        backoff_kind: BackoffKind::Custom,
+        backoff_delays: [60, 300, 3600].map(Duration::from_secs).to_vec(),
+        ..RunPolicy::default()
+    };
+    let delays: Vec<Duration> = (1..=5).map(|n| custom.backoff(n)).collect();
+    assert_eq!(
+        delays,
+        [60, 300, 3600, 3600, 3600].map(Duration::from_secs),
+        "each delay in turn, then the last"
+    );
+    // The default still doubles.
+    let doubling = RunPolicy::default();
+    assert_eq!(doubling.backoff(3), Duration::from_secs(40));
 }

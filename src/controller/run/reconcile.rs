@@ -231,6 +231,19 @@ impl<R: ContainerRuntime> RunController<R> {
                 if let Some(max) = backoff.max.as_deref().and_then(|d| parse_duration(d).ok()) {
                     policy.backoff_max = max;
                 }
+                if let Some(multiplier) = backoff
+                    .multiplier
+                    .as_deref()
+                    .and_then(|m| m.trim().parse::<f64>().ok())
+                    .filter(|m| m.is_finite() && *m >= 1.0)
+                {
+                    policy.backoff_multiplier = multiplier;
+                }
+                policy.backoff_delays = backoff
+                    .delays
+                    .iter()
+                    .filter_map(|d| parse_duration(d).ok())
+                    .collect();
             }
         }
         policy

@@ -1,7 +1,8 @@
 //! Retries: `retry_attempts` and `retry_strategy` become a retry policy. Fast-Flow's
-//! `fixed_delay`, `exponential_backoff` and `custom_schedule` map onto Flotilla's fixed
-//! and exponential backoff, with Fast-Flow's default delays written out and a warning
-//! wherever the meaning changes (another multiplier, a custom list, a zero delay).
+//! `fixed_delay`, `exponential_backoff` (with its `multiplier`) and `custom_schedule`
+//! (its `delays` in turn) map onto Flotilla's fixed, exponential and custom backoff
+//! exactly, with Fast-Flow's default delays written out and a warning where the meaning
+//! changes (a zero delay becomes 1 s).
 
 use serde_json::{Map, Value};
 
@@ -96,17 +97,27 @@ impl Translator<'_> {
             "exponential_backoff" => {
                 let initial = seconds(self, "initial_delay", DEFAULT_DELAY_SECONDS)?;
                 let max = seconds(self, "max_delay", DEFAULT_MAX_DELAY_SECONDS)?;
-                if let Some(multiplier) = get(strategy, "multiplier")
-                    && multiplier.as_f64() != Some(2.0)
-                {
-                    self.warn(
-                        &format!("{field}.multiplier"),
-                        format!(
-                            "is {multiplier}; Flotilla always doubles the delay (multiplier 2)"
-                        ),
-                    );
+                let mut backoff = exponential(initial, max);
+                if let Some(value) = get(strategy, "multiplier") {
+                    let multiplier_field = format!("{field}.multiplier");
+                    match value.as_f64() {
+                        Some(m) if m.is_finite() && (1.0..=100.0).contains(&m) => {
+                            if m != 2.0 {
+                                backoff.multiplier = Some(value.to_string());
+                            }
+                        }
+                        _ => {
+                            return Err(self.error(
+                                &multiplier_field,
+                                format!(
+                                    "expected a factor between 1 and 100 such as 2, found {}",
+                                    describe(value)
+                                ),
+                            ));
+                        }
+                    }
                 }
-                exponential(initial, max)
+                backoff
             }
             "fixed_delay" => fixed(seconds(self, "delay", DEFAULT_DELAY_SECONDS)?),
             _ => {
@@ -131,18 +142,11 @@ impl Translator<'_> {
                 match delays.split_first() {
                     None => fixed(DEFAULT_DELAY_SECONDS),
                     Some((first, rest)) if rest.iter().all(|d| d == first) => fixed(*first),
-                    Some((first, _)) => {
-                        let max = delays.iter().copied().fold(*first, f64::max);
-                        self.warn(
-                            &delays_field,
-                            format!(
-                                "approximated: Flotilla has no custom delay lists; using an exponential backoff from {} to at most {}",
-                                seconds_text(*first),
-                                seconds_text(max)
-                            ),
-                        );
-                        exponential(*first, max)
-                    }
+                    Some(_) => Backoff {
+                        kind: BackoffKind::Custom,
+                        delays: delays.iter().map(|d| seconds_text(*d)).collect(),
+                        ..Backoff::default()
+                    },
                 }
             }
         };
@@ -158,6 +162,7 @@ impl Translator<'_> {
         for delay in [&mut backoff.initial, &mut backoff.max]
             .into_iter()
             .flatten()
+            .chain(backoff.delays.iter_mut())
         {
             match parse_duration(delay) {
                 Ok(d) if d.as_millis() < 1000 => {
@@ -180,6 +185,7 @@ fn exponential(initial: f64, max: f64) -> Backoff {
         kind: BackoffKind::Exponential,
         initial: Some(seconds_text(initial)),
         max: Some(seconds_text(max.max(initial))),
+        ..Backoff::default()
     }
 }
 
@@ -187,7 +193,7 @@ fn fixed(delay: f64) -> Backoff {
     Backoff {
         kind: BackoffKind::Fixed,
         initial: Some(seconds_text(delay)),
-        max: None,
+        ..Backoff::default()
     }
 }
 

@@ -144,6 +144,13 @@ pub struct Backoff {
     /// Upper bound of the delay, e.g. `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<String>,
+    /// `exponential`: the factor between delays, a decimal such as `"1.5"` (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<String>,
+    /// `custom`: the delay before each retry in turn (`[1m, 5m, 1h]`); retries past the
+    /// list wait its last delay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delays: Vec<String>,
 }
 
 /// Shape of the retry delay.
@@ -152,9 +159,11 @@ pub struct Backoff {
 pub enum BackoffKind {
     /// Always `initial`.
     Fixed,
-    /// `initial`, doubled per attempt, capped at `max`.
+    /// `initial`, multiplied by `multiplier` (2) per attempt, capped at `max`.
     #[default]
     Exponential,
+    /// `delays` in turn, then the last one.
+    Custom,
 }
 
 /// Observed state of a pipeline.

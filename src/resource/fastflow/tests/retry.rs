@@ -24,20 +24,6 @@ fn retry_strategies_map_onto_backoff() {
             "",
         ),
         (
-            r#"{"type": "exponential_backoff", "initial_delay": 10, "multiplier": 3}"#,
-            "exponential",
-            "10s",
-            Some("3600s"),
-            "always doubles",
-        ),
-        (
-            r#"{"type": "custom_schedule", "delays": [60, 300, 3600]}"#,
-            "exponential",
-            "60s",
-            Some("3600s"),
-            "approximated",
-        ),
-        (
             r#"{"type": "custom_schedule", "delays": [30, 30]}"#,
             "fixed",
             "30s",
@@ -85,6 +71,34 @@ fn retry_strategies_map_onto_backoff() {
     assert!(spec_of(&pipeline, "Pipeline").get("retries").is_none());
     assert!(
         pipeline.warnings[0].contains("set retry_attempts"),
+        "{:?}",
+        pipeline.warnings
+    );
+}
+
+#[test]
+fn a_multiplier_and_a_custom_schedule_are_kept_exactly() {
+    let pipeline = imported(
+        "etl",
+        r#"{"retry_attempts": 3, "retry_strategy": {"type": "exponential_backoff", "initial_delay": 10, "multiplier": 1.5}}"#,
+    );
+    assert_all_valid(&pipeline);
+    assert!(pipeline.warnings.is_empty(), "{:?}", pipeline.warnings);
+    let backoff = &spec_of(&pipeline, "Pipeline")["retries"]["backoff"];
+    assert_eq!(backoff["kind"], "exponential");
+    assert_eq!(backoff["initial"], "10s");
+    assert_eq!(backoff["multiplier"], "1.5");
+
+    let pipeline = imported(
+        "etl",
+        r#"{"retry_attempts": 3, "retry_strategy": {"type": "custom_schedule", "delays": [60, 300, 0.5]}}"#,
+    );
+    assert_all_valid(&pipeline);
+    let backoff = &spec_of(&pipeline, "Pipeline")["retries"]["backoff"];
+    assert_eq!(backoff["kind"], "custom");
+    assert_eq!(backoff["delays"], serde_json::json!(["60s", "300s", "1s"]));
+    assert!(
+        pipeline.warnings.iter().any(|w| w.contains("raised to 1s")),
         "{:?}",
         pipeline.warnings
     );
