@@ -210,9 +210,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<ContainerState>, RuntimeError>> + Send;
-    /// Waits up to `within` for the runtime to report the end of a container it saw
-    /// start (a log stream can end a moment before the event arrives); returns at once
-    /// when it cannot tell.
+    /// Waits up to `within` for the runtime to report the end of a container (a log
+    /// stream can end a moment before the event arrives); returns at once when it
+    /// cannot tell (no event stream).
     fn await_exit(&self, name: &str, within: Duration) -> impl Future<Output = ()> + Send;
     /// Creates a container (not started).
     fn create(

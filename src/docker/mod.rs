@@ -52,6 +52,9 @@ pub struct DockerRuntime {
 #[derive(Debug, Default)]
 struct Seen {
     by_name: HashMap<String, Lifecycle>,
+    /// Whether an event stream is open (events arrive): without one, nobody waits for
+    /// an event.
+    live: bool,
 }
 
 #[derive(Debug, Default)]
@@ -110,11 +113,9 @@ impl Seen {
         labels
     }
 
-    /// Whether the container was seen starting (so its end will be seen too).
-    fn started(&self, name: &str) -> bool {
-        self.by_name
-            .get(name)
-            .is_some_and(|l| l.started_at.is_some())
+    /// Whether the container's `die` event was seen.
+    fn died(&self, name: &str) -> bool {
+        self.by_name.get(name).is_some_and(|l| l.exit.is_some())
     }
 
     /// The state of an exited container, when the events told all of it.
@@ -346,8 +347,11 @@ impl ContainerRuntime for DockerRuntime {
         loop {
             let changed = self.seen_changed.notified();
             {
+                // Also for a container started before this stream (an adopted one):
+                // Docker says `exited` on inspect before its clean-up ends and `die` is
+                // told, and what Flotilla starts next must not overlap that `die`.
                 let seen = lock_seen(&self.seen);
-                if !seen.started(name) || seen.exited(name).is_some() {
+                if !seen.live || seen.died(name) {
                     return;
                 }
             }
@@ -532,7 +536,11 @@ impl ContainerRuntime for DockerRuntime {
         let options = EventsOptionsBuilder::default().filters(&filters).build();
         // Events may have been missed since the last stream (a removal, then a container
         // of the same name): what was seen before is forgotten, and again if this one fails.
-        lock_seen(&self.seen).by_name.clear();
+        {
+            let mut seen = lock_seen(&self.seen);
+            seen.by_name.clear();
+            seen.live = true;
+        }
         let seen = self.seen.clone();
         let changed = self.seen_changed.clone();
         self.docker
@@ -544,7 +552,11 @@ impl ContainerRuntime for DockerRuntime {
                     let event = match item {
                         Ok(event) => event,
                         Err(e) => {
-                            lock_seen(&seen).by_name.clear();
+                            let mut record = lock_seen(&seen);
+                            record.by_name.clear();
+                            record.live = false;
+                            drop(record);
+                            changed.notify_waiters();
                             return Some(Err(unavailable(&e)));
                         }
                     };

@@ -310,8 +310,10 @@ const BATCH: usize = 4_096;
 /// thousands. A line is read at most this much later; the first after a silence at once.
 const PACE: Duration = Duration::from_millis(1);
 
-/// How long a follower whose stream ended waits for the container's `die` event.
-const EXIT_EVENT_WAIT: Duration = Duration::from_millis(50);
+/// How long a follower whose stream ended waits for the container's `die` event at
+/// most: it comes milliseconds after the stream ends, later when Docker's clean-up
+/// (network, mounts) is slow on a loaded host; without an event stream there is no wait.
+const EXIT_EVENT_WAIT: Duration = Duration::from_secs(1);
 
 /// Copies a container's output into `path` until the container has exited and all of
 /// its output is stored. Reconnects (from the last stored timestamp) when the stream is
