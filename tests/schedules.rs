@@ -1147,7 +1147,8 @@ async fn wait_created_ahead(
         state["Status"], "created",
         "created ahead, not started: {state:#}"
     );
-    run
+    // Read again: the attempt is claimed (and said to wait) before its container exists.
+    operator.run(&name(&run)).await
 }
 
 #[tokio::test]
