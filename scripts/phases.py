@@ -220,29 +220,15 @@ def flotilla(args):
     write(args["out"], samples)
 
 
-def create_calls(path):
-    """Container name → when its create request reached the proxy (ns since the epoch),
-    from HAProxy's httplog lines: `[30/Nov/2026:20:28:47.154] … "POST …/containers/create?name=…"`.
-    HAProxy writes local time with milliseconds."""
+def proxy_requests(path, request):
+    """Container name → when the first request matching `request` (a regular expression
+    whose group 1 is the container name) reached the proxy, ns since the epoch, from
+    HAProxy's httplog lines: `[30/Nov/2026:20:28:47.154] … "POST …"`. HAProxy writes
+    local time with milliseconds."""
     import datetime
     import re
     calls = {}
-    pattern = re.compile(r'\[([^\]]+)\] .*"POST \S*/containers/create\?name=([^ &"]+)')
-    with open(path, errors="replace") as log:
-        for line in log:
-            m = pattern.search(line)
-            if m:
-                at = datetime.datetime.strptime(m.group(1), "%d/%b/%Y:%H:%M:%S.%f").timestamp()
-                calls[m.group(2)] = int(at * 1e9)
-    return calls
-
-
-def start_calls(path):
-    """Container name → when its start request reached the proxy (ns since the epoch)."""
-    import datetime
-    import re
-    calls = {}
-    pattern = re.compile(r'\[([^\]]+)\] .*"POST \S*/containers/([^/ ]+)/start')
+    pattern = re.compile(r'\[([^\]]+)\] .*"' + request)
     with open(path, errors="replace") as log:
         for line in log:
             m = pattern.search(line)
@@ -250,6 +236,16 @@ def start_calls(path):
                 at = datetime.datetime.strptime(m.group(1), "%d/%b/%Y:%H:%M:%S.%f").timestamp()
                 calls.setdefault(m.group(2), int(at * 1e9))
     return calls
+
+
+def create_calls(path):
+    """Container name → when its create request reached the proxy."""
+    return proxy_requests(path, r'POST \S*/containers/create\?name=([^ &"]+)')
+
+
+def start_calls(path):
+    """Container name → when its start request reached the proxy."""
+    return proxy_requests(path, r'POST \S*/containers/([^/ ]+)/start')
 
 
 def scheduled(args):

@@ -936,11 +936,18 @@ async fn requirements_txt_lock_is_used_in_preference_to_requirements_txt() {
         ..OperatorOptions::default()
     });
     operator.wait_for_pipeline("uses-six").await;
-    let name = operator.create_run("uses-six", &[]).await;
-    let run = operator.wait_finished(&name).await;
-    let log = operator.log(&name, 1).await;
+    let (run, log) = run_to_end(&operator, "uses-six").await;
     assert_eq!(phase(&run), "Succeeded", "{run:#}\nlog:\n{log}");
     assert_eq!(stdout_lines(&log), ["six 1.16.0"], "{log}");
+}
+
+/// Creates a run of `pipeline` and waits for its end; returns it with its first
+/// attempt's stored log.
+async fn run_to_end(operator: &support::docker::Operator, pipeline: &str) -> (Value, String) {
+    let name = operator.create_run(pipeline, &[]).await;
+    let run = operator.wait_finished(&name).await;
+    let log = operator.log(&name, 1).await;
+    (run, log)
 }
 
 /// Fast-Flow ran pipelines that set no `python_version` on its default Python (3.11):
@@ -969,9 +976,7 @@ async fn imported_pipelines_without_python_version_run_the_default_python() {
         ..OperatorOptions::default()
     });
     operator.wait_for_pipeline("ff-etl").await;
-    let name = operator.create_run("ff-etl", &[]).await;
-    let run = operator.wait_finished(&name).await;
-    let log = operator.log(&name, 1).await;
+    let (run, log) = run_to_end(&operator, "ff-etl").await;
     assert_eq!(phase(&run), "Succeeded", "{run:#}\n{log}");
     assert_eq!(stdout_lines(&log), ["python 3.11"], "{log}");
     drop(operator);
@@ -984,16 +989,13 @@ async fn imported_pipelines_without_python_version_run_the_default_python() {
         ..OperatorOptions::default()
     });
     operator.wait_for_pipeline("ff-etl").await;
-    let name = operator.create_run("ff-etl", &[]).await;
-    let run = operator.wait_finished(&name).await;
-    let log = operator.log(&name, 1).await;
+    let (run, log) = run_to_end(&operator, "ff-etl").await;
     assert_eq!(phase(&run), "Failed", "{run:#}\n{log}");
     assert!(
         log.contains("3.99"),
         "uv names the Python it could not find: {log}"
     );
-    let name = operator.create_run("native", &[]).await;
-    let run = operator.wait_finished(&name).await;
+    let (run, _) = run_to_end(&operator, "native").await;
     assert_eq!(phase(&run), "Succeeded", "{run:#}");
 }
 

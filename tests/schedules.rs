@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use flotilla::controller::run::container::container_name;
 use flotilla::controller::runtime::labels;
 use flotilla::controller::schedule::naming::slot_run_name;
 use flotilla::resource::types::{LocalRef, RunSpec, RunStatus, Trigger};
@@ -1127,7 +1128,7 @@ async fn wait_created_ahead(
     assert_eq!(runs.len(), 1, "one run: {:?}", summary(&runs));
     let run = runs[0].clone();
     assert_eq!(slot(&run), at_slot, "the run stands for the slot");
-    let container = format!("flotilla-{}-1", uid(&run));
+    let container = container_name(uid(&run), 1);
     let state = operator
         .wait_until(
             &format!("container {container} to be created"),
@@ -1149,6 +1150,17 @@ async fn wait_created_ahead(
     );
     // Read again: the attempt is claimed (and said to wait) before its container exists.
     operator.run(&name(&run)).await
+}
+
+/// Waits until the `which` run's container `container` is gone from Docker.
+async fn wait_container_removed(operator: &Operator, container: &str, which: &str) {
+    operator
+        .wait_until(
+            &format!("the {which} run's container {container} to be removed"),
+            Duration::from_secs(60),
+            || async move { inspect_container(container).is_none().then_some(()) },
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -1212,17 +1224,7 @@ async fn a_run_created_ahead_is_withdrawn_when_its_schedule_changes_and_can_be_c
         e["reason"] == "RunWithdrawn"
     })
     .await;
-    let stale_container = format!("flotilla-{}-1", uid(&stale));
-    operator
-        .wait_until(
-            &format!("the withdrawn run's container {stale_container} to be removed"),
-            Duration::from_secs(60),
-            || {
-                let name = stale_container.clone();
-                async move { inspect_container(&name).is_none().then_some(()) }
-            },
-        )
-        .await;
+    wait_container_removed(&operator, &container_name(uid(&stale), 1), "withdrawn").await;
     let runs = wait_for_runs(
         &api,
         &operator,
@@ -1248,17 +1250,7 @@ async fn a_run_created_ahead_is_withdrawn_when_its_schedule_changes_and_can_be_c
         attempts(&ended).iter().all(|a| a["startedAt"].is_null()),
         "never started: {ended:#}"
     );
-    let container = format!("flotilla-{}-1", uid(&run));
-    operator
-        .wait_until(
-            &format!("the cancelled run's container {container} to be removed"),
-            Duration::from_secs(60),
-            || {
-                let name = container.clone();
-                async move { inspect_container(&name).is_none().then_some(()) }
-            },
-        )
-        .await;
+    wait_container_removed(&operator, &container_name(uid(&run), 1), "cancelled").await;
     // Its slot passes without a second run.
     sleep_until(second + chrono::Duration::seconds(1)).await;
     let runs = api.runs_of("cancelled").await;

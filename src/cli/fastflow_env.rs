@@ -201,17 +201,17 @@ pub fn apply(
 /// nothing but the default.
 fn convert(alias: &Alias, value: &str) -> Result<Option<String>, String> {
     let value = value.trim();
+    let boolean = || {
+        match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" => Some(false),
+            _ => None,
+        }
+        .ok_or_else(|| format!("{}={value:?} is neither true nor false", alias.fastflow))
+    };
     Ok(Some(match alias.arg {
-        "webhook_rate_limit" => match value.to_ascii_lowercase().as_str() {
-            "false" | "0" | "no" => "0".to_owned(),
-            "true" | "1" | "yes" => return Ok(None),
-            _ => {
-                return Err(format!(
-                    "{}={value:?} is neither true nor false",
-                    alias.fastflow
-                ));
-            }
-        },
+        "webhook_rate_limit" if boolean()? => return Ok(None),
+        "webhook_rate_limit" => "0".to_owned(),
         // Fast-Flow spoke HTTP to its proxy (`http://docker-proxy:2375`); Docker's own
         // clients call that `tcp://`.
         "docker_host" => match value.strip_prefix("http://") {
@@ -233,16 +233,8 @@ fn convert(alias: &Alias, value: &str) -> Result<Option<String>, String> {
                 )
             })?
             .join(","),
-        "log_format" => match value.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => "json".to_owned(),
-            "false" | "0" | "no" => "text".to_owned(),
-            _ => {
-                return Err(format!(
-                    "{}={value:?} is neither true nor false",
-                    alias.fastflow
-                ));
-            }
-        },
+        "log_format" if boolean()? => "json".to_owned(),
+        "log_format" => "text".to_owned(),
         _ => value.to_owned(),
     }))
 }
@@ -309,7 +301,7 @@ mod tests {
     use clap::{CommandFactory, FromArgMatches};
 
     use super::apply;
-    use crate::cli::serve::LogFormat;
+    use crate::cli::serve::{LogFormat, known_hosts_content_to_file};
     use crate::cli::{Cli, Command};
 
     /// `flotilla serve ARGS` parsed without the process environment, then the Fast-Flow
@@ -464,36 +456,15 @@ mod tests {
             "{notes:?}"
         );
     }
-}
-
-#[cfg(test)]
-mod known_hosts_tests {
-    use clap::{CommandFactory, FromArgMatches};
-
-    use crate::cli::serve::known_hosts_content_to_file;
-    use crate::cli::{Cli, Command};
 
     #[test]
     fn known_hosts_lines_in_the_variable_are_written_to_a_file_and_a_path_is_kept() {
         let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().to_str().expect("utf-8");
         let line = "git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample";
-        let parse = |known: &str| {
-            let matches = Cli::command()
-                .try_get_matches_from([
-                    "flotilla",
-                    "serve",
-                    "--data-dir",
-                    dir.path().to_str().expect("utf-8"),
-                    "--git-known-hosts",
-                    known,
-                ])
-                .expect("parses");
-            match Cli::from_arg_matches(&matches).expect("parses").command {
-                Command::Serve(args) => args,
-                _ => panic!("serve"),
-            }
-        };
-        let mut args = parse(&format!("{line}\\nother.example ssh-rsa AAAAB3"));
+        let known = format!("{line}\\nother.example ssh-rsa AAAAB3");
+        let (mut args, _) =
+            serve(&["--data-dir", data_dir, "--git-known-hosts", &known], &[]).expect("parses");
         known_hosts_content_to_file(&mut args).expect("written");
         let file = args.git.git_known_hosts.clone().expect("a file");
         assert_eq!(file, dir.path().join("known_hosts"));
@@ -502,7 +473,16 @@ mod known_hosts_tests {
             format!("{line}\nother.example ssh-rsa AAAAB3\n")
         );
         // A path (existing or not, without spaces) is left as the user wrote it.
-        let mut args = parse("/etc/ssh/ssh_known_hosts");
+        let (mut args, _) = serve(
+            &[
+                "--data-dir",
+                data_dir,
+                "--git-known-hosts",
+                "/etc/ssh/ssh_known_hosts",
+            ],
+            &[],
+        )
+        .expect("parses");
         known_hosts_content_to_file(&mut args).expect("kept");
         assert_eq!(
             args.git.git_known_hosts.as_deref(),

@@ -153,6 +153,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The time from `now` to `at`; zero when `at` has passed.
+fn wait_until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (at - now).to_std().unwrap_or_default()
+}
+
 fn parse(t: Option<&str>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
@@ -248,7 +253,7 @@ fn decide_finished(facts: &RunFacts<'_>) -> Decision {
         .filter(|until| *until > facts.now);
     match keep {
         Some(until) => Decision {
-            requeue_after: Some((until - facts.now).to_std().unwrap_or_default()),
+            requeue_after: Some(wait_until(until, facts.now)),
             releases_slot: true,
             ..Decision::default()
         },
@@ -310,7 +315,7 @@ fn decide_with_container(facts: &RunFacts<'_>, container: &ContainerState) -> De
                 }
                 deadline => Decision {
                     status: (next != *status).then_some(next),
-                    requeue_after: deadline.map(|d| (d - facts.now).to_std().unwrap_or_default()),
+                    requeue_after: deadline.map(|d| wait_until(d, facts.now)),
                     ..Decision::default()
                 },
             }
@@ -381,7 +386,7 @@ fn decide_created(facts: &RunFacts<'_>) -> Decision {
     }
     match facts.start_at.filter(|at| *at > facts.now) {
         Some(at) => Decision {
-            requeue_after: Some((at - facts.now).to_std().unwrap_or_default()),
+            requeue_after: Some(wait_until(at, facts.now)),
             wants_slot: true,
             ..Decision::default()
         },
@@ -427,7 +432,7 @@ fn conclude_attempt(
                 rfc3339(at)
             ));
             next.next_attempt_at = Some(rfc3339(at));
-            let wait = (at - facts.now).to_std().unwrap_or_default();
+            let wait = wait_until(at, facts.now);
             return Decision {
                 status: Some(next),
                 requeue_after: Some(wait),
@@ -533,7 +538,7 @@ fn decide_without_container(facts: &RunFacts<'_>) -> Decision {
         && at > facts.now
     {
         return Decision {
-            requeue_after: Some((at - facts.now).to_std().unwrap_or_default()),
+            requeue_after: Some(wait_until(at, facts.now)),
             releases_slot: true,
             ..Decision::default()
         };
@@ -560,7 +565,7 @@ fn decide_without_container(facts: &RunFacts<'_>) -> Decision {
         // Created now, started at the instant (the controller looks again then).
         return Decision {
             before: vec![Effect::Create { attempt }],
-            requeue_after: Some((at - facts.now).to_std().unwrap_or_default()),
+            requeue_after: Some(wait_until(at, facts.now)),
             wants_slot: true,
             ..Decision::default()
         };

@@ -21,6 +21,7 @@ use crate::metrics::{Metrics, PhaseReason};
 use crate::resource::object::DecodeError;
 use crate::resource::path::{PathError, Resolved};
 use crate::resource::quantity::parse_duration;
+use crate::resource::schedule_time::parse_instant;
 use crate::resource::types::{
     Attempt, PipelineSpec, RunPhase, RunSpec, RunStatus, ScheduleSpec, SecretMount, SecretSpec,
 };
@@ -67,8 +68,7 @@ impl Observed {
     /// When the run may start: its schedule slot (a scheduled run is created ahead of
     /// it); runs without one start at once.
     fn start_at(&self) -> Option<DateTime<Utc>> {
-        let slot = DateTime::parse_from_rfc3339(self.spec.slot.as_deref()?).ok()?;
-        Some(slot.with_timezone(&Utc))
+        parse_instant(self.spec.slot.as_deref()?).ok()
     }
 }
 
@@ -284,7 +284,8 @@ impl<R: ContainerRuntime> RunController<R> {
                 }
                 Effect::Start => {
                     let base = (observed.status.clone(), observed.run.resource_version);
-                    if let Err(failure) = self.start_created(observed, current).await? {
+                    let name = container_name(&observed.run.uid, current);
+                    if let Err(failure) = self.start_container(observed, current, &name).await? {
                         return self.start_failed(key, observed, base, failure).await;
                     }
                 }
@@ -725,17 +726,9 @@ impl<R: ContainerRuntime> RunController<R> {
         self.start_container(observed, attempt, &spec.name).await
     }
 
-    /// Starts attempt `attempt`'s container, created earlier (ahead of the run's start
-    /// instant, or by an operator that stopped before starting it).
-    async fn start_created(
-        self: &Arc<Self>,
-        observed: &Observed,
-        attempt: u32,
-    ) -> Result<Result<(), StartFailure>, ReconcileError> {
-        let name = container_name(&observed.run.uid, attempt);
-        self.start_container(observed, attempt, &name).await
-    }
-
+    /// Starts attempt `attempt`'s container `name`: just created, or created earlier
+    /// (ahead of the run's start instant, or by an operator that stopped before starting
+    /// it).
     async fn start_container(
         self: &Arc<Self>,
         observed: &Observed,

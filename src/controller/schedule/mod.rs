@@ -38,6 +38,7 @@ use crate::metrics::Metrics;
 use crate::resource::RawObject;
 use crate::resource::object::DecodeError;
 use crate::resource::quantity::parse_duration;
+use crate::resource::schedule_time::parse_instant;
 use crate::resource::types::{
     ConcurrencyPolicy, Condition, LocalRef, RunSpec, RunStatus, ScheduleSpec, Trigger,
 };
@@ -351,6 +352,7 @@ impl ScheduleController {
     async fn runs_by_schedule(&self) -> Result<HashMap<ObjectKey, ScheduleRuns>, StoreError> {
         let mut by_schedule: HashMap<ObjectKey, ScheduleRuns> = HashMap::new();
         let mut after: Option<(String, String)> = None;
+        let now = Utc::now();
         loop {
             let page = self
                 .store
@@ -382,10 +384,8 @@ impl ScheduleController {
                 match FinishedRun::of_raw(run) {
                     Some(finished) => runs.finished.push(finished),
                     None => {
-                        let slot = slot_of(&run.spec)
-                            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-                            .map(|s| s.with_timezone(&Utc));
-                        if let Some(slot) = slot.filter(|slot| *slot > Utc::now()) {
+                        let slot = slot_of(&run.spec).and_then(|s| parse_instant(&s).ok());
+                        if let Some(slot) = slot.filter(|slot| *slot > now) {
                             runs.ahead = Some((slot, run.key.name.clone()));
                         }
                         runs.unfinished.push(run.key.name.clone());
