@@ -8,6 +8,7 @@ pub mod controller;
 pub mod docker;
 pub mod failpoint;
 pub mod metrics;
+pub mod migrate;
 pub mod private_fs;
 pub mod resource;
 pub mod secrets;

@@ -122,6 +122,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         )
         .await
         .map(|_| ()),
+        Command::Import(super::ImportCommand::Fastflow(args)) => {
+            super::import::fastflow(*args).await
+        }
         Command::Crds => {
             print!("{}", crate::resource::types::crds_yaml()?);
             Ok(())

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod describe;
 mod fastflow_env;
+mod import;
 mod output;
 mod runs;
 mod serve;
@@ -215,6 +216,9 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Move another system's installation into Flotilla's store.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Print the CustomResourceDefinitions of every Flotilla kind as YAML.
     Crds,
     /// Print the client version and, when reachable, the server's.
@@ -239,6 +243,15 @@ pub enum Command {
         #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
         token: String,
     },
+}
+
+/// `flotilla import …`.
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A Fast-Flow installation: its secret store, the schedules made in its UI and its
+    /// run history with logs, after a report of every difference (pipeline folders are
+    /// read by `serve` as they are). Safe to run twice.
+    Fastflow(Box<import::FastFlowImportArgs>),
 }
 
 /// `flotilla token …`.

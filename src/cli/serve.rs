@@ -2,7 +2,7 @@
 //! runtime and shuts them down together on SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -277,28 +277,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     crate::private_fs::create_dir(&args.data_dir)
         .with_context(|| format!("cannot create the data dir {}", args.data_dir.display()))?;
     known_hosts_content_to_file(&mut args)?;
-    let database = match &args.database {
-        Some(url) => url.clone(),
-        None => {
-            let file = args.data_dir.join("flotilla.db");
-            crate::private_fs::touch(&file)
-                .with_context(|| format!("cannot create the database {}", file.display()))?;
-            format!("sqlite://{}", file.display())
-        }
-    };
-    // Held until the process ends: the kernel releases it even after kill -9.
-    let _single_operator = match sqlite_path(&database) {
-        Some(path) => Some(crate::private_fs::lock_exclusively(&path).map_err(|e| {
-            anyhow::anyhow!(
-                "the SQLite store {} is in use: {e}. One operator per SQLite file: stop the other one, give this one its own --data-dir, or share PostgreSQL (--database postgres://…) between several",
-                path.display()
-            )
-        })?),
-        None => None,
-    };
-    let store = Store::connect(&database)
-        .await
-        .with_context(|| format!("cannot open the {} store", redact_url(&database)))?;
+    let (store, _single_operator) = open_store(&args.data_dir, args.database.as_deref()).await?;
     let mut listen = args.listen;
     if let Some(port) = args.port {
         listen.set_port(port);
@@ -548,6 +527,37 @@ async fn install_admin_token(store: &Store, args: &ServeArgs) -> anyhow::Result<
 
 /// The database file of a `sqlite:` URL (`sqlite://PATH`, `sqlite:PATH`, with or without
 /// `?options`); `None` for other databases and in-memory SQLite.
+/// Opens the store at `database`, by default SQLite in `data_dir` (made owner-only). A
+/// SQLite file is locked for one process at a time: the lock is held until the returned
+/// file is dropped (the kernel releases it even after kill -9).
+pub(super) async fn open_store(
+    data_dir: &Path,
+    database: Option<&str>,
+) -> anyhow::Result<(Store, Option<std::fs::File>)> {
+    let database = match database {
+        Some(url) => url.to_owned(),
+        None => {
+            let file = data_dir.join("flotilla.db");
+            crate::private_fs::touch(&file)
+                .with_context(|| format!("cannot create the database {}", file.display()))?;
+            format!("sqlite://{}", file.display())
+        }
+    };
+    let lock = match sqlite_path(&database) {
+        Some(path) => Some(crate::private_fs::lock_exclusively(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "the SQLite store {} is in use: {e}. One operator per SQLite file: stop the other one, give this one its own --data-dir, or share PostgreSQL (--database postgres://…) between several",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    let store = Store::connect(&database)
+        .await
+        .with_context(|| format!("cannot open the {} store", redact_url(&database)))?;
+    Ok((store, lock))
+}
+
 fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite:")?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);

@@ -36,10 +36,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::runs::{random_suffix, run_name};
+use super::runs::random_suffix;
 use crate::resource::error::ManifestErrors;
 use crate::resource::manifest::Document;
-use crate::resource::types::{PipelineSpec, RunStatus};
+use crate::resource::types::{PipelineSpec, RunStatus, run_name};
 use crate::resource::validate::validate_document;
 use crate::resource::{API_VERSION, DEFAULT_NAMESPACE, Kind, ObjectKey};
 use crate::source::git::GitSource;

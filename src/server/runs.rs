@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::output::RunOutput;
 use crate::resource::manifest::Document;
-use crate::resource::types::RunStatus;
+use crate::resource::types::{RunStatus, run_name};
 use crate::resource::validate::validate_document;
 use crate::resource::{API_VERSION, Kind, ObjectKey, StoredObject};
 use crate::store::StoreError;
@@ -66,13 +66,6 @@ pub(super) async fn create(
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// A run name `<pipeline>-<suffix>` that fits a DNS-1123 label.
-pub(super) fn run_name(pipeline: &str, suffix: &str) -> String {
-    let room = 63 - suffix.len() - 1;
-    let stem: String = pipeline.chars().take(room).collect();
-    format!("{}-{suffix}", stem.trim_end_matches('-'))
 }
 
 /// Six random characters that cannot spell words.

@@ -25,12 +25,11 @@
 //!   holding the former global secrets, and each pipeline still sees only the keys it
 //!   lists. An empty list adds no reference (an empty `keys` would mean *all* keys).
 //! - **`retry_strategy`**: `fixed_delay` → `fixed` with `delay`; `exponential_backoff`
-//!   → `exponential` with `initial_delay` and `max_delay` (Flotilla always doubles, so
-//!   another `multiplier` is a warning); `custom_schedule` is approximated by an
-//!   exponential backoff from the first to the largest delay, with a warning. Fast-Flow's
-//!   defaults (60 s, at most 3600 s) are written out. A plain string `"fixed"` or
-//!   `"exponential"` is accepted too. Without `retry_attempts` it is dropped with a
-//!   warning (Flotilla has no global retry count).
+//!   → `exponential` with `initial_delay`, `max_delay` and `multiplier`;
+//!   `custom_schedule` → `custom` with its `delays`, kept exactly. Fast-Flow's defaults
+//!   (60 s, at most 3600 s) are written out. A plain string `"fixed"` or `"exponential"`
+//!   is accepted too. Without `retry_attempts` it is dropped with a warning (Flotilla
+//!   has no global retry count).
 //! - **Time.** Fast-Flow schedules in UTC, so every Schedule gets `timeZone: UTC` and
 //!   naive date-times are read as UTC and written as RFC 3339 with `Z`. A day as
 //!   `schedule_end` was inclusive in Fast-Flow; Flotilla's window end is exclusive, so
@@ -62,6 +61,10 @@
 //! - `schedule`: the top-level trigger and `schedules[]` entries as Schedules.
 //! - `time`: Fast-Flow date-times and schedule windows.
 //! - `cron`: Fast-Flow (APScheduler) cron lines in crontab grammar.
+//!
+//! Schedules made in Fast-Flow's UI live in its database, not in a folder; the
+//! database import (`crate::migrate::fastflow`) hands each to [`import_ui_schedule`],
+//! which reads it with the same rules.
 
 mod cron;
 mod env;
@@ -77,12 +80,14 @@ mod values;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use serde_json::Map;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 
 use super::error::ManifestError;
+use super::kind::Kind;
 use super::manifest::Document;
 use super::validate::check_dns_label;
 use read::{check_folder_path, read_metadata, resolve_inside};
@@ -149,6 +154,99 @@ pub fn import_folder(source_root: &Path, folder: &str) -> Result<FastFlowPipelin
         documents,
         warnings: translator.warnings,
     })
+}
+
+/// A schedule made in Fast-Flow's UI (a `scheduled_jobs` row of source `api`).
+#[derive(Clone, Debug, Default)]
+pub struct UiSchedule {
+    /// The job's id (a UUID).
+    pub id: String,
+    /// Fast-Flow's pipeline name (its folder).
+    pub pipeline: String,
+    /// `CRON`, `INTERVAL` or `DATE`.
+    pub trigger_type: String,
+    /// The crontab line, the seconds, or the ISO date-time.
+    pub trigger_value: String,
+    /// False when switched off in the UI: the Schedule is suspended.
+    pub enabled: bool,
+    /// Start of the window, as stored (naive UTC).
+    pub start: Option<String>,
+    /// End of the window, as stored (naive UTC, an instant: exclusive here too).
+    pub end: Option<String>,
+    /// Environment of the run configuration the job names, if any.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Translates a schedule made in Fast-Flow's UI into a Schedule named
+/// `<pipeline>-ui-<first 8 characters of its id>`, read like a pipeline.json trigger
+/// (cron lines rewritten for APScheduler's weekdays, UTC). `file` names where it came
+/// from in errors and notes.
+pub fn import_ui_schedule(
+    file: &str,
+    job: &UiSchedule,
+) -> Result<(Document, Vec<String>), ManifestError> {
+    let pipeline = pipeline_name(&job.pipeline)
+        .map_err(|problem| ManifestError::file(file, format!("pipeline_name: {problem}")))?;
+    let key = match job.trigger_type.to_ascii_uppercase().as_str() {
+        "CRON" => "schedule_cron",
+        "INTERVAL" => "schedule_interval_seconds",
+        "DATE" => "run_once_at",
+        other => {
+            return Err(ManifestError::file(
+                file,
+                format!("trigger_type: {other:?} is not CRON, INTERVAL or DATE"),
+            ));
+        }
+    };
+    let value = match key {
+        "schedule_interval_seconds" => match job.trigger_value.trim().parse::<u64>() {
+            Ok(seconds) => Value::from(seconds),
+            Err(_) => {
+                return Err(ManifestError::file(
+                    file,
+                    format!(
+                        "trigger_value: {:?} is not a whole number of seconds",
+                        job.trigger_value
+                    ),
+                ));
+            }
+        },
+        _ => Value::String(job.trigger_value.clone()),
+    };
+    let mut fields = Map::new();
+    fields.insert(key.to_owned(), value);
+    for (name, bound) in [("schedule_start", &job.start), ("schedule_end", &job.end)] {
+        if let Some(text) = bound {
+            fields.insert(name.to_owned(), Value::String(text.clone()));
+        }
+    }
+    let mut translator = Translator {
+        file,
+        positions: HashMap::new(),
+        warnings: Vec::new(),
+    };
+    let spec = translator.ui_schedule(&pipeline, &fields, job.enabled, job.env.clone())?;
+    let id: String = job
+        .id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    let name = translate::derived_name(&pipeline, &format!("ui-{}", id.to_ascii_lowercase()));
+    let value = translator.document(Kind::Schedule, &name, &spec)?;
+    Ok((
+        Document::synthetic(file.to_owned(), 1, value),
+        translator.warnings,
+    ))
+}
+
+/// Reads a date-time as Fast-Flow stores and writes them (naive ones are UTC; a bare
+/// day is its midnight).
+pub fn parse_time(text: &str) -> Result<Option<DateTime<Utc>>, String> {
+    Ok(time::parse_fast_flow_time(text)?.map(|time| match time {
+        time::FastFlowTime::Day(day) => time::midnight(day),
+        time::FastFlowTime::Instant(at) => at,
+    }))
 }
 
 /// Name rule: Fast-Flow folder names like `nightly_etl` or `Daily-Report` become DNS-1123

@@ -238,3 +238,21 @@ fn schedule_spec(
         ..ScheduleSpec::default()
     }
 }
+
+impl Translator<'_> {
+    /// A schedule made in Fast-Flow's UI: its trigger as `fields` (`schedule_cron`,
+    /// `schedule_interval_seconds` or `run_once_at`, with `schedule_start`/`schedule_end`),
+    /// read like a pipeline.json trigger.
+    pub(super) fn ui_schedule(
+        &mut self,
+        pipeline: &str,
+        fields: &Map<String, Value>,
+        enabled: bool,
+        env: BTreeMap<String, String>,
+    ) -> Result<ScheduleSpec, ManifestError> {
+        match self.timing("", fields, true)? {
+            Some(timing) => Ok(schedule_spec(pipeline, timing, !enabled, env)),
+            None => Err(self.error("trigger_value", "is empty: the schedule has no trigger")),
+        }
+    }
+}

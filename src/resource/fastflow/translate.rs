@@ -116,7 +116,7 @@ impl Translator<'_> {
                 self.warn(
                     "secrets",
                     format!(
-                        "these keys are read from the Secret {SHARED_SECRETS_NAME:?}, which stands in for Fast-Flow's global secret store; create it with the keys {}",
+                        "these keys are read from the Secret {SHARED_SECRETS_NAME:?}, which stands in for Fast-Flow's global secret store: `flotilla import fastflow` makes it from that store, or create it with the keys {}",
                         keys.join(", ")
                     ),
                 );
@@ -134,7 +134,7 @@ impl Translator<'_> {
         Ok(values)
     }
 
-    fn document(
+    pub(super) fn document(
         &self,
         kind: Kind,
         name: &str,

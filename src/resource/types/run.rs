@@ -42,6 +42,13 @@ pub struct RunSpec {
     pub cancel: bool,
 }
 
+/// A run name `<pipeline>-<suffix>` that fits a DNS-1123 label.
+pub fn run_name(pipeline: &str, suffix: &str) -> String {
+    let room = 63 - suffix.len() - 1;
+    let stem: String = pipeline.chars().take(room).collect();
+    format!("{}-{suffix}", stem.trim_end_matches('-'))
+}
+
 /// What created a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
