@@ -55,11 +55,14 @@ HELLO_JSON = {
     "max_instances": 1,
 }
 
-ETL_MAIN = 'print("etl done", flush=True)\n'
+ETL_MAIN = 'import os\nprint(f"etl done target={os.environ.get(\'TARGET\')}", flush=True)\n'
 ETL_JSON = {
     "description": "Nightly load",
+    "python_version": "3.11",
     "schedules": [
-        {"id": "prod", "schedule_cron": "15 2 * * *", "default_env": {"TARGET": "prod"}},
+        # A run configuration with settings of its own, also run by its own webhook key.
+        {"id": "prod", "schedule_cron": "15 2 * * *", "default_env": {"TARGET": "prod"},
+         "timeout": 900, "webhook_key": "etl-prod-webhook-key-0123"},
     ],
     "timeout": 600,
 }
@@ -218,6 +221,9 @@ def main():
         folder.mkdir()
         (folder / "main.py").write_text(main_py)
         (folder / "pipeline.json").write_text(json.dumps(meta, indent=2) + "\n")
+    expected["run_configs"] = [{"pipeline": "nightly_etl", "id": "prod",
+                                "webhook_key": "etl-prod-webhook-key-0123",
+                                "env": {"TARGET": "prod"}, "timeout_seconds": 900}]
     (out / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
 
 

@@ -298,6 +298,39 @@ async fn a_fast_flow_installation_imports_in_one_command_and_runs_here() {
     ] {
         assert!(log.contains(&line), "{line:?} missing:\n{log}");
     }
+
+    // A run configuration with settings of its own runs through Fast-Flow's route under
+    // its own key, with its env and timeout.
+    for config in expected["run_configs"].as_array().expect("a list") {
+        let folder = config["pipeline"].as_str().expect("text");
+        let key = config["webhook_key"].as_str().expect("text");
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/webhooks/{folder}/{key}", operator.base()))
+            .body("{}")
+            .send()
+            .await
+            .expect("Fast-Flow's route");
+        assert_eq!(response.status().as_u16(), 200);
+        let answer: Value = response.json().await.expect("json");
+        let pipeline = answer["run"]["spec"]["pipelineRef"]["name"]
+            .as_str()
+            .expect("text")
+            .to_owned();
+        let (_, spec) = operator
+            .get(&format!("/namespaces/default/pipelines/{pipeline}"))
+            .await;
+        assert_eq!(
+            spec["spec"]["timeout"].as_str().expect("a timeout"),
+            format!("{}s", config["timeout_seconds"]),
+            "{spec:#}"
+        );
+        let name = answer["id"].as_str().expect("text").to_owned();
+        let run = operator.wait_finished(&name).await;
+        let log = operator.log(&name, 1).await;
+        assert_eq!(phase(&run), "Succeeded", "{run:#}\n{log}");
+        let target = config["env"]["TARGET"].as_str().expect("text");
+        assert!(log.contains(&format!("target={target}")), "{log}");
+    }
 }
 
 #[tokio::test]

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::runs::random_suffix;
 use crate::resource::error::ManifestErrors;
+use crate::resource::fastflow;
 use crate::resource::manifest::Document;
 use crate::resource::types::{PipelineSpec, RunStatus, run_name};
 use crate::resource::validate::validate_document;
@@ -236,7 +237,50 @@ pub(super) async fn pipeline_trigger_fastflow(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    trigger_run(&hooks, &name, Some(&key), &headers, &body, Answer::FastFlow).await
+    let pipeline = fastflow_target(&hooks.store, &name, &key).await?;
+    trigger_run(
+        &hooks,
+        &pipeline,
+        Some(&key),
+        &headers,
+        &body,
+        Answer::FastFlow,
+    )
+    .await
+}
+
+/// The pipeline Fast-Flow's route runs. `name` is Fast-Flow's name of the pipeline (its
+/// folder, `nightly_etl`: the Pipeline is `nightly-etl`), and `key` may be the
+/// `webhook_key` of one of its `schedules[]` entries, which runs that entry's Pipeline
+/// (named in the base Pipeline's run-configs annotation), as Fast-Flow ran that run
+/// configuration. Without a match, the base name: the key check then refuses it.
+async fn fastflow_target(store: &Store, name: &str, key: &str) -> Result<String, ApiError> {
+    let pipeline_key = |name: &str| ObjectKey::new(Kind::Pipeline, DEFAULT_NAMESPACE, name);
+    let base = match store.get(&pipeline_key(name)).await? {
+        Some(found) => found,
+        None => match fastflow::pipeline_name(name) {
+            Ok(mapped) => match store.get(&pipeline_key(&mapped)).await? {
+                Some(found) => found,
+                None => return Ok(mapped),
+            },
+            Err(_) => return Ok(name.to_owned()),
+        },
+    };
+    let base_name = base.key.name.clone();
+    if key_matches(store, &base_name, Some(key)).await?.is_some() {
+        return Ok(base_name);
+    }
+    let configs = base
+        .annotations
+        .get(fastflow::RUN_CONFIGS_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    for config in configs.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        if key_matches(store, config, Some(key)).await?.is_some() {
+            return Ok(config.to_owned());
+        }
+    }
+    Ok(base_name)
 }
 
 async fn trigger_run(
@@ -915,6 +959,53 @@ mod tests {
             runs.iter().any(|r| r.key.name == id),
             "the id names the run"
         );
+    }
+
+    /// Fast-Flow's route names the pipeline by its folder (`nightly_etl`) and takes the
+    /// key of a `schedules[]` entry too, which runs that entry's Pipeline.
+    #[tokio::test]
+    async fn fast_flows_route_finds_folder_names_and_run_configuration_keys() {
+        let f = fixture().await;
+        f.store
+            .create(
+                DesiredObject {
+                    key: ObjectKey::new(Kind::Pipeline, DEFAULT_NAMESPACE, "nightly-etl"),
+                    labels: BTreeMap::new(),
+                    annotations: BTreeMap::from([(
+                        fastflow::RUN_CONFIGS_ANNOTATION.to_owned(),
+                        "nightly-etl-prod".to_owned(),
+                    )]),
+                    spec: json!({ "webhookKey": "base-key" }).into(),
+                },
+                None,
+                None,
+            )
+            .await
+            .expect("pipeline created");
+        add_pipeline(
+            &f.store,
+            "nightly-etl-prod",
+            json!({ "webhookKey": "prod-key" }),
+        )
+        .await;
+        for (key, pipeline) in [
+            ("base-key", "nightly-etl"),
+            ("prod-key", "nightly-etl-prod"),
+        ] {
+            let (status, _, answer) = send(
+                &f.app,
+                "POST",
+                &format!("/api/webhooks/nightly_etl/{key}"),
+                &[],
+                "{}",
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(answer["run"]["spec"]["pipelineRef"]["name"], pipeline);
+        }
+        let (status, _, problem) =
+            send(&f.app, "POST", "/api/webhooks/nightly_etl/other", &[], "{}").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{problem}");
     }
 
     #[tokio::test]

@@ -99,6 +99,14 @@ pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
 /// Annotation set on every imported object.
 pub const IMPORTED_FROM_ANNOTATION: &str = "flotilla.dev/imported-from";
 
+/// On the Pipeline of a `schedules[]` entry with settings of its own: the entry's `id`.
+pub const RUN_CONFIG_ANNOTATION: &str = "flotilla.dev/fastflow-run-config";
+
+/// On a pipeline whose `schedules[]` entries have settings of their own: the names of
+/// their Pipelines, comma-separated (Fast-Flow's webhook route finds an entry's
+/// `webhook_key` through it).
+pub const RUN_CONFIGS_ANNOTATION: &str = "flotilla.dev/fastflow-run-configs";
+
 /// The Secret that stands in for Fast-Flow's global secret store (see the module doc).
 pub const SHARED_SECRETS_NAME: &str = "fastflow-secrets";
 
@@ -143,6 +151,7 @@ pub fn import_folder(source_root: &Path, folder: &str) -> Result<FastFlowPipelin
         file: &file,
         positions,
         warnings,
+        prefix: String::new(),
     };
     let values = translator.translate(&name, folder, &fields)?;
     let documents = values
@@ -224,6 +233,7 @@ pub fn import_ui_schedule(
         file,
         positions: HashMap::new(),
         warnings: Vec::new(),
+        prefix: String::new(),
     };
     let spec = translator.ui_schedule(&pipeline, &fields, job.enabled, job.env.clone())?;
     let id: String = job

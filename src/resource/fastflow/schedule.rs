@@ -15,7 +15,7 @@ use super::translate::{Translator, derived_name};
 use super::values::{describe, get, is_unset};
 use crate::resource::error::ManifestError;
 use crate::resource::schedule_time::parse_cron;
-use crate::resource::types::{LocalRef, ScheduleSpec, Window};
+use crate::resource::types::{LocalRef, ResourceLimits, RetryPolicy, ScheduleSpec, Window};
 
 /// The trigger and window of one schedule, in Flotilla's terms.
 #[derive(Default)]
@@ -26,14 +26,37 @@ struct Timing {
     window: Option<Window>,
 }
 
+/// A `schedules[]` entry with settings of its own (limits, timeout, retries,
+/// `encrypted_env`, `webhook_key`): it becomes a Pipeline of its own, `<pipeline>-<id>`,
+/// the pipeline's spec with these over it, and its Schedule runs that Pipeline. Its
+/// `default_env` goes on that Pipeline too, so a webhook run of the entry gets it.
+pub(super) struct RunConfig {
+    /// The Pipeline's name.
+    pub(super) name: String,
+    /// The entry's `id`.
+    pub(super) id: String,
+    pub(super) env: BTreeMap<String, String>,
+    pub(super) resources: Option<ResourceLimits>,
+    /// `Some(None)`: the entry's `timeout: 0`, no timeout for its runs.
+    pub(super) timeout: Option<Option<String>>,
+    pub(super) retries: Option<RetryPolicy>,
+    pub(super) encrypted_env: BTreeMap<String, String>,
+    pub(super) webhook_key: Option<String>,
+}
+
+/// Keys of an entry that only mean something with a `mem_hard_limit`/`cpu_hard_limit`
+/// reader: the soft limits are noted like the pipeline's.
+const SOFT_LIMITS: &[&str] = &["cpu_soft_limit", "mem_soft_limit"];
+
 impl Translator<'_> {
-    /// The top-level schedule and every `schedules[]` entry, with their names.
+    /// The top-level schedule and every `schedules[]` entry, with their names, and the
+    /// entries that need a Pipeline of their own.
     pub(super) fn schedules(
         &mut self,
         pipeline: &str,
         fields: &Map<String, Value>,
         suspend: bool,
-    ) -> Result<Vec<(String, ScheduleSpec)>, ManifestError> {
+    ) -> Result<(Vec<(String, ScheduleSpec)>, Vec<RunConfig>), ManifestError> {
         let entries = match get(fields, "schedules") {
             Some(Value::Array(entries)) => entries.as_slice(),
             Some(other) => {
@@ -48,6 +71,7 @@ impl Translator<'_> {
             None => &[],
         };
         let mut schedules = Vec::new();
+        let mut configs = Vec::new();
         let top_level = if entries.is_empty() {
             self.timing("", fields, true)?
         } else {
@@ -105,20 +129,17 @@ impl Translator<'_> {
             }
             for (key, value) in entry {
                 let key_path = format!("{path}.{key}");
-                if SCHEDULE_ENTRY_OVERRIDES.contains(&key.as_str()) {
+                if SOFT_LIMITS.contains(&key.as_str()) {
                     if !is_unset(value) {
-                        self.warn(&key_path, "ignored: Flotilla schedules cannot override pipeline settings; only cron, interval, window, default_env and enabled carry over");
+                        self.warn(&key_path, "ignored: Flotilla does not support soft limits (monitoring thresholds); only the hard limits are enforced");
                     }
-                } else if !SCHEDULE_ENTRY_KEYS.contains(&key.as_str()) {
+                } else if !SCHEDULE_ENTRY_KEYS.contains(&key.as_str())
+                    && !SCHEDULE_ENTRY_OVERRIDES.contains(&key.as_str())
+                {
                     self.warn(&key_path, "unknown key, ignored (as Fast-Flow does)");
                 }
             }
-            let Some(timing) = self.timing(&format!("{path}."), entry, false)? else {
-                return Err(self.error(
-                    &path,
-                    "sets neither schedule_cron nor schedule_interval_seconds (Fast-Flow skipped such entries); add one or remove the entry",
-                ));
-            };
+            let timing = self.timing(&format!("{path}."), entry, false)?;
             let entry_enabled = match get(entry, "enabled") {
                 Some(value) => self.boolean(&format!("{path}.enabled"), value)?,
                 None => true,
@@ -128,12 +149,101 @@ impl Translator<'_> {
                 None => BTreeMap::new(),
             };
             let name = derived_name(pipeline, &label);
+            let config = self.run_config(&path, &name, &id, fields, entry, env.clone())?;
+            let Some(timing) = timing else {
+                if config.as_ref().is_some_and(|c| c.webhook_key.is_some()) {
+                    configs.extend(config); // run by its webhook only
+                    continue;
+                }
+                return Err(self.error(
+                    &path,
+                    "sets neither schedule_cron nor schedule_interval_seconds (Fast-Flow skipped such entries); add one or remove the entry",
+                ));
+            };
+            let (target, env) = match config {
+                Some(config) => {
+                    let target = config.name.clone();
+                    configs.push(config);
+                    (target, BTreeMap::new())
+                }
+                None => (pipeline.to_owned(), env),
+            };
             schedules.push((
                 name,
-                schedule_spec(pipeline, timing, suspend || !entry_enabled, env),
+                schedule_spec(&target, timing, suspend || !entry_enabled, env),
             ));
         }
-        Ok(schedules)
+        Ok((schedules, configs))
+    }
+
+    /// The entry's own settings, read with the pipeline's readers over the pipeline's
+    /// keys (a `retry_strategy` of the entry uses the pipeline's `retry_attempts` unless
+    /// it sets its own); `None` when it sets none.
+    fn run_config(
+        &mut self,
+        path: &str,
+        name: &str,
+        id: &str,
+        pipeline_fields: &Map<String, Value>,
+        entry: &Map<String, Value>,
+        env: BTreeMap<String, String>,
+    ) -> Result<Option<RunConfig>, ManifestError> {
+        let own = |key: &str| get(entry, key).is_some_and(|v| !is_unset(v));
+        if !SCHEDULE_ENTRY_OVERRIDES
+            .iter()
+            .any(|key| own(key) && !SOFT_LIMITS.contains(key))
+        {
+            return Ok(None);
+        }
+        let mut merged = Map::new();
+        for key in [
+            "retry_attempts",
+            "retry_strategy",
+            "mem_hard_limit",
+            "cpu_hard_limit",
+        ] {
+            if let Some(value) = get(entry, key).or_else(|| get(pipeline_fields, key)) {
+                merged.insert(key.to_owned(), value.clone());
+            }
+        }
+        if let Some(value) = get(entry, "timeout") {
+            merged.insert("timeout".to_owned(), value.clone());
+        }
+        self.prefix = format!("{path}.");
+        let read = (|| -> Result<RunConfig, ManifestError> {
+            let resources = if own("mem_hard_limit") || own("cpu_hard_limit") {
+                self.resources(&merged)?
+            } else {
+                None
+            };
+            let timeout = if own("timeout") {
+                Some(self.timeout(&merged)?)
+            } else {
+                None
+            };
+            let retries = if own("retry_attempts") || own("retry_strategy") {
+                self.retries(&merged)?
+            } else {
+                None
+            };
+            let encrypted_env = match get(entry, "encrypted_env") {
+                Some(value) => self.encrypted_env("encrypted_env", value)?,
+                None => BTreeMap::new(),
+            };
+            let webhook_key = self.optional_text(entry, "webhook_key", "a webhook key")?;
+            Ok(RunConfig {
+                name: name.to_owned(),
+                id: id.to_owned(),
+                env,
+                resources,
+                timeout,
+                retries,
+                encrypted_env,
+                webhook_key,
+            })
+        })();
+        self.prefix.clear();
+        read.map(Some)
     }
 
     /// Reads the trigger (`schedule_cron` | `schedule_interval_seconds` | `run_once_at`)

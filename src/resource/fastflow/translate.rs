@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 
 use super::read::KeyPositions;
 use super::values::{describe, get};
-use super::{IMPORTED_FROM_ANNOTATION, SHARED_SECRETS_NAME};
+use super::{
+    IMPORTED_FROM_ANNOTATION, RUN_CONFIG_ANNOTATION, RUN_CONFIGS_ANNOTATION, SHARED_SECRETS_NAME,
+};
 use crate::resource::error::ManifestError;
 use crate::resource::kind::Kind;
 use crate::resource::manifest::Position;
@@ -26,22 +28,28 @@ pub(super) struct Translator<'a> {
     pub(super) file: &'a str,
     pub(super) positions: KeyPositions,
     pub(super) warnings: Vec<String>,
+    /// Put before every field named in errors and warnings while a `schedules[]` entry
+    /// is read with the pipeline's readers (`schedules[0].`); empty otherwise.
+    pub(super) prefix: String,
 }
 
 impl Translator<'_> {
     /// An error about `field` (a JSON path such as `retry_strategy.delay`).
     pub(super) fn error(&self, field: &str, message: impl Into<String>) -> ManifestError {
-        let at = self.position(field);
+        let field = format!("{}{field}", self.prefix);
+        let at = self.position(&field);
         ManifestError {
             line: at.map(|p| p.line),
             column: at.map(|p| p.column),
-            field: Some(field.to_owned()),
+            field: Some(field),
             ..ManifestError::file(self.file, message)
         }
     }
 
     /// A warning about `field`, located at the line of its top-level key.
     pub(super) fn warn(&mut self, field: &str, message: impl AsRef<str>) {
+        let field = format!("{}{field}", self.prefix);
+        let field = field.as_str();
         let location = match self.position(field) {
             Some(at) => format!("{}:{}", self.file, at.line),
             None => self.file.to_owned(),
@@ -127,8 +135,49 @@ impl Translator<'_> {
                 });
             }
         }
-        values.push(self.document(Kind::Pipeline, name, &spec)?);
-        for (schedule_name, schedule) in self.schedules(name, fields, !enabled)? {
+        let (schedules, configs) = self.schedules(name, fields, !enabled)?;
+        let mut pipelines = Vec::new();
+        for config in configs {
+            let mut derived = spec.clone();
+            derived.env.extend(config.env);
+            if config.resources.is_some() {
+                derived.resources = config.resources;
+            }
+            if let Some(timeout) = config.timeout {
+                derived.timeout = timeout;
+            }
+            if config.retries.is_some() {
+                derived.retries = config.retries;
+            }
+            derived.webhook_key = config.webhook_key;
+            if !config.encrypted_env.is_empty() {
+                let secret_name = derived_name(&config.name, "env");
+                derived.secret_refs.push(SecretRef {
+                    name: secret_name.clone(),
+                    ..SecretRef::default()
+                });
+                let secret = SecretSpec {
+                    encrypted_data: config.encrypted_env,
+                    ..SecretSpec::default()
+                };
+                values.push(self.document(Kind::Secret, &secret_name, &secret)?);
+            }
+            let mut document = self.document(Kind::Pipeline, &config.name, &derived)?;
+            document["metadata"]["annotations"][RUN_CONFIG_ANNOTATION] = Value::String(config.id);
+            pipelines.push(document);
+        }
+        let mut base = self.document(Kind::Pipeline, name, &spec)?;
+        if !pipelines.is_empty() {
+            let names: Vec<&str> = pipelines
+                .iter()
+                .filter_map(|p| p["metadata"]["name"].as_str())
+                .collect();
+            base["metadata"]["annotations"][RUN_CONFIGS_ANNOTATION] =
+                Value::String(names.join(","));
+        }
+        values.push(base);
+        values.extend(pipelines);
+        for (schedule_name, schedule) in schedules {
             values.push(self.document(Kind::Schedule, &schedule_name, &schedule)?);
         }
         Ok(values)

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{assert_all_valid, by_kind, import_error, imported, spec_of};
+use super::{TOKEN, assert_all_valid, by_kind, import_error, imported, spec_of};
 
 #[test]
 fn more_than_one_trigger_is_an_error_naming_them() {
@@ -97,6 +97,92 @@ fn naive_datetimes_are_utc() {
     }
 }
 
+/// Fast-Flow ran a `schedules[]` entry with its own limits, timeout, retries,
+/// `encrypted_env` and `webhook_key` over the pipeline's; each such entry becomes a
+/// Pipeline of its own that its Schedule (and Fast-Flow's webhook route) runs.
+#[test]
+fn schedules_entries_keep_their_own_settings_in_a_pipeline_of_their_own() {
+    let json = r#"{
+  "default_env": {"LOG_LEVEL": "INFO"},
+  "timeout": 600,
+  "mem_hard_limit": "1g",
+  "retry_attempts": 2,
+  "webhook_key": "base-key",
+  "schedules": [
+{"id": "prod", "schedule_cron": "0 8 * * *", "default_env": {"TARGET": "prod"},
+ "mem_hard_limit": "2g", "retry_strategy": {"type": "fixed_delay", "delay": 30},
+ "encrypted_env": {"DB_URL": "TOKEN"}, "webhook_key": "prod-key"},
+{"id": "backfill", "webhook_key": "backfill-key", "timeout": 0},
+{"id": "plain", "schedule_interval_seconds": 600, "default_env": {"TARGET": "plain"}}
+  ]
+}"#
+    .replace("TOKEN", TOKEN);
+    let pipeline = imported("etl", &json);
+    assert_all_valid(&pipeline);
+    let pipelines = by_kind(&pipeline, "Pipeline");
+    let names: Vec<&str> = pipelines
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(names, ["etl", "etl-prod", "etl-backfill"]);
+    assert_eq!(
+        pipelines[0]["metadata"]["annotations"]["flotilla.dev/fastflow-run-configs"],
+        "etl-prod,etl-backfill"
+    );
+    let base = &pipelines[0]["spec"];
+    let prod = &pipelines[1]["spec"];
+    assert_eq!(
+        pipelines[1]["metadata"]["annotations"]["flotilla.dev/fastflow-run-config"],
+        "prod"
+    );
+    assert_eq!(prod["resources"]["memory"], "2g");
+    assert_eq!(base["resources"]["memory"], "1g");
+    assert_eq!(prod["timeout"], base["timeout"]);
+    assert_eq!(prod["retries"]["limit"], base["retries"]["limit"], "{prod}");
+    assert_eq!(prod["retries"]["backoff"]["kind"], "fixed", "{prod}");
+    assert_eq!(prod["env"]["TARGET"], "prod");
+    assert_eq!(prod["env"]["LOG_LEVEL"], "INFO");
+    assert_eq!(prod["webhookKey"], "prod-key");
+    assert_eq!(prod["secretRefs"][0]["name"], "etl-prod-env");
+    let backfill = &pipelines[2]["spec"];
+    assert!(
+        backfill["timeout"].is_null(),
+        "timeout 0 is none: {backfill}"
+    );
+    assert_eq!(backfill["webhookKey"], "backfill-key");
+    let secrets = by_kind(&pipeline, "Secret");
+    assert_eq!(secrets[0]["metadata"]["name"], "etl-prod-env");
+    assert_eq!(secrets[0]["spec"]["encryptedData"]["DB_URL"], TOKEN);
+
+    // The webhook-only entry has no Schedule; the plain one runs the pipeline itself.
+    let schedules = by_kind(&pipeline, "Schedule");
+    let targets: Vec<(&str, &str)> = schedules
+        .iter()
+        .map(|s| {
+            (
+                s["metadata"]["name"].as_str().expect("a name"),
+                s["spec"]["pipelineRef"]["name"].as_str().expect("a ref"),
+            )
+        })
+        .collect();
+    assert_eq!(targets, [("etl-prod", "etl-prod"), ("etl-plain", "etl")]);
+    assert!(
+        schedules[0]["spec"]["env"].is_null(),
+        "the env is the pipeline's"
+    );
+    assert_eq!(schedules[1]["spec"]["env"]["TARGET"], "plain");
+
+    // Errors in an entry's settings name the entry.
+    let error = import_error(
+        r#"{"schedules": [{"id": "a", "schedule_cron": "0 1 * * *", "timeout": "ten"}]}"#,
+    );
+    assert_eq!(
+        error.field.as_deref(),
+        Some("schedules[0].timeout"),
+        "{error}"
+    );
+}
+
 #[test]
 fn schedules_entries_become_schedules() {
     let json = r#"{
@@ -124,12 +210,12 @@ fn schedules_entries_become_schedules() {
             .iter()
             .any(|w| w.contains("schedule_cron: ignored because `schedules` is set"))
     );
-    assert!(
-        pipeline
-            .warnings
-            .iter()
-            .any(|w| w.contains("schedules[1].timeout: ignored"))
+    // An entry with a setting of its own runs a Pipeline of its own.
+    assert_eq!(
+        schedules[1]["spec"]["pipelineRef"]["name"],
+        "etl-staging-eu"
     );
+    assert_eq!(schedules[0]["spec"]["pipelineRef"]["name"], "etl");
 
     let error = import_error(
         r#"{"schedules": [{"id": "a", "schedule_cron": "0 1 * * *"}, {"id": "A", "schedule_cron": "0 2 * * *"}]}"#,
