@@ -44,6 +44,9 @@ pub(super) struct RunConfig {
     pub(super) webhook_key: Option<String>,
 }
 
+/// A Schedule's name and spec.
+pub(super) type NamedSchedule = (String, ScheduleSpec);
+
 /// Keys of an entry that only mean something with a `mem_hard_limit`/`cpu_hard_limit`
 /// reader: the soft limits are noted like the pipeline's.
 const SOFT_LIMITS: &[&str] = &["cpu_soft_limit", "mem_soft_limit"];
@@ -56,7 +59,7 @@ impl Translator<'_> {
         pipeline: &str,
         fields: &Map<String, Value>,
         suspend: bool,
-    ) -> Result<(Vec<(String, ScheduleSpec)>, Vec<RunConfig>), ManifestError> {
+    ) -> Result<(Vec<NamedSchedule>, Vec<RunConfig>), ManifestError> {
         let entries = match get(fields, "schedules") {
             Some(Value::Array(entries)) => entries.as_slice(),
             Some(other) => {
