@@ -999,6 +999,43 @@ async fn imported_pipelines_without_python_version_run_the_default_python() {
     assert_eq!(phase(&run), "Succeeded", "{run:#}");
 }
 
+/// Fast-Flow stopped runs of pipelines without `timeout` after its CONTAINER_TIMEOUT:
+/// imported ones do the same here (`--default-timeout`, or CONTAINER_TIMEOUT itself),
+/// and a native pipeline without timeout is not limited by it.
+#[tokio::test]
+async fn imported_pipelines_without_timeout_stop_at_the_default_timeout() {
+    const SLEEPS: &str = "import time\nprint(\"start\", flush=True)\ntime.sleep(120)\n";
+    let fixture = Fixture::new();
+    let folder = fixture.pipelines_dir().join("ff-slow");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join("main.py"), SLEEPS).expect("main.py");
+    std::fs::write(
+        folder.join("pipeline.json"),
+        r#"{"python_version": "3.11"}"#,
+    )
+    .expect("pipeline.json");
+    fixture.write_pipeline("native-slow", SLEEPS, "", "");
+    let operator = fixture.start_operator(&OperatorOptions {
+        env: vec![("CONTAINER_TIMEOUT".to_owned(), "2".to_owned())],
+        ..OperatorOptions::default()
+    });
+    operator.wait_for_pipeline("ff-slow").await;
+    operator.wait_for_pipeline("native-slow").await;
+    let native = operator.create_run("native-slow", &[]).await;
+    operator
+        .wait_for_phase(&native, &["Running"], RUN_TIMEOUT)
+        .await;
+    let (run, log) = run_to_end(&operator, "ff-slow").await;
+    assert_eq!(phase(&run), "Failed", "{run:#}\n{log}");
+    assert_eq!(reason(&run), "DeadlineExceeded", "{run:#}");
+    // The native run, running before the imported one started, still runs after it
+    // was stopped: the default is not its timeout.
+    let still = operator.run(&native).await;
+    assert_eq!(phase(&still), "Running", "{still:#}");
+    operator.cancel(&native).await;
+    operator.wait_finished(&native).await;
+}
+
 /// The same requirement through `UV_*` passthrough alone: the wheels sit in the
 /// pipeline folder (mounted at /pipeline) and `UV_FIND_LINKS` points there.
 #[tokio::test]

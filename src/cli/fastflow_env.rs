@@ -66,6 +66,12 @@ const ALIASES: &[Alias] = &[
         flotilla: "FLOTILLA_DEFAULT_PYTHON",
         arg: "default_python",
     },
+    // Seconds; 0 is no timeout.
+    Alias {
+        fastflow: "CONTAINER_TIMEOUT",
+        flotilla: "FLOTILLA_DEFAULT_TIMEOUT",
+        arg: "default_timeout",
+    },
     // Only `false` means something: no limit on webhook triggers.
     Alias {
         fastflow: "RATELIMIT_ENABLED",
@@ -85,7 +91,6 @@ pub const WITHOUT_MEANING: &[&str] = &[
     "UV_PRE_HEAT",
     "UV_STORAGE_STATS",
     "PIPELINE_EXECUTOR",
-    "CONTAINER_TIMEOUT",
     "RETRY_ATTEMPTS",
     "PIPELINE_CACHE_TTL_SECONDS",
     "KUBERNETES_NAMESPACE",
@@ -233,6 +238,16 @@ fn convert(alias: &Alias, value: &str) -> Result<Option<String>, String> {
                 )
             })?
             .join(","),
+        "default_timeout" => match value.parse::<u64>() {
+            Ok(0) => return Ok(None),
+            Ok(seconds) => format!("{seconds}s"),
+            Err(_) => {
+                return Err(format!(
+                    "{}={value:?} is not a whole number of seconds",
+                    alias.fastflow
+                ));
+            }
+        },
         "log_format" if boolean()? => "json".to_owned(),
         "log_format" => "text".to_owned(),
         _ => value.to_owned(),
@@ -251,6 +266,10 @@ fn same(alias: &Alias, own: &str, converted: &str) -> bool {
             list(own) == list(converted)
         }
         "log_format" => own.eq_ignore_ascii_case(converted),
+        "default_timeout" => {
+            let duration = |s: &str| crate::resource::quantity::parse_duration(s.trim()).ok();
+            duration(own).is_some() && duration(own) == duration(converted)
+        }
         _ => own.trim() == converted,
     }
 }
@@ -277,6 +296,10 @@ fn assign(args: &mut ServeArgs, arg: &str, value: &str) -> Result<(), String> {
                 .collect();
         }
         "default_python" => args.docker.default_python = value.to_owned(),
+        "default_timeout" => {
+            args.docker.default_timeout =
+                Some(crate::resource::quantity::parse_duration(value).map_err(|e| e.to_string())?);
+        }
         "webhook_rate_limit" => {
             args.webhook_rate_limit = value
                 .parse()
@@ -337,6 +360,37 @@ mod tests {
         Ok((args, notes))
     }
 
+    /// CONTAINER_TIMEOUT is seconds, 0 none; the same time under Flotilla's name in
+    /// another spelling agrees, another time does not.
+    #[test]
+    fn container_timeout_is_seconds_and_zero_is_none() {
+        let (args, _) = serve(&[], &[("CONTAINER_TIMEOUT", "0")]).expect("applies");
+        assert_eq!(args.docker.default_timeout, None);
+        let (args, _) = serve(
+            &[],
+            &[
+                ("CONTAINER_TIMEOUT", "3600"),
+                ("FLOTILLA_DEFAULT_TIMEOUT", "1h"),
+            ],
+        )
+        .expect("the same time");
+        assert_eq!(
+            args.docker.default_timeout, None,
+            "both set and agreeing: Flotilla's own (read by clap) stands"
+        );
+        let error = serve(
+            &[],
+            &[
+                ("CONTAINER_TIMEOUT", "3600"),
+                ("FLOTILLA_DEFAULT_TIMEOUT", "30m"),
+            ],
+        )
+        .expect_err("disagree");
+        assert!(error.contains("CONTAINER_TIMEOUT"), "{error}");
+        let error = serve(&[], &[("CONTAINER_TIMEOUT", "an hour")]).expect_err("not seconds");
+        assert!(error.contains("whole number of seconds"), "{error}");
+    }
+
     #[test]
     fn fastflow_names_set_their_options_converted() {
         let (args, notes) = serve(
@@ -355,9 +409,14 @@ mod tests {
                 ("LOG_JSON", "true"),
                 ("RATELIMIT_ENABLED", "false"),
                 ("DEFAULT_PYTHON_VERSION", "3.12"),
+                ("CONTAINER_TIMEOUT", "3600"),
             ],
         )
         .expect("applies");
+        assert_eq!(
+            args.docker.default_timeout,
+            Some(std::time::Duration::from_secs(3600))
+        );
         assert_eq!(
             args.webhook_rate_limit, 0,
             "RATELIMIT_ENABLED=false: no limit"
@@ -377,7 +436,7 @@ mod tests {
         );
         assert!(matches!(args.log_format, LogFormat::Json));
         assert_eq!(args.docker.default_python, "3.12");
-        assert_eq!(notes.len(), 10, "{notes:?}");
+        assert_eq!(notes.len(), 11, "{notes:?}");
         let (args, notes) = serve(&[], &[("RATELIMIT_ENABLED", "true")]).expect("applies");
         assert_eq!(
             args.webhook_rate_limit,

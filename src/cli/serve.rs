@@ -259,6 +259,11 @@ pub struct DockerArgs {
     /// image's.
     #[arg(long, env = "FLOTILLA_DEFAULT_PYTHON", default_value = "3.11")]
     pub default_python: String,
+    /// Timeout of runs of pipelines imported from Fast-Flow that set none (Fast-Flow's
+    /// CONTAINER_TIMEOUT, which its `timeout: 0` fell back to as well); other pipelines
+    /// have their `timeout` or none.
+    #[arg(long, env = "FLOTILLA_DEFAULT_TIMEOUT", value_parser = parse_duration_arg)]
+    pub default_timeout: Option<Duration>,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -673,6 +678,7 @@ fn run_controller_config(
         secrets_dir: args.secrets_dir.clone(),
         tombstone_for: Duration::ZERO,
         fastflow_python: Some(args.default_python.clone()).filter(|p| !p.trim().is_empty()),
+        fastflow_timeout: args.default_timeout.filter(|t| !t.is_zero()),
     })
 }
 

@@ -63,6 +63,9 @@ pub struct RunControllerConfig {
     /// Python of pipelines imported from Fast-Flow without `python_version`
     /// (`--default-python`).
     pub fastflow_python: Option<String>,
+    /// Timeout of runs of pipelines imported from Fast-Flow without `timeout`
+    /// (`--default-timeout`, Fast-Flow's CONTAINER_TIMEOUT).
+    pub fastflow_timeout: Option<Duration>,
 }
 
 /// The run controller and its shared state.

@@ -174,13 +174,21 @@ impl<R: ContainerRuntime> RunController<R> {
         let pipeline = match self.store.get(&pipeline_key).await? {
             Some(object) => {
                 let mut spec: PipelineSpec = object.spec_as()?;
-                // Fast-Flow ran pipelines without python_version on its default Python.
-                if spec.python.is_none()
-                    && object
-                        .annotations
-                        .contains_key(crate::resource::fastflow::IMPORTED_FROM_ANNOTATION)
+                // Fast-Flow ran pipelines without python_version on its default Python,
+                // and without timeout under its CONTAINER_TIMEOUT.
+                if object
+                    .annotations
+                    .contains_key(crate::resource::fastflow::IMPORTED_FROM_ANNOTATION)
                 {
-                    spec.python = self.config.fastflow_python.clone();
+                    if spec.python.is_none() {
+                        spec.python = self.config.fastflow_python.clone();
+                    }
+                    if spec.timeout.is_none() {
+                        spec.timeout = self
+                            .config
+                            .fastflow_timeout
+                            .map(|t| format!("{}s", t.as_secs()));
+                    }
                 }
                 Some(spec)
             }

@@ -384,7 +384,9 @@ pub fn other_notes(installation: &Installation) -> Vec<String> {
             "max_concurrent_runs" => format!(
                 "start `flotilla serve --max-concurrent-runs {value}` (runs beyond it queue here; Fast-Flow refused them)"
             ),
-            "container_timeout" => "Flotilla has no global timeout: set `timeout` in each pipeline.json (or spec.timeout)".to_owned(),
+            "container_timeout" => format!(
+                "start `flotilla serve --default-timeout {value}s` (or set CONTAINER_TIMEOUT={value}): imported pipelines without `timeout` stop after it"
+            ),
             "retry_attempts" => "Flotilla has no global retry count: set `retry_attempts` in each pipeline.json".to_owned(),
             "auto_sync_enabled" | "auto_sync_interval" => "start `flotilla serve` with --auto-sync and --auto-sync-interval (or AUTO_SYNC_ENABLED, AUTO_SYNC_INTERVAL)".to_owned(),
             "git_sync_repo_url" | "git_sync_branch" | "pipelines_subdir" => "start `flotilla serve` with --git-url, --git-branch and --git-path (or GIT_REPO_URL, GIT_BRANCH, PIPELINES_SUBDIR)".to_owned(),
