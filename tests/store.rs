@@ -75,6 +75,7 @@ on_both_backends!(
     events_are_counted_listed_and_deleted,
     event_batches_are_recorded_together,
     tokens_are_found_by_hash_until_revoked,
+    unfinished_runs_are_counted_in_all_and_per_pipeline,
 );
 
 /// Generates `sqlite_unopened::<behaviour>` and `postgres_unopened::<behaviour>` tests
@@ -1344,5 +1345,55 @@ async fn unsupported_url_is_refused() -> Result<()> {
         .expect_err("mysql is not a backend");
     ensure!(err.code() == "store.unavailable");
     ensure!(err.to_string().contains("\"mysql\""), "{err}");
+    Ok(())
+}
+
+/// Runs without a status, `Pending` or `Running` count; finished ones do not; the
+/// pipeline's count is of its namespace only; a status written later moves the count.
+async fn unfinished_runs_are_counted_in_all_and_per_pipeline(store: &Store) -> Result<()> {
+    let runs = [
+        ("default", "etl-1", "etl", None),
+        ("default", "etl-2", "etl", Some("Pending")),
+        ("default", "etl-3", "etl", Some("Running")),
+        ("default", "etl-4", "etl", Some("Succeeded")),
+        ("default", "etl-5", "etl", Some("Failed")),
+        ("default", "etl-6", "etl", Some("Cancelled")),
+        ("default", "report-1", "report", Some("Running")),
+        ("team", "etl-1", "etl", Some("Running")),
+    ];
+    for (namespace, name, pipeline, phase) in runs {
+        let object = desired(
+            &key(Kind::Run, namespace, name),
+            json!({ "pipelineRef": { "name": pipeline } }),
+        );
+        store
+            .create(object, None, phase.map(|p| json!({ "phase": p })))
+            .await?;
+    }
+    let unfinished = |ns: &str, p: &str| {
+        runs.iter()
+            .filter(|(n, _, q, phase)| {
+                *n == ns && *q == p && matches!(phase, None | Some("Pending" | "Running"))
+            })
+            .count() as i64
+    };
+    let all = runs
+        .iter()
+        .filter(|r| matches!(r.3, None | Some("Pending" | "Running")))
+        .count() as i64;
+    ensure!(store.unfinished_runs("default", "etl").await? == (all, unfinished("default", "etl")));
+    ensure!(store.unfinished_runs("team", "etl").await? == (all, unfinished("team", "etl")));
+    ensure!(store.unfinished_runs("default", "none").await? == (all, 0));
+    store
+        .update_status(
+            &key(Kind::Run, "default", "etl-3"),
+            None,
+            json!({ "phase": "Succeeded" }),
+        )
+        .await?;
+    ensure!(
+        store.unfinished_runs("default", "etl").await?
+            == (all - 1, unfinished("default", "etl") - 1)
+    );
     Ok(())
 }

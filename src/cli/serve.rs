@@ -18,6 +18,7 @@ use crate::controller::runtime::Mount;
 use crate::controller::schedule::ScheduleController;
 use crate::docker::DockerRuntime;
 use crate::metrics::Metrics;
+use crate::resource::types::WhenBusy;
 use crate::secrets::Keyring;
 use crate::server::auth::{generate_token, hash_token};
 use crate::server::hooks::HooksState;
@@ -94,6 +95,12 @@ pub struct ServeArgs {
     /// says otherwise; 0: no limit (Fast-Flow's `RATELIMIT_ENABLED=false`).
     #[arg(long, env = "FLOTILLA_WEBHOOK_RATE_LIMIT", default_value_t = crate::server::hooks::TRIGGERS_PER_MINUTE)]
     pub webhook_rate_limit: u32,
+    /// What a run asked for through the API or a webhook gets while its pipeline has
+    /// `maxInstances` unfinished runs, or the operator --max-concurrent-runs, for
+    /// pipelines that set no `whenBusy`: `queue` (it waits) or `reject` (429, no run;
+    /// Fast-Flow's way).
+    #[arg(long, env = "FLOTILLA_WHEN_BUSY", default_value = "queue", value_parser = parse_when_busy)]
+    pub when_busy: WhenBusy,
     /// Admin token to install instead of generating one into `<data-dir>/admin-token`.
     #[arg(long, env = "FLOTILLA_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -270,6 +277,14 @@ fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     crate::resource::quantity::parse_duration(text).map_err(|e| e.to_string())
 }
 
+fn parse_when_busy(text: &str) -> Result<WhenBusy, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "queue" => Ok(WhenBusy::Queue),
+        "reject" => Ok(WhenBusy::Reject),
+        _ => Err(format!("{text:?}: expected queue or reject")),
+    }
+}
+
 /// Runs the operator until SIGINT or SIGTERM.
 pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
@@ -432,7 +447,11 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             git.clone(),
             args.git.webhook_secret.as_deref(),
         )
-        .with_trigger_limit(args.webhook_rate_limit),
+        .with_trigger_limit(args.webhook_rate_limit)
+        .with_busy_policy(crate::server::busy::BusyPolicy {
+            default: args.when_busy,
+            max_concurrent_runs: args.docker.max_concurrent_runs,
+        }),
         pages: Default::default(),
         tokens: Default::default(),
         leader_holder: leader_holder.clone(),

@@ -36,6 +36,10 @@ pub enum ApiError {
     /// The request body is over the limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The pipeline (or the operator) runs as many runs as it may and its `whenBusy`
+    /// is `Reject`: no run was created.
+    #[error("{0}")]
+    Busy(String),
     /// A watch cannot resume from that far back.
     #[error("{0}")]
     Gone(String),
@@ -80,6 +84,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "auth.forbidden"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "resource.conflict"),
             ApiError::Gone(_) => (StatusCode::GONE, "watch.expired"),
+            ApiError::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "run.busy"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request.too_large"),
             ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),

@@ -35,6 +35,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::busy::BusyPolicy;
 use super::error::ApiError;
 use super::runs::random_suffix;
 use crate::resource::error::ManifestErrors;
@@ -70,6 +71,8 @@ pub struct HooksState {
     /// Runs per pipeline per minute when the pipeline sets no limit; 0: none.
     trigger_limit: u32,
     refusals: Arc<TokenBuckets>,
+    /// Whether a run is refused while its pipeline is busy (also for `POST …/runs`).
+    pub(super) busy: BusyPolicy,
 }
 
 impl HooksState {
@@ -82,7 +85,15 @@ impl HooksState {
             triggers: Arc::new(TokenBuckets::default()),
             trigger_limit: TRIGGERS_PER_MINUTE,
             refusals: Arc::new(TokenBuckets::default()),
+            busy: BusyPolicy::default(),
         }
+    }
+
+    /// Refuses runs of `whenBusy: Reject` pipelines while they are busy (see
+    /// [`BusyPolicy`]).
+    pub fn with_busy_policy(mut self, busy: BusyPolicy) -> Self {
+        self.busy = busy;
+        self
     }
 
     /// Runs per pipeline per minute for pipelines without `webhookRateLimit`; 0: none.
@@ -337,6 +348,10 @@ async fn trigger_run(
             retry_after,
         ));
     }
+    hooks
+        .busy
+        .admit(&hooks.store, DEFAULT_NAMESPACE, pipeline, Some(&spec))
+        .await?;
     let manifest = json!({
         "apiVersion": API_VERSION,
         "kind": "Run",
@@ -958,6 +973,105 @@ mod tests {
         assert!(
             runs.iter().any(|r| r.key.name == id),
             "the id names the run"
+        );
+    }
+
+    /// `whenBusy: Reject` answers 429 and creates nothing while the pipeline has
+    /// `maxInstances` unfinished runs or the operator `--max-concurrent-runs`, on the
+    /// webhook routes and `POST …/runs`; `Queue` (the default) creates the run; the
+    /// operator's `--when-busy reject` applies to pipelines that set nothing.
+    #[tokio::test]
+    async fn a_busy_pipeline_that_rejects_answers_429_and_creates_nothing() {
+        let f = fixture().await;
+        add_pipeline(
+            &f.store,
+            "strict",
+            json!({ "webhookKey": "k", "maxInstances": 1, "whenBusy": "Reject" }),
+        )
+        .await;
+        add_pipeline(
+            &f.store,
+            "patient",
+            json!({ "webhookKey": "k", "maxInstances": 1 }),
+        )
+        .await;
+        let runs = || async { f.store.list(Kind::Run, None).await.expect("runs").len() };
+        let trigger = |app: Router, pipeline: &'static str| async move {
+            send(
+                &app,
+                "POST",
+                &format!("/api/webhooks/{pipeline}/k"),
+                &[],
+                "{}",
+            )
+            .await
+        };
+        // Free: the first run of each is created.
+        for pipeline in ["strict", "patient"] {
+            let (status, _, answer) = trigger(f.app.clone(), pipeline).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+        assert_eq!(runs().await, 2);
+        // Busy: the strict one refuses, the patient one queues.
+        let (status, _, problem) = trigger(f.app.clone(), "strict").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
+        assert_eq!(problem["code"], "run.busy", "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("maxInstances")
+        );
+        let (status, _, answer) = trigger(f.app.clone(), "patient").await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(runs().await, 3);
+        let token = f.token(&["runs:write"]).await;
+        let (status, _, problem) = send(
+            &f.app,
+            "POST",
+            "/apis/flotilla.dev/v1alpha1/namespaces/default/runs",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "application/json"),
+            ],
+            r#"{"pipelineRef": {"name": "strict"}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
+        assert_eq!(runs().await, 3, "nothing was created");
+
+        // The strict run ends: a run is taken again.
+        let strict_run = f
+            .store
+            .list(Kind::Run, None)
+            .await
+            .expect("runs")
+            .into_iter()
+            .find(|r| r.spec["pipelineRef"]["name"] == "strict")
+            .expect("the strict run");
+        f.store
+            .update_status(&strict_run.key, None, json!({ "phase": "Succeeded" }))
+            .await
+            .expect("finished");
+        let (status, _, answer) = trigger(f.app.clone(), "strict").await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+
+        // The operator's default and its global limit: 3 unfinished runs (both patient
+        // ones and the second strict one) of at most 3.
+        let hooks = HooksState::new(f.store.clone(), None, None).with_busy_policy(BusyPolicy {
+            default: crate::resource::types::WhenBusy::Reject,
+            max_concurrent_runs: Some(3),
+        });
+        let app = Fixture::serve(&f.store, f.dir.path(), hooks, &f.shutdown);
+        add_pipeline(&f.store, "unlimited", json!({ "webhookKey": "k" })).await;
+        let (status, _, problem) = trigger(app.clone(), "unlimited").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--max-concurrent-runs"),
+            "{problem}"
         );
     }
 

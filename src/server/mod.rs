@@ -5,6 +5,7 @@
 
 mod apply;
 pub mod auth;
+pub mod busy;
 pub mod error;
 mod events;
 pub mod hooks;

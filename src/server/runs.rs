@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::output::RunOutput;
 use crate::resource::manifest::Document;
-use crate::resource::types::{RunStatus, run_name};
+use crate::resource::types::{PipelineSpec, RunStatus, run_name};
 use crate::resource::validate::validate_document;
 use crate::resource::{API_VERSION, Kind, ObjectKey, StoredObject};
 use crate::store::StoreError;
@@ -53,6 +53,27 @@ pub(super) async fn create(
     });
     let object = validate_document(&Document::synthetic("<request>", 1, manifest))
         .map_err(|errors| ApiError::Invalid(crate::resource::error::ManifestErrors(errors)))?;
+    // A retry gets the run the first call made, busy or not.
+    if idempotency_key.is_some()
+        && let Some(existing) = state.store.get(&object.key).await?
+    {
+        return Ok((axum::http::StatusCode::OK, Json(existing.to_manifest())));
+    }
+    let spec = state
+        .store
+        .get(&ObjectKey::new(
+            Kind::Pipeline,
+            namespace.clone(),
+            pipeline.clone(),
+        ))
+        .await?
+        .map(|p| p.spec_as::<PipelineSpec>())
+        .transpose()?;
+    state
+        .hooks
+        .busy
+        .admit(&state.store, &namespace, &pipeline, spec.as_ref())
+        .await?;
     let status = serde_json::to_value(RunStatus::default()).ok();
     match state.store.create(object, None, status).await {
         Ok(run) => Ok((axum::http::StatusCode::CREATED, Json(run.to_manifest()))),

@@ -502,6 +502,37 @@ impl Store {
         }
     }
 
+    /// Runs not finished (no status yet, `Pending` or `Running`): in all, and of
+    /// `pipeline` in `namespace`. Read through a partial index of such runs
+    /// (migrations 0008), so it costs the same however long the history. SQLite is told
+    /// to use it: its planner prefers the primary key's `kind`, which spans every run.
+    pub async fn unfinished_runs(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+    ) -> Result<(i64, i64), StoreError> {
+        const SQLITE: &str = "\
+            SELECT COUNT(*), COALESCE(SUM(namespace = $1 \
+                AND json_extract(spec, '$.pipelineRef.name') = $2), 0) \
+            FROM objects INDEXED BY objects_unfinished_runs WHERE kind = 'Run' \
+              AND (status IS NULL OR json_extract(status, '$.phase') IN ('Pending', 'Running'))";
+        const POSTGRES: &str = "\
+            SELECT COUNT(*), COUNT(*) FILTER (WHERE namespace = $1 \
+                AND ((spec::jsonb) -> 'pipelineRef' ->> 'name') = $2) \
+            FROM objects WHERE kind = 'Run' \
+              AND (status IS NULL OR ((status::jsonb) ->> 'phase') IN ('Pending', 'Running'))";
+        let sql = match self.backend_name() {
+            "sqlite" => SQLITE,
+            _ => POSTGRES,
+        };
+        let params = vec![
+            Param::Text(namespace.to_owned()),
+            Param::Text(pipeline.to_owned()),
+        ];
+        let rows: Vec<(i64, i64)> = self.backend.fetch(sql, params).await?;
+        Ok(rows.first().copied().unwrap_or((0, 0)))
+    }
+
     /// `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()

@@ -380,7 +380,7 @@ fn check_pipelines(root: &Path, refusals: &mut Vec<String>) -> Vec<(String, Vec<
                 .to_owned();
             if let Some(max) = value["spec"]["maxInstances"].as_u64() {
                 entry.1.push(format!(
-                    "max_instances {max}: runs beyond it wait in the queue here; Fast-Flow refused them with 429"
+                    "max_instances {max}: runs beyond it wait in the queue here; Fast-Flow refused them with 429 (`flotilla serve --when-busy reject` does too)"
                 ));
             }
         }

@@ -382,7 +382,7 @@ pub fn other_notes(installation: &Installation) -> Vec<String> {
     for (name, value) in &installation.settings {
         let note = match name.as_str() {
             "max_concurrent_runs" => format!(
-                "start `flotilla serve --max-concurrent-runs {value}` (runs beyond it queue here; Fast-Flow refused them)"
+                "start `flotilla serve --max-concurrent-runs {value}` (runs beyond it queue here; add --when-busy reject to refuse them with 429 as Fast-Flow did)"
             ),
             "container_timeout" => format!(
                 "start `flotilla serve --default-timeout {value}s` (or set CONTAINER_TIMEOUT={value}): imported pipelines without `timeout` stop after it"

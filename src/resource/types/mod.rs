@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use pipeline::{
     Backoff, BackoffKind, Pipeline, PipelineSpec, PipelineStatus, ResourceLimits, RetryPolicy,
-    SecretMount, SecretRef, SourceRef,
+    SecretMount, SecretRef, SourceRef, WhenBusy,
 };
 pub use run::{Attempt, Run, RunPhase, RunSpec, RunStatus, Trigger, run_name};
 pub use schedule::{

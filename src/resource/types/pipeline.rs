@@ -48,9 +48,16 @@ pub struct PipelineSpec {
     /// How failed attempts are retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryPolicy>,
-    /// Concurrent runs of this pipeline; excess runs wait in `Pending`.
+    /// Concurrent runs of this pipeline; excess runs wait in `Pending` (see `whenBusy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_instances: Option<u32>,
+    /// A run asked for through the API or a webhook while the pipeline has
+    /// `maxInstances` runs, or the operator `--max-concurrent-runs`, not finished:
+    /// `Queue` waits for a slot, `Reject` answers 429 and creates nothing (Fast-Flow's
+    /// way). Default: the operator's `--when-busy` (`Queue`). Schedules decide with
+    /// their `concurrencyPolicy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_busy: Option<WhenBusy>,
     /// Runner image override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -70,6 +77,16 @@ pub struct PipelineSpec {
     /// `--webhook-rate-limit` (30); 0: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_rate_limit: Option<u32>,
+}
+
+/// What happens to a run asked for while its pipeline (or the operator) is busy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum WhenBusy {
+    /// The run is created and waits in `Pending` for a slot.
+    #[default]
+    Queue,
+    /// No run is created; the caller gets 429 with `Retry-After`.
+    Reject,
 }
 
 /// Location of a pipeline's code.

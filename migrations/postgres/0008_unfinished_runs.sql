@@ -1,0 +1,8 @@
+-- Runs that have not finished, by namespace and pipeline: what a pipeline with
+-- `whenBusy: Reject` counts before it takes a run. Partial, so it holds only the few
+-- unfinished runs however long the history. Keep in step with
+-- ../sqlite/0008_unfinished_runs.sql and Store::unfinished_runs.
+CREATE INDEX objects_unfinished_runs
+    ON objects (namespace, ((spec::jsonb) -> 'pipelineRef' ->> 'name'))
+    WHERE kind = 'Run'
+      AND (status IS NULL OR ((status::jsonb) ->> 'phase') IN ('Pending', 'Running'));
