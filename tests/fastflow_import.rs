@@ -130,7 +130,7 @@ async fn a_fast_flow_installation_imports_in_one_command_and_runs_here() {
         "downstream trigger hello → nightly_etl",
         "--max-concurrent-runs 4",
         "--default-timeout 3600s",
-        "read-only",
+        "writable copy",
         "Secret default/fastflow-secrets would be created",
         "dry run: nothing was written",
     ] {

@@ -1036,6 +1036,44 @@ async fn imported_pipelines_without_timeout_stop_at_the_default_timeout() {
     operator.wait_finished(&native).await;
 }
 
+/// Fast-Flow's pipelines could write beside main.py: an imported one gets a writable
+/// copy of its folder per run (the folder itself stays as it was), a native one keeps
+/// its folder read-only.
+#[tokio::test]
+async fn imported_pipelines_write_to_their_own_copy_of_the_folder() {
+    const WRITES: &str = r#"import pathlib
+pathlib.Path("out.txt").write_text("written by the run")
+print(pathlib.Path("out.txt").read_text(), flush=True)
+print(pathlib.Path("data.csv").read_text().strip(), flush=True)
+"#;
+    let fixture = Fixture::new();
+    let folder = fixture.pipelines_dir().join("ff-writer");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join("main.py"), WRITES).expect("main.py");
+    std::fs::write(folder.join("data.csv"), "a,b\n").expect("data.csv");
+    std::fs::write(
+        folder.join("pipeline.json"),
+        r#"{"python_version": "3.11"}"#,
+    )
+    .expect("pipeline.json");
+    fixture.write_pipeline("native-writer", WRITES, "", "");
+    let operator = fixture.start_operator(&OperatorOptions::default());
+    operator.wait_for_pipeline("ff-writer").await;
+    operator.wait_for_pipeline("native-writer").await;
+    for _ in 0..2 {
+        let (run, log) = run_to_end(&operator, "ff-writer").await;
+        assert_eq!(phase(&run), "Succeeded", "{run:#}\n{log}");
+        assert_eq!(stdout_lines(&log), ["written by the run", "a,b"], "{log}");
+    }
+    assert!(
+        !folder.join("out.txt").exists(),
+        "the folder itself is never written"
+    );
+    let (run, log) = run_to_end(&operator, "native-writer").await;
+    assert_eq!(phase(&run), "Failed", "{run:#}\n{log}");
+    assert!(log.contains("Read-only file system"), "{log}");
+}
+
 /// The same requirement through `UV_*` passthrough alone: the wheels sit in the
 /// pipeline folder (mounted at /pipeline) and `UV_FIND_LINKS` points there.
 #[tokio::test]

@@ -52,6 +52,9 @@ pub struct AttemptIdentity<'a> {
 /// rather than the ranges of `requirements.txt`, so versions do not drift between runs.
 pub const REQUIREMENTS_FILES: [&str; 2] = ["requirements.txt.lock", "requirements.txt"];
 
+/// Where a writable pipeline's folder is mounted (read-only) to be copied from.
+pub const WRITABLE_SOURCE: &str = "/pipeline-source";
+
 /// Container name of an attempt: unique per run and attempt, so a repeated create after
 /// a crash finds the existing container instead of starting a second one.
 pub fn container_name(run_uid: &str, attempt: u32) -> String {
@@ -91,6 +94,22 @@ pub fn build_container_spec(
         command.extend(["--with-requirements".to_owned(), file.to_owned()]);
     }
     command.push(entrypoint);
+    let writable = pipeline.source.as_ref().is_some_and(|s| s.writable);
+    if writable {
+        // The folder is copied into the run's own /pipeline before uv starts; `exec`
+        // keeps uv the container's main process (signals, exit code). Docker makes a
+        // working directory root's 0755 even over a tmpfs, so the script changes into
+        // /pipeline itself and the container starts in /tmp.
+        command.splice(
+            0..0,
+            [
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                format!("cp -R {WRITABLE_SOURCE}/. /pipeline/ && cd /pipeline && exec \"$@\""),
+                "flotilla-copy".to_owned(),
+            ],
+        );
+    }
 
     let mut env = BTreeMap::new();
     env.insert("HOME".to_owned(), "/tmp".to_owned());
@@ -137,11 +156,15 @@ pub fn build_container_spec(
         command,
         env,
         labels,
-        working_dir: "/pipeline".to_owned(),
+        working_dir: if writable { "/tmp" } else { "/pipeline" }.to_owned(),
         mounts: vec![
             Mount {
                 source,
-                target: "/pipeline".to_owned(),
+                target: if writable {
+                    WRITABLE_SOURCE.to_owned()
+                } else {
+                    "/pipeline".to_owned()
+                },
                 read_only: true,
             },
             Mount {
@@ -158,10 +181,15 @@ pub fn build_container_spec(
         .into_iter()
         .chain(config.extra_mounts.iter().cloned())
         .collect(),
-        tmpfs: BTreeMap::from([(
-            "/tmp".to_owned(),
-            format!("rw,exec,nosuid,nodev,size={}", config.tmp_size),
-        )]),
+        tmpfs: std::iter::once("/tmp")
+            .chain(writable.then_some("/pipeline"))
+            .map(|target| {
+                (
+                    target.to_owned(),
+                    format!("rw,exec,nosuid,nodev,size={}", config.tmp_size),
+                )
+            })
+            .collect(),
         memory_bytes: resources
             .memory
             .as_deref()
@@ -298,5 +326,42 @@ mod tests {
         );
         assert_eq!(spec.command, ["uv", "run", "--no-project", "main.py"]);
         assert_eq!(spec.image, "flotilla/runner:test");
+    }
+
+    #[test]
+    fn a_writable_source_is_copied_into_the_runs_own_pipeline_dir() {
+        let id = AttemptIdentity {
+            run_uid: "u",
+            run_name: "default/r",
+            pipeline: "p",
+            attempt: 1,
+        };
+        let pipeline = PipelineSpec {
+            source: Some(crate::resource::types::SourceRef {
+                path: "p".into(),
+                writable: true,
+            }),
+            ..PipelineSpec::default()
+        };
+        let spec =
+            build_container_spec(&config(), &id, &pipeline, "p", None, &EnvLayers::default());
+        assert_eq!(&spec.command[..2], ["/bin/sh", "-c"]);
+        assert!(spec.command[2].contains("/pipeline-source/. /pipeline/"));
+        assert!(spec.command[2].ends_with("exec \"$@\""));
+        assert_eq!(&spec.command[4..], ["uv", "run", "--no-project", "main.py"]);
+        assert_eq!(
+            spec.mounts[0],
+            Mount {
+                source: "/srv/pipelines/p".into(),
+                target: "/pipeline-source".into(),
+                read_only: true
+            }
+        );
+        assert!(!spec.mounts.iter().any(|m| m.target == "/pipeline"));
+        assert_eq!(spec.tmpfs["/pipeline"], spec.tmpfs["/tmp"]);
+        assert_eq!(
+            spec.working_dir, "/tmp",
+            "Docker would make /pipeline root's"
+        );
     }
 }

@@ -401,7 +401,7 @@ pub fn other_notes(installation: &Installation) -> Vec<String> {
         ));
     }
     notes.push(
-        "every pipeline: the folder is mounted read-only at /pipeline (Fast-Flow's was writable); write files to /tmp".to_owned(),
+        "every pipeline: each run works in its own writable copy of the folder at /pipeline (Fast-Flow's /app); what a run writes there is gone when it ends (in Fast-Flow it stayed in the folder): keep outputs elsewhere".to_owned(),
     );
     notes
 }

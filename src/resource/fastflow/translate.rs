@@ -78,8 +78,10 @@ impl Translator<'_> {
             None => true,
         };
         let mut spec = PipelineSpec {
+            // Fast-Flow mounted the folder writable: scripts wrote beside main.py.
             source: Some(SourceRef {
                 path: folder.to_owned(),
+                writable: true,
             }),
             python: self.python(fields)?,
             resources: self.resources(fields)?,

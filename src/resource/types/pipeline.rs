@@ -95,6 +95,12 @@ pub enum WhenBusy {
 pub struct SourceRef {
     /// Folder relative to the source root; may not leave it.
     pub path: String,
+    /// Give each run a writable copy of the folder at `/pipeline` (in memory, as large
+    /// as `/tmp` may grow); the folder itself is never changed. Off: the folder is
+    /// mounted read-only. On for pipelines imported from Fast-Flow, whose scripts could
+    /// write beside `main.py`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable: bool,
 }
 
 /// How a secret reaches the container.
