@@ -17,7 +17,7 @@ use flotilla::docker::DockerRuntime;
 use serde_json::{Value, json};
 use support::docker::{
     Fixture, MANAGED_BY, OperatorOptions, RUN_TIMEOUT, RUNNER_IMAGE, RunningCounter, attempts,
-    docker_ok, inspect_container, phase, reason, stdout_lines, time, uid,
+    docker, docker_ok, inspect_container, phase, reason, stdout_lines, time, uid,
 };
 
 const HELLO: &str = "print(\"hello from flotilla\", flush=True)\n";
@@ -939,6 +939,86 @@ async fn requirements_txt_lock_is_used_in_preference_to_requirements_txt() {
     let (run, log) = run_to_end(&operator, "uses-six").await;
     assert_eq!(phase(&run), "Succeeded", "{run:#}\nlog:\n{log}");
     assert_eq!(stdout_lines(&log), ["six 1.16.0"], "{log}");
+}
+
+/// The pyproject.toml of a uv project needing `six==1.16.0`.
+const SIX_PROJECT: &str = "[project]\nname = \"uses-six\"\nversion = \"0.1.0\"\nrequires-python = \">=3.9\"\ndependencies = [\"six==1.16.0\"]\n";
+
+/// Locks [`SIX_PROJECT`] with the runner image's uv against the wheelhouse (offline,
+/// as runs install) and answers its `uv.lock` and the `pylock.toml` uv exports from it.
+fn lock_six_project(wheels: &std::path::Path) -> (String, String) {
+    let script = format!(
+        "set -e; mkdir /tmp/p; cd /tmp/p; printf '%s' '{SIX_PROJECT}' > pyproject.toml; \
+         uv lock --quiet --offline --find-links /wheels; cat uv.lock; echo '=====8<====='; \
+         uv export --quiet --frozen --no-emit-project --format pylock.toml"
+    );
+    let wheels_mount = format!("{}:/wheels:ro", wheels.display());
+    let output = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "10001:10001",
+        "--tmpfs",
+        "/tmp:exec",
+        "-e",
+        "UV_CACHE_DIR=/tmp/uv",
+        "-v",
+        &wheels_mount,
+        "--entrypoint",
+        "sh",
+        RUNNER_IMAGE,
+        "-c",
+        &script,
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "uv lock failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (uv_lock, pylock) = text.split_once("=====8<=====\n").expect("both files");
+    (uv_lock.to_owned(), pylock.to_owned())
+}
+
+/// A uv project's `uv.lock` (with its pyproject.toml) and a PEP 751 `pylock.toml` are
+/// installed in preference to `requirements.txt`: its range asks for a version the
+/// offline wheelhouse does not hold, each lock pins the one it does. The project's
+/// folder stays read-only (no `.venv` is made in it).
+#[tokio::test]
+async fn uv_lock_and_pylock_toml_are_used_in_preference_to_requirements_txt() {
+    let fixture = Fixture::new();
+    let wheels = fixture.scratch("wheelhouse");
+    download_six(&wheels);
+    let (uv_lock, pylock) = lock_six_project(&wheels);
+    assert!(uv_lock.contains("name = \"six\""), "{uv_lock}");
+    assert!(pylock.contains("lock-version"), "{pylock}");
+    let projects = [
+        (
+            "six-uv-project",
+            vec![("uv.lock", uv_lock.as_str()), ("pyproject.toml", SIX_PROJECT)],
+        ),
+        ("six-pylock", vec![("pylock.toml", pylock.as_str())]),
+    ];
+    for (name, files) in &projects {
+        fixture.write_pipeline(name, USES_SIX, "six>=1.17\n", "");
+        for (file, content) in files {
+            std::fs::write(fixture.pipelines_dir().join(name).join(file), content)
+                .expect("write a lock");
+        }
+    }
+    let operator = fixture.start_operator(&OperatorOptions {
+        wheelhouse: Some(wheels),
+        env: vec![("UV_OFFLINE".into(), "1".into())],
+        ..OperatorOptions::default()
+    });
+    for (name, _) in &projects {
+        operator.wait_for_pipeline(name).await;
+        let (run, log) = run_to_end(&operator, name).await;
+        assert_eq!(phase(&run), "Succeeded", "{name}: {run:#}\nlog:\n{log}");
+        assert_eq!(stdout_lines(&log), ["six 1.16.0"], "{name}: {log}");
+    }
 }
 
 /// Creates a run of `pipeline` and waits for its end; returns it with its first

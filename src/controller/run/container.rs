@@ -47,10 +47,50 @@ pub struct AttemptIdentity<'a> {
     pub attempt: u32,
 }
 
-/// Requirements files a pipeline folder may hold, in order of preference: the pinned
-/// versions of `requirements.txt.lock` (Fast-Flow's lock file, from `uv pip compile`)
-/// rather than the ranges of `requirements.txt`, so versions do not drift between runs.
-pub const REQUIREMENTS_FILES: [&str; 2] = ["requirements.txt.lock", "requirements.txt"];
+/// Where a pipeline's packages come from, found in its folder by
+/// [`DEPENDENCY_FILES`] order: locks first, so versions do not drift between runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dependencies {
+    /// A file uv installs from directly (`--with-requirements`):
+    /// `requirements.txt.lock` (Fast-Flow's lock file, from `uv pip compile`) or
+    /// `requirements.txt`.
+    File(&'static str),
+    /// A PEP 751 `pylock.toml`: `uv run --with-requirements` cannot read it (it takes it
+    /// for an empty requirements file), so the run installs it into a virtual
+    /// environment of its own in /tmp (`uv pip install -r`, every artifact and hash as
+    /// locked) and runs the entrypoint with that environment's Python.
+    PyLock,
+    /// A uv project (`pyproject.toml` with `uv.lock`): the lock's packages are exported
+    /// in the container (`uv export --frozen`) and installed like a requirements file,
+    /// so runs share uv's cached environments and no `.venv` is written to the folder.
+    UvLock,
+}
+
+impl Dependencies {
+    /// The file that pins or declares the packages.
+    pub fn file(self) -> &'static str {
+        match self {
+            Dependencies::File(file) => file,
+            Dependencies::PyLock => "pylock.toml",
+            Dependencies::UvLock => "uv.lock",
+        }
+    }
+}
+
+/// Dependency files in order of preference; `uv.lock` counts only beside a
+/// `pyproject.toml`.
+pub const DEPENDENCY_FILES: [Dependencies; 4] = [
+    Dependencies::PyLock,
+    Dependencies::UvLock,
+    Dependencies::File("requirements.txt.lock"),
+    Dependencies::File("requirements.txt"),
+];
+
+/// Where a uv project's exported lock is written in the container.
+const EXPORTED_LOCK: &str = "/tmp/.flotilla-uv-lock.txt";
+
+/// The virtual environment a `pylock.toml` is installed into.
+const PYLOCK_VENV: &str = "/tmp/.flotilla-venv";
 
 /// Where a writable pipeline's folder is mounted (read-only) to be copied from.
 pub const WRITABLE_SOURCE: &str = "/pipeline-source";
@@ -72,14 +112,14 @@ pub struct EnvLayers<'a> {
     pub run: Option<&'a BTreeMap<String, String>>,
 }
 
-/// Builds the container spec. `requirements` names the folder's requirements file that
-/// uv installs from (see [`REQUIREMENTS_FILES`]), if any.
+/// Builds the container spec. `dependencies` says where uv gets the packages from (see
+/// [`DEPENDENCY_FILES`]), if anywhere.
 pub fn build_container_spec(
     config: &RunnerConfig,
     id: &AttemptIdentity<'_>,
     pipeline: &PipelineSpec,
     source_path: &str,
-    requirements: Option<&str>,
+    dependencies: Option<Dependencies>,
     env_layers: &EnvLayers<'_>,
 ) -> ContainerSpec {
     let entrypoint = pipeline
@@ -90,23 +130,51 @@ pub fn build_container_spec(
     if let Some(python) = &pipeline.python {
         command.extend(["--python".to_owned(), python.clone()]);
     }
-    if let Some(file) = requirements {
-        command.extend(["--with-requirements".to_owned(), file.to_owned()]);
+    match dependencies {
+        Some(Dependencies::File(file)) => {
+            command.extend(["--with-requirements".to_owned(), file.to_owned()]);
+        }
+        Some(Dependencies::UvLock) => {
+            command.extend(["--with-requirements".to_owned(), EXPORTED_LOCK.to_owned()]);
+        }
+        Some(Dependencies::PyLock) => {
+            command = vec![format!("{PYLOCK_VENV}/bin/python")];
+        }
+        None => {}
     }
     command.push(entrypoint);
     let writable = pipeline.source.as_ref().is_some_and(|s| s.writable);
+    // Steps before uv, run by a shell that then `exec`s uv, which stays the container's
+    // main process (signals, exit code).
+    let mut steps = Vec::new();
     if writable {
-        // The folder is copied into the run's own /pipeline before uv starts; `exec`
-        // keeps uv the container's main process (signals, exit code). Docker makes a
-        // working directory root's 0755 even over a tmpfs, so the script changes into
-        // /pipeline itself and the container starts in /tmp.
+        // The folder is copied into the run's own /pipeline. Docker makes a working
+        // directory root's 0755 even over a tmpfs, so the shell changes into /pipeline
+        // itself and the container starts in /tmp.
+        steps.push(format!("cp -R {WRITABLE_SOURCE}/. /pipeline/"));
+        steps.push("cd /pipeline".to_owned());
+    }
+    if dependencies == Some(Dependencies::PyLock) {
+        // The pipeline's `python` reaches `uv venv` as UV_PYTHON (set below).
+        steps.push(format!("uv venv --quiet {PYLOCK_VENV}"));
+        steps.push(format!(
+            "uv pip install --quiet --python {PYLOCK_VENV} -r pylock.toml"
+        ));
+    }
+    if dependencies == Some(Dependencies::UvLock) {
+        steps.push(format!(
+            "uv export --frozen --no-emit-project --no-hashes --quiet --format requirements-txt -o {EXPORTED_LOCK}"
+        ));
+    }
+    if !steps.is_empty() {
+        steps.push("exec \"$@\"".to_owned());
         command.splice(
             0..0,
             [
                 "/bin/sh".to_owned(),
                 "-c".to_owned(),
-                format!("cp -R {WRITABLE_SOURCE}/. /pipeline/ && cd /pipeline && exec \"$@\""),
-                "flotilla-copy".to_owned(),
+                steps.join(" && "),
+                "flotilla-setup".to_owned(),
             ],
         );
     }
@@ -121,6 +189,9 @@ pub fn build_container_spec(
     );
     env.insert("UV_LINK_MODE".to_owned(), "copy".to_owned());
     env.insert("UV_NO_PROGRESS".to_owned(), "1".to_owned());
+    if let (Some(Dependencies::PyLock), Some(python)) = (dependencies, &pipeline.python) {
+        env.insert("UV_PYTHON".to_owned(), python.clone());
+    }
     env.extend(config.uv_env.clone());
     env.extend(pipeline.env.clone());
     for layer in [env_layers.schedule, env_layers.secrets, env_layers.run]
@@ -268,7 +339,7 @@ mod tests {
             &id,
             &pipeline,
             "etl",
-            Some("requirements.txt"),
+            Some(Dependencies::File("requirements.txt")),
             &layers,
         );
         assert_eq!(spec.name, "flotilla-u1-2");
@@ -329,6 +400,76 @@ mod tests {
     }
 
     #[test]
+    fn a_uv_project_installs_its_exported_lock() {
+        let id = AttemptIdentity {
+            run_uid: "u",
+            run_name: "default/r",
+            pipeline: "p",
+            attempt: 1,
+        };
+        let spec = build_container_spec(
+            &config(),
+            &id,
+            &PipelineSpec::default(),
+            "p",
+            Some(Dependencies::UvLock),
+            &EnvLayers::default(),
+        );
+        assert_eq!(&spec.command[..2], ["/bin/sh", "-c"]);
+        assert!(
+            spec.command[2].starts_with("uv export --frozen --no-emit-project"),
+            "{:?}",
+            spec.command
+        );
+        assert!(spec.command[2].contains(&format!("-o {EXPORTED_LOCK} && exec")));
+        assert_eq!(
+            &spec.command[4..],
+            [
+                "uv",
+                "run",
+                "--no-project",
+                "--with-requirements",
+                EXPORTED_LOCK,
+                "main.py"
+            ]
+        );
+        assert_eq!(spec.working_dir, "/pipeline");
+    }
+
+    #[test]
+    fn a_pylock_is_installed_into_an_environment_of_the_runs_own() {
+        let id = AttemptIdentity {
+            run_uid: "u",
+            run_name: "default/r",
+            pipeline: "p",
+            attempt: 1,
+        };
+        let pipeline = PipelineSpec {
+            python: Some("3.12".into()),
+            ..PipelineSpec::default()
+        };
+        let spec = build_container_spec(
+            &config(),
+            &id,
+            &pipeline,
+            "p",
+            Some(Dependencies::PyLock),
+            &EnvLayers::default(),
+        );
+        assert_eq!(
+            spec.command[2],
+            format!(
+                "uv venv --quiet {PYLOCK_VENV} && uv pip install --quiet --python {PYLOCK_VENV} -r pylock.toml && exec \"$@\""
+            )
+        );
+        assert_eq!(
+            &spec.command[4..],
+            [format!("{PYLOCK_VENV}/bin/python"), "main.py".to_owned()]
+        );
+        assert_eq!(spec.env["UV_PYTHON"], "3.12");
+    }
+
+    #[test]
     fn a_writable_source_is_copied_into_the_runs_own_pipeline_dir() {
         let id = AttemptIdentity {
             run_uid: "u",
@@ -346,8 +487,10 @@ mod tests {
         let spec =
             build_container_spec(&config(), &id, &pipeline, "p", None, &EnvLayers::default());
         assert_eq!(&spec.command[..2], ["/bin/sh", "-c"]);
-        assert!(spec.command[2].contains("/pipeline-source/. /pipeline/"));
-        assert!(spec.command[2].ends_with("exec \"$@\""));
+        assert_eq!(
+            spec.command[2],
+            "cp -R /pipeline-source/. /pipeline/ && cd /pipeline && exec \"$@\""
+        );
         assert_eq!(&spec.command[4..], ["uv", "run", "--no-project", "main.py"]);
         assert_eq!(
             spec.mounts[0],

@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::container::{
-    AttemptIdentity, EnvLayers, REQUIREMENTS_FILES, build_container_spec, container_name,
+    AttemptIdentity, DEPENDENCY_FILES, Dependencies, EnvLayers, build_container_spec,
+    container_name,
 };
 use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
 use super::logs::ship::{self, FileShipper, ShipError};
@@ -617,9 +618,7 @@ impl<R: ContainerRuntime> RunController<R> {
             Ok(source) => source,
             Err(failure) => return Ok(Err(failure)),
         };
-        let requirements = REQUIREMENTS_FILES
-            .into_iter()
-            .find(|file| declares_requirements(&source.folder.path.join(file)));
+        let dependencies = dependencies(&source.folder.path);
         let schedule_env = self.schedule_env(key, &observed.spec).await?;
         let secret_env = match self.secret_env(key, pipeline).await? {
             Ok(env) => env,
@@ -642,7 +641,7 @@ impl<R: ContainerRuntime> RunController<R> {
             &id,
             pipeline,
             &source.folder.relative().to_string_lossy(),
-            requirements,
+            dependencies,
             &layers,
         );
         if let Some(revision) = &source.revision {
@@ -1155,6 +1154,19 @@ fn locate_source(
 
 /// True when the requirements file exists and names at least one requirement (uv warns
 /// about, and needs no `--with-requirements` for, an empty one).
+/// Where the packages of the pipeline in `folder` come from ([`DEPENDENCY_FILES`]
+/// order): the first file that declares something; `uv.lock` only beside a
+/// `pyproject.toml`.
+fn dependencies(folder: &Path) -> Option<Dependencies> {
+    DEPENDENCY_FILES.into_iter().find(|found| match found {
+        Dependencies::UvLock => {
+            folder.join("uv.lock").is_file() && folder.join("pyproject.toml").is_file()
+        }
+        Dependencies::PyLock => folder.join("pylock.toml").is_file(),
+        Dependencies::File(file) => declares_requirements(&folder.join(file)),
+    })
+}
+
 fn declares_requirements(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|text| {
         text.lines()
