@@ -997,7 +997,10 @@ async fn uv_lock_and_pylock_toml_are_used_in_preference_to_requirements_txt() {
     let projects = [
         (
             "six-uv-project",
-            vec![("uv.lock", uv_lock.as_str()), ("pyproject.toml", SIX_PROJECT)],
+            vec![
+                ("uv.lock", uv_lock.as_str()),
+                ("pyproject.toml", SIX_PROJECT),
+            ],
         ),
         ("six-pylock", vec![("pylock.toml", pylock.as_str())]),
     ];
@@ -1013,11 +1016,30 @@ async fn uv_lock_and_pylock_toml_are_used_in_preference_to_requirements_txt() {
         env: vec![("UV_OFFLINE".into(), "1".into())],
         ..OperatorOptions::default()
     });
-    for (name, _) in &projects {
+    for ((name, _), file) in projects.iter().zip(["uv.lock", "pylock.toml"]) {
         operator.wait_for_pipeline(name).await;
         let (run, log) = run_to_end(&operator, name).await;
         assert_eq!(phase(&run), "Succeeded", "{name}: {run:#}\nlog:\n{log}");
         assert_eq!(stdout_lines(&log), ["six 1.16.0"], "{name}: {log}");
+        // The versions that ran are recorded on the attempt and the pipeline.
+        let packages = &attempts(&run)[0]["packages"];
+        assert_eq!(packages["file"], file, "{run:#}");
+        assert_eq!(packages["requirements"], json!(["six==1.16.0"]), "{run:#}");
+        assert_eq!(packages["pinned"], true);
+        let path = format!("/namespaces/default/pipelines/{name}");
+        operator
+            .wait_until("the pipeline's packages", RUN_TIMEOUT, || async {
+                let (_, pipeline) = operator.get(&path).await;
+                (pipeline["status"]["packages"] == *packages).then_some(())
+            })
+            .await;
+        let described = operator.cli(&["describe", "pipeline", name], RUN_TIMEOUT);
+        let text = String::from_utf8_lossy(&described.stdout);
+        assert!(
+            text.contains(&format!("From:         {file} (every version pinned)"))
+                && text.contains("six==1.16.0"),
+            "{text}"
+        );
     }
 }
 

@@ -14,10 +14,41 @@ use crate::resource::{Kind, ObjectKey};
 pub async fn extra(client: &ApiClient, key: &ObjectKey, object: &Value) -> anyhow::Result<()> {
     match key.kind {
         Kind::Schedule => next_slots(object),
-        Kind::Run => run_details(client, key, object).await?,
-        Kind::Pipeline | Kind::Secret => {}
+        Kind::Run => {
+            let latest = object["status"]["attempts"]
+                .as_array()
+                .and_then(|a| a.last())
+                .map(|a| a["packages"].clone())
+                .unwrap_or_default();
+            packages("Packages (latest attempt)", &latest);
+            run_details(client, key, object).await?;
+        }
+        Kind::Pipeline => packages("Packages (latest run)", &object["status"]["packages"]),
+        Kind::Secret => {}
     }
     Ok(())
+}
+
+/// The package set an attempt was installed from (`status.packages` of a pipeline, an
+/// attempt's `packages`).
+fn packages(title: &str, packages: &Value) {
+    println!("{title}:");
+    let Some(file) = packages["file"].as_str() else {
+        println!("  <none recorded: no dependency file, or no run yet>");
+        return;
+    };
+    let pinned = packages["pinned"].as_bool().unwrap_or(false);
+    println!(
+        "  From:         {file}{}",
+        if pinned {
+            " (every version pinned)"
+        } else {
+            " (not all pinned: uv chose the versions within these ranges)"
+        }
+    );
+    for requirement in packages["requirements"].as_array().into_iter().flatten() {
+        println!("  {}", requirement.as_str().unwrap_or_default());
+    }
 }
 
 fn next_slots(object: &Value) {

@@ -12,6 +12,7 @@ pub mod decide;
 #[cfg(test)]
 mod decide_tests;
 pub mod logs;
+pub mod packages;
 mod reconcile;
 
 use std::collections::{HashMap, HashSet};
@@ -82,6 +83,9 @@ pub struct RunController<R: ContainerRuntime> {
     failures: Mutex<HashMap<ObjectKey, u32>>,
     files: RunFiles,
     metrics: Arc<Metrics>,
+    /// The package set last written to each pipeline's status, so it is written only
+    /// when it changes.
+    packages: Mutex<HashMap<ObjectKey, crate::resource::types::Packages>>,
 }
 
 impl<R: ContainerRuntime> RunController<R> {
@@ -105,6 +109,7 @@ impl<R: ContainerRuntime> RunController<R> {
             watchers: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             metrics,
+            packages: Mutex::new(HashMap::new()),
         })
     }
 

@@ -14,6 +14,7 @@ use super::container::{
 use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
 use super::logs::ship::{self, FileShipper, ShipError};
 use super::logs::{first_output_at, follow_attempt, sample_attempt};
+use super::packages::read_packages;
 use super::{RunController, lock};
 use crate::controller::runtime::{
     ContainerRuntime, ContainerState, ContainerStatus, Created, RuntimeError, labels,
@@ -24,7 +25,8 @@ use crate::resource::path::{PathError, Resolved};
 use crate::resource::quantity::parse_duration;
 use crate::resource::schedule_time::parse_instant;
 use crate::resource::types::{
-    Attempt, PipelineSpec, RunPhase, RunSpec, RunStatus, ScheduleSpec, SecretMount, SecretSpec,
+    Attempt, Packages, PipelineSpec, PipelineStatus, RunPhase, RunSpec, RunStatus, ScheduleSpec,
+    SecretMount, SecretSpec,
 };
 use crate::resource::{Kind, ObjectKey, StoredObject};
 use crate::store::StoreError;
@@ -482,6 +484,57 @@ impl<R: ContainerRuntime> RunController<R> {
         Ok(None)
     }
 
+    /// Keeps the pipeline's `status.packages` at the set its latest attempt was installed
+    /// from: written in the background (off the path to the container's start) and only
+    /// when it differs from what this controller last wrote.
+    fn note_packages(self: &Arc<Self>, namespace: &str, pipeline: &str, packages: Packages) {
+        let key = ObjectKey::new(Kind::Pipeline, namespace, pipeline);
+        {
+            let mut written = lock(&self.packages);
+            if written.get(&key) == Some(&packages) {
+                return;
+            }
+            written.insert(key.clone(), packages.clone());
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.write_pipeline_packages(&key, &packages).await {
+                lock(&this.packages).remove(&key);
+                tracing::warn!(pipeline = %key, "cannot record the pipeline's packages: {e}");
+            }
+        });
+    }
+
+    async fn write_pipeline_packages(
+        &self,
+        key: &ObjectKey,
+        packages: &Packages,
+    ) -> Result<(), ReconcileError> {
+        for _ in 0..3 {
+            let Some(pipeline) = self.store.get(key).await? else {
+                return Ok(());
+            };
+            let mut status: PipelineStatus = match &pipeline.status {
+                Some(status) => serde_json::from_value(status.clone()).unwrap_or_default(),
+                None => PipelineStatus::default(),
+            };
+            if status.packages.as_ref() == Some(packages) {
+                return Ok(());
+            }
+            status.packages = Some(packages.clone());
+            let value = serde_json::to_value(&status).unwrap_or_default();
+            match self
+                .store
+                .update_status(key, Some(pipeline.resource_version), value)
+                .await
+            {
+                Err(StoreError::Conflict { .. }) => continue,
+                other => return other.map(drop).map_err(Into::into),
+            }
+        }
+        Ok(())
+    }
+
     /// Records attempt `attempt` in the store before its container exists: the claim is
     /// the fenced write that precedes the side effect, so a deposed leader's claim
     /// fails and it creates nothing. Updates `base` to the stored status.
@@ -491,6 +544,7 @@ impl<R: ContainerRuntime> RunController<R> {
         attempt: u32,
         container: &str,
         revision: Option<&String>,
+        packages: Option<Packages>,
         start_at: Option<DateTime<Utc>>,
         base: &mut (RunStatus, i64),
     ) -> Result<(), ReconcileError> {
@@ -500,6 +554,7 @@ impl<R: ContainerRuntime> RunController<R> {
             container: container.to_owned(),
             host: Some(self.runtime.host().to_owned()),
             epoch: self.epoch(),
+            packages,
             ..Attempt::default()
         });
         claimed.phase = RunPhase::Pending;
@@ -619,6 +674,11 @@ impl<R: ContainerRuntime> RunController<R> {
             Err(failure) => return Ok(Err(failure)),
         };
         let dependencies = dependencies(&source.folder.path);
+        let packages = dependencies.and_then(|found| {
+            std::fs::read_to_string(source.folder.path.join(found.file()))
+                .ok()
+                .map(|text| read_packages(found, &text))
+        });
         let schedule_env = self.schedule_env(key, &observed.spec).await?;
         let secret_env = match self.secret_env(key, pipeline).await? {
             Ok(env) => env,
@@ -680,10 +740,14 @@ impl<R: ContainerRuntime> RunController<R> {
                 attempt,
                 &spec.name,
                 source.revision.as_ref(),
+                packages.clone(),
                 start_at,
                 base,
             )
             .await?;
+            if let Some(packages) = packages {
+                self.note_packages(&key.namespace, &observed.spec.pipeline_ref.name, packages);
+            }
             crate::failpoint::pause(crate::failpoint::AFTER_CLAIM).await;
         }
         crate::failpoint::pause(crate::failpoint::BEFORE_CREATE).await;

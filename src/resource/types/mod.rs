@@ -17,7 +17,7 @@ pub use pipeline::{
     Backoff, BackoffKind, Pipeline, PipelineSpec, PipelineStatus, ResourceLimits, RetryPolicy,
     SecretMount, SecretRef, SourceRef, WhenBusy,
 };
-pub use run::{Attempt, Run, RunPhase, RunSpec, RunStatus, Trigger, run_name};
+pub use run::{Attempt, Packages, Run, RunPhase, RunSpec, RunStatus, Trigger, run_name};
 pub use schedule::{
     ConcurrencyPolicy, HistoryLimits, Schedule, ScheduleSpec, ScheduleStatus, Window,
 };

@@ -199,4 +199,7 @@ pub struct PipelineStatus {
     /// Conditions such as `SourceFound`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The packages its latest attempt was installed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<super::run::Packages>,
 }

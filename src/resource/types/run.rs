@@ -149,4 +149,22 @@ pub struct Attempt {
     /// Seconds from container start to the pipeline's first output line (uv setup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup_seconds: Option<f64>,
+    /// The packages the attempt was installed from, as its folder's dependency file
+    /// named them when the attempt was claimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Packages>,
+}
+
+/// A pipeline's package set as its dependency file names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Packages {
+    /// `uv.lock`, `pylock.toml`, `requirements.txt.lock` or `requirements.txt`.
+    pub file: String,
+    /// `name==version` for each locked package; requirements as written otherwise.
+    #[serde(default)]
+    pub requirements: Vec<String>,
+    /// True when every requirement names exactly one version (a lock).
+    #[serde(default)]
+    pub pinned: bool,
 }
