@@ -535,28 +535,21 @@ impl<R: ContainerRuntime> RunController<R> {
         Ok(())
     }
 
-    /// Records attempt `attempt` in the store before its container exists: the claim is
+    /// Records `new_attempt` in the store before its container exists: the claim is
     /// the fenced write that precedes the side effect, so a deposed leader's claim
     /// fails and it creates nothing. Updates `base` to the stored status.
     async fn claim(
         &self,
         key: &ObjectKey,
-        attempt: u32,
-        container: &str,
+        new_attempt: Attempt,
         revision: Option<&String>,
-        packages: Option<Packages>,
         start_at: Option<DateTime<Utc>>,
         base: &mut (RunStatus, i64),
     ) -> Result<(), ReconcileError> {
+        let attempt = new_attempt.number;
+        let container = new_attempt.container.clone();
         let mut claimed = base.0.clone();
-        claimed.attempts.push(Attempt {
-            number: attempt,
-            container: container.to_owned(),
-            host: Some(self.runtime.host().to_owned()),
-            epoch: self.epoch(),
-            packages,
-            ..Attempt::default()
-        });
+        claimed.attempts.push(new_attempt);
         claimed.phase = RunPhase::Pending;
         match start_at {
             Some(at) => {
@@ -735,16 +728,16 @@ impl<R: ContainerRuntime> RunController<R> {
                 .insert(labels::EPOCH.to_owned(), epoch.to_string());
         }
         if attempt > observed.status.attempts.len() as u32 {
-            self.claim(
-                key,
-                attempt,
-                &spec.name,
-                source.revision.as_ref(),
-                packages.clone(),
-                start_at,
-                base,
-            )
-            .await?;
+            let claimed = Attempt {
+                number: attempt,
+                container: spec.name.clone(),
+                host: Some(self.runtime.host().to_owned()),
+                epoch: self.epoch(),
+                packages: packages.clone(),
+                ..Attempt::default()
+            };
+            self.claim(key, claimed, source.revision.as_ref(), start_at, base)
+                .await?;
             if let Some(packages) = packages {
                 self.note_packages(&key.namespace, &observed.spec.pipeline_ref.name, packages);
             }
