@@ -1176,6 +1176,90 @@ print(pathlib.Path("data.csv").read_text().strip(), flush=True)
     assert!(log.contains("Read-only file system"), "{log}");
 }
 
+/// A notebook of `cells` (code, or markdown when it starts with `#`), as Jupyter saves it.
+fn notebook(cells: &[&str]) -> String {
+    let cells: Vec<Value> = cells
+        .iter()
+        .map(|source| {
+            let lines: Vec<String> = source.split_inclusive('\n').map(str::to_owned).collect();
+            if source.starts_with('#') {
+                json!({ "cell_type": "markdown", "metadata": {}, "source": lines })
+            } else {
+                json!({ "cell_type": "code", "metadata": {}, "source": lines,
+                        "outputs": [], "execution_count": null })
+            }
+        })
+        .collect();
+    json!({ "cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5 }).to_string()
+}
+
+/// A notebook entrypoint runs its code cells in order in one process: a failing cell is
+/// tried again as its policy (or its own metadata) says, the last expression's value is
+/// printed, magics are skipped; a cell that fails for good fails the run with reason `CellFailed` and the
+/// cell named in the message.
+#[tokio::test]
+async fn notebook_cells_run_in_order_with_retries_and_the_failing_cell_is_named() {
+    let fixture = Fixture::new();
+    let good = notebook(&[
+        "%matplotlib inline\nimport pathlib\ntries = pathlib.Path('/tmp/tries')\n",
+        "# Flaky: fails twice, then works\n",
+        "n = int(tries.read_text()) if tries.exists() else 0\ntries.write_text(str(n + 1))\nif n < 2:\n    raise RuntimeError(f'flaky {n}')\nprint('third try worked', flush=True)\n",
+        "x = 21\nx * 2\n",
+    ]);
+    // Cell 1's own metadata (Fast-Flow's key) overrides the spec's 2 retries with 1.
+    let mut bad: Value =
+        serde_json::from_str(&notebook(&["y = 1\n", "y / 0\n", "print('never')\n"])).expect("json");
+    bad["cells"][1]["metadata"] = json!({ "fastflow": { "retries": 1, "delay_seconds": 0 } });
+    let bad = bad.to_string();
+    for (name, content) in [("nb-good", &good), ("nb-bad", &bad)] {
+        fixture.write_pipeline(
+            name,
+            "",
+            "",
+            "entrypoint: main.ipynb\nnotebook: { cells: [ {}, { retries: 2, delay: 0s } ] }",
+        );
+        std::fs::write(
+            fixture.pipelines_dir().join(name).join("main.ipynb"),
+            content,
+        )
+        .expect("main.ipynb");
+    }
+    let operator = fixture.start_operator(&OperatorOptions::default());
+    operator.wait_for_pipeline("nb-good").await;
+    operator.wait_for_pipeline("nb-bad").await;
+
+    let (run, log) = run_to_end(&operator, "nb-good").await;
+    assert_eq!(phase(&run), "Succeeded", "{run:#}\n{log}");
+    assert_eq!(
+        stdout_lines(&log),
+        [
+            "cell 0: start",
+            "cell 0: line 1 skipped (IPython magic or shell escape: %matplotlib inline)",
+            "cell 0: done",
+            "cell 1: start",
+            "cell 1: attempt 1 of 3 failed (RuntimeError: flaky 0); again in 0s",
+            "cell 1: attempt 2 of 3 failed (RuntimeError: flaky 1); again in 0s",
+            "third try worked",
+            "cell 1: done",
+            "cell 2: start",
+            "42",
+            "cell 2: done",
+        ],
+        "{log}"
+    );
+
+    let (run, log) = run_to_end(&operator, "nb-bad").await;
+    assert_eq!(phase(&run), "Failed", "{run:#}\n{log}");
+    assert_eq!(reason(&run), "CellFailed", "{run:#}");
+    let message = run["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cell 1 failed after 2 attempts: ZeroDivisionError: division by zero"),
+        "{message}"
+    );
+    assert_eq!(attempts(&run)[0]["reason"], "CellFailed");
+    assert!(!log.contains("never"), "{log}");
+}
+
 /// The same requirement through `UV_*` passthrough alone: the wheels sit in the
 /// pipeline folder (mounted at /pipeline) and `UV_FIND_LINKS` points there.
 #[tokio::test]

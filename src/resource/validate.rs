@@ -282,11 +282,23 @@ impl Rules<'_> {
         if let Some(entrypoint) = &spec.entrypoint {
             if let Err(problem) = check_relative_path(entrypoint) {
                 self.push("spec.entrypoint", problem);
-            } else if !entrypoint.ends_with(".py") {
+            } else if !entrypoint.ends_with(".py") && !entrypoint.ends_with(".ipynb") {
                 self.push(
                     "spec.entrypoint",
-                    format!("{entrypoint:?} is not a Python file (*.py)"),
+                    format!("{entrypoint:?} is not a Python file (*.py) or a notebook (*.ipynb)"),
                 );
+            }
+        }
+        if let Some(notebook) = &spec.notebook {
+            for (i, cell) in notebook.cells.iter().enumerate() {
+                if let Some(delay) = &cell.delay
+                    && parse_duration(delay).is_err()
+                {
+                    self.push(
+                        &format!("spec.notebook.cells[{i}].delay"),
+                        format!("{delay:?} is not a duration such as \"5s\""),
+                    );
+                }
             }
         }
         if let Some(python) = &spec.python

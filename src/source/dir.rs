@@ -109,7 +109,7 @@ fn walk(
             return;
         }
     };
-    if depth > 0 && dir.join("main.py").is_file() {
+    if depth > 0 && (dir.join("main.py").is_file() || dir.join(fastflow::NOTEBOOK).is_file()) {
         pipeline_folders.push(dir.to_path_buf());
     }
     for entry in entries.flatten() {

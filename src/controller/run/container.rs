@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::controller::runtime::{ContainerSpec, Mount, labels};
-use crate::resource::quantity::{parse_cpus, parse_memory};
-use crate::resource::types::PipelineSpec;
+use crate::resource::quantity::{parse_cpus, parse_duration, parse_memory};
+use crate::resource::types::{NotebookSpec, PipelineSpec};
 
 /// Where code and caches live, as paths on the Docker host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +92,36 @@ const EXPORTED_LOCK: &str = "/tmp/.flotilla-uv-lock.txt";
 /// The virtual environment a `pylock.toml` is installed into.
 const PYLOCK_VENV: &str = "/tmp/.flotilla-venv";
 
+/// The program that runs a notebook's code cells (`python -c`).
+pub const NOTEBOOK_RUNNER: &str = include_str!("notebook_runner.py");
+
+/// What the runner prints before the failing cell's account, on stderr.
+pub const NOTEBOOK_FAILURE_MARK: &str = "flotilla-notebook: ";
+
+/// True when the entrypoint is a notebook.
+pub fn is_notebook(entrypoint: &str) -> bool {
+    entrypoint.ends_with(".ipynb")
+}
+
+/// The cells' retry policy as the runner reads it: a JSON list of
+/// `{"retries", "delay"}` (seconds), by code-cell index.
+fn notebook_cells(notebook: Option<&NotebookSpec>) -> String {
+    let cells: Vec<serde_json::Value> = notebook
+        .map(|n| n.cells.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|cell| {
+            let delay = cell
+                .delay
+                .as_deref()
+                .and_then(|d| parse_duration(d).ok())
+                .map_or(1.0, |d| d.as_secs_f64());
+            serde_json::json!({ "retries": cell.retries, "delay": delay })
+        })
+        .collect();
+    serde_json::Value::Array(cells).to_string()
+}
+
 /// Where a writable pipeline's folder is mounted (read-only) to be copied from.
 pub const WRITABLE_SOURCE: &str = "/pipeline-source";
 
@@ -141,6 +171,14 @@ pub fn build_container_spec(
             command = vec![format!("{PYLOCK_VENV}/bin/python")];
         }
         None => {}
+    }
+    let notebook = is_notebook(&entrypoint);
+    if notebook {
+        // The environment's Python runs the cells (see notebook_runner.py).
+        if dependencies != Some(Dependencies::PyLock) {
+            command.push("python".to_owned());
+        }
+        command.extend(["-c".to_owned(), NOTEBOOK_RUNNER.to_owned()]);
     }
     command.push(entrypoint);
     let writable = pipeline.source.as_ref().is_some_and(|s| s.writable);
@@ -199,6 +237,12 @@ pub fn build_container_spec(
         .flatten()
     {
         env.extend(layer.clone());
+    }
+    if notebook {
+        env.insert(
+            "FLOTILLA_NOTEBOOK_CELLS".to_owned(),
+            notebook_cells(pipeline.notebook.as_ref()),
+        );
     }
     env.insert("FLOTILLA_RUN".to_owned(), id.run_name.to_owned());
     env.insert("FLOTILLA_PIPELINE".to_owned(), id.pipeline.to_owned());

@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::container::{
-    AttemptIdentity, DEPENDENCY_FILES, Dependencies, EnvLayers, build_container_spec,
-    container_name,
+    AttemptIdentity, DEPENDENCY_FILES, Dependencies, EnvLayers, NOTEBOOK_FAILURE_MARK,
+    build_container_spec, container_name, is_notebook,
 };
 use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
 use super::logs::ship::{self, FileShipper, ShipError};
@@ -313,6 +313,7 @@ impl<R: ContainerRuntime> RunController<R> {
                     self.drain_logs(key, &observed.run.uid, current).await?;
                     if let Some(next) = status.as_mut() {
                         self.record_setup_time(&observed.run.uid, next);
+                        self.record_cell_failure(&observed.run.uid, observed, next);
                     }
                 }
                 Effect::Remove => {}
@@ -1035,6 +1036,35 @@ impl<R: ContainerRuntime> RunController<R> {
         }
     }
 
+    /// A notebook's attempt that failed in a cell: the runner's account of the cell (its
+    /// last line on stderr) becomes the attempt's reason `CellFailed` and message, and
+    /// the run's message (its reason too, where it was a plain `Error`).
+    fn record_cell_failure(&self, run_uid: &str, observed: &Observed, status: &mut RunStatus) {
+        let notebook = observed
+            .pipeline
+            .as_ref()
+            .is_some_and(|p| p.entrypoint.as_deref().is_some_and(is_notebook));
+        let Some(attempt) = status.attempts.last_mut() else {
+            return;
+        };
+        if !notebook || attempt.reason.as_deref() != Some("Error") {
+            return;
+        }
+        let log = self.files.attempt_log(run_uid, attempt.number);
+        let Some(failure) = last_cell_failure(&log) else {
+            return;
+        };
+        attempt.reason = Some("CellFailed".to_owned());
+        attempt.message = Some(failure.clone());
+        if status.reason.as_deref() == Some("Error") {
+            status.reason = Some("CellFailed".to_owned());
+        }
+        status.message = Some(match status.message.take() {
+            Some(message) => format!("{message}: {failure}"),
+            None => failure,
+        });
+    }
+
     fn stop_in_background(self: &Arc<Self>, key: &ObjectKey, container: &str) {
         let this = self.clone();
         let key = key.clone();
@@ -1211,6 +1241,24 @@ fn locate_source(
 
 /// True when the requirements file exists and names at least one requirement (uv warns
 /// about, and needs no `--with-requirements` for, an empty one).
+/// The notebook runner's account of the cell that failed (`cell 2 failed after 3
+/// attempts: ZeroDivisionError: …`), from the end of an attempt's stored log.
+fn last_cell_failure(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 * 1024;
+    let mut file = std::fs::File::open(log).ok()?;
+    let length = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(TAIL)))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    let needle = format!(" stderr {NOTEBOOK_FAILURE_MARK}");
+    String::from_utf8_lossy(&tail)
+        .lines()
+        .rev()
+        .find_map(|line| Some(line.split_once(&needle)?.1.to_owned()))
+}
+
 /// Where the packages of the pipeline in `folder` come from ([`DEPENDENCY_FILES`]
 /// order): the first file that declares something; `uv.lock` only beside a
 /// `pyproject.toml`.

@@ -31,6 +31,7 @@ const MAPPED_KEYS: &[&str] = &[
     "run_once_at",
     "schedules",
     "type",
+    "cells",
 ];
 
 /// Fast-Flow keys Flotilla has no equivalent for, with what they did.
@@ -64,10 +65,6 @@ const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
         "display names; the pipeline is called by its folder name",
     ),
     ("owner", "owners; record it in `description` or `tags`"),
-    (
-        "cells",
-        "notebook cell retries (notebook pipelines are not supported)",
-    ),
 ];
 
 /// Keys of one `schedules[]` entry that map onto a Schedule.

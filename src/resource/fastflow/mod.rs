@@ -93,6 +93,9 @@ use super::validate::check_dns_label;
 use read::{check_folder_path, read_metadata, resolve_inside};
 use translate::Translator;
 
+/// A notebook pipeline's entrypoint (Fast-Flow's `type: notebook`).
+pub const NOTEBOOK: &str = "main.ipynb";
+
 /// Largest `pipeline.json` accepted.
 pub const MAX_METADATA_BYTES: u64 = 1024 * 1024;
 
@@ -110,6 +113,15 @@ pub const RUN_CONFIGS_ANNOTATION: &str = "flotilla.dev/fastflow-run-configs";
 /// The Secret that stands in for Fast-Flow's global secret store (see the module doc).
 pub const SHARED_SECRETS_NAME: &str = "fastflow-secrets";
 
+/// Which entrypoints a folder holds.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Entrypoints {
+    /// `main.py`.
+    pub(super) script: bool,
+    /// `main.ipynb`.
+    pub(super) notebook: bool,
+}
+
 /// What a Fast-Flow folder declares.
 #[derive(Clone, Debug)]
 pub struct FastFlowPipeline {
@@ -126,15 +138,10 @@ pub fn import_folder(source_root: &Path, folder: &str) -> Result<FastFlowPipelin
     check_folder_path(folder).map_err(|problem| ManifestError::file(folder, problem))?;
     let dir = resolve_inside(source_root, folder)?;
     let main_py = format!("{folder}/main.py");
-    if !dir.join("main.py").is_file() {
-        let hint = if dir.join("main.ipynb").is_file() {
-            "; notebook pipelines (main.ipynb) are not supported: export the notebook to main.py"
-        } else {
-            ""
-        };
+    if !dir.join("main.py").is_file() && !dir.join(NOTEBOOK).is_file() {
         return Err(ManifestError::file(
             &main_py,
-            format!("is missing: a Fast-Flow pipeline is a folder holding main.py{hint}"),
+            "is missing: a Fast-Flow pipeline is a folder holding main.py (or main.ipynb)",
         ));
     }
     let name = pipeline_name(folder).map_err(|problem| {
@@ -145,6 +152,9 @@ pub fn import_folder(source_root: &Path, folder: &str) -> Result<FastFlowPipelin
     let metadata = read_metadata(source_root, &dir, folder, &mut warnings)?;
     let (file, fields, positions) = match metadata {
         Some(found) => (found.file, found.fields, found.positions),
+        None if !dir.join("main.py").is_file() => {
+            (format!("{folder}/{NOTEBOOK}"), Map::new(), HashMap::new())
+        }
         None => (main_py, Map::new(), HashMap::new()),
     };
     let mut translator = Translator {
@@ -153,7 +163,11 @@ pub fn import_folder(source_root: &Path, folder: &str) -> Result<FastFlowPipelin
         warnings,
         prefix: String::new(),
     };
-    let values = translator.translate(&name, folder, &fields)?;
+    let entrypoints = Entrypoints {
+        script: dir.join("main.py").is_file(),
+        notebook: dir.join(NOTEBOOK).is_file(),
+    };
+    let values = translator.translate(&name, folder, &fields, entrypoints)?;
     let documents = values
         .into_iter()
         .enumerate()

@@ -15,12 +15,15 @@ use serde_json::{Map, Value};
 use super::read::KeyPositions;
 use super::values::{describe, get};
 use super::{
-    IMPORTED_FROM_ANNOTATION, RUN_CONFIG_ANNOTATION, RUN_CONFIGS_ANNOTATION, SHARED_SECRETS_NAME,
+    Entrypoints, IMPORTED_FROM_ANNOTATION, NOTEBOOK, RUN_CONFIG_ANNOTATION, RUN_CONFIGS_ANNOTATION,
+    SHARED_SECRETS_NAME,
 };
 use crate::resource::error::ManifestError;
 use crate::resource::kind::Kind;
 use crate::resource::manifest::Position;
-use crate::resource::types::{PipelineSpec, SecretRef, SecretSpec, SourceRef};
+use crate::resource::types::{
+    NotebookCell, NotebookSpec, PipelineSpec, SecretRef, SecretSpec, SourceRef,
+};
 use crate::resource::validate::envelope;
 
 /// Translates one metadata file, collecting warnings and stopping at the first error.
@@ -70,9 +73,10 @@ impl Translator<'_> {
         name: &str,
         folder: &str,
         fields: &Map<String, Value>,
+        entrypoints: Entrypoints,
     ) -> Result<Vec<Value>, ManifestError> {
         self.leftover_keys(fields);
-        self.check_type(fields)?;
+        let notebook = self.is_notebook(fields, entrypoints)?;
         let enabled = match get(fields, "enabled") {
             Some(value) => self.boolean("enabled", value)?,
             None => true,
@@ -101,6 +105,12 @@ impl Translator<'_> {
                 None => Vec::new(),
             },
             webhook_key: self.optional_text(fields, "webhook_key", "a webhook key")?,
+            entrypoint: notebook.then(|| NOTEBOOK.to_owned()),
+            notebook: if notebook {
+                self.notebook_cells(fields)?
+            } else {
+                None
+            },
             ..PipelineSpec::default()
         };
 
@@ -209,22 +219,87 @@ impl Translator<'_> {
         Ok(value)
     }
 
-    fn check_type(&mut self, fields: &Map<String, Value>) -> Result<(), ManifestError> {
+    /// Whether the pipeline runs `main.ipynb`: `type: notebook`, or a folder with a
+    /// notebook and no `main.py` (Fast-Flow needed the type; the folder says it too).
+    fn is_notebook(
+        &mut self,
+        fields: &Map<String, Value>,
+        entrypoints: Entrypoints,
+    ) -> Result<bool, ManifestError> {
         let Some(value) = get(fields, "type") else {
-            return Ok(());
+            return Ok(!entrypoints.script);
         };
-        let kind = self.string("type", value, "\"script\"")?;
+        let kind = self.string("type", value, "\"script\" or \"notebook\"")?;
         match kind.trim().to_ascii_lowercase().as_str() {
-            "" | "script" => Ok(()),
+            "" | "script" if entrypoints.script => Ok(false),
+            "" | "script" => Err(self.error(
+                "type",
+                "is \"script\" but the folder has no main.py, only main.ipynb: set \"type\": \"notebook\" or add main.py",
+            )),
+            "notebook" if entrypoints.notebook => Ok(true),
             "notebook" => Err(self.error(
                 "type",
-                "notebook pipelines are not supported: Flotilla runs main.py; export the notebook to main.py and remove \"type\"",
+                format!("is \"notebook\" but the folder has no {NOTEBOOK}: add it, or remove \"type\" to run main.py"),
             )),
             _ => {
                 self.warn("type", format!("{kind:?} is not a Fast-Flow type; treated as \"script\" (main.py), as Fast-Flow does"));
-                Ok(())
+                Ok(!entrypoints.script)
             }
         }
+    }
+
+    /// `cells`: per code cell, `retries` and `delay_seconds` (Fast-Flow's default 1 s).
+    fn notebook_cells(
+        &mut self,
+        fields: &Map<String, Value>,
+    ) -> Result<Option<NotebookSpec>, ManifestError> {
+        let Some(value) = get(fields, "cells") else {
+            return Ok(None);
+        };
+        let Value::Array(entries) = value else {
+            return Err(self.error(
+                "cells",
+                format!(
+                    "expected a list such as [{{\"retries\": 2, \"delay_seconds\": 5}}], found {}",
+                    describe(value)
+                ),
+            ));
+        };
+        let mut cells = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let path = format!("cells[{i}]");
+            let entry = self.object(&path, entry, "{\"retries\": 2, \"delay_seconds\": 5}")?;
+            let retries = match get(entry, "retries") {
+                Some(value) => self.count(
+                    &format!("{path}.retries"),
+                    value,
+                    "a whole number of retries such as 2",
+                )?,
+                None => 0,
+            };
+            let delay = match get(entry, "delay_seconds") {
+                Some(value) => match value.as_f64() {
+                    Some(seconds) if seconds >= 0.0 && seconds.fract() == 0.0 => {
+                        format!("{}s", seconds as u64)
+                    }
+                    Some(seconds) if seconds >= 0.0 => {
+                        format!("{}ms", (seconds * 1000.0).round() as u64)
+                    }
+                    _ => {
+                        return Err(self.error(
+                            &format!("{path}.delay_seconds"),
+                            format!("expected seconds such as 5, found {}", describe(value)),
+                        ));
+                    }
+                },
+                None => "1s".to_owned(),
+            };
+            cells.push(NotebookCell {
+                retries,
+                delay: Some(delay),
+            });
+        }
+        Ok(Some(NotebookSpec { cells }))
     }
 
     fn python(&mut self, fields: &Map<String, Value>) -> Result<Option<String>, ManifestError> {

@@ -14,8 +14,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use pipeline::{
-    Backoff, BackoffKind, Pipeline, PipelineSpec, PipelineStatus, ResourceLimits, RetryPolicy,
-    SecretMount, SecretRef, SourceRef, WhenBusy,
+    Backoff, BackoffKind, NotebookCell, NotebookSpec, Pipeline, PipelineSpec, PipelineStatus,
+    ResourceLimits, RetryPolicy, SecretMount, SecretRef, SourceRef, WhenBusy,
 };
 pub use run::{Attempt, Packages, Run, RunPhase, RunSpec, RunStatus, Trigger, run_name};
 pub use schedule::{

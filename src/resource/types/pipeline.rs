@@ -26,9 +26,13 @@ pub struct PipelineSpec {
     /// git checkout). Defaults to a folder named like the pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceRef>,
-    /// Script to run inside the folder; default `main.py`.
+    /// Script to run inside the folder; default `main.py`. A notebook (`*.ipynb`) runs
+    /// its code cells in order in one Python process (see `notebook`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<String>,
+    /// How a notebook entrypoint's cells are tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notebook: Option<NotebookSpec>,
     /// Python version passed to `uv run --python`, e.g. `"3.12"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
@@ -77,6 +81,29 @@ pub struct PipelineSpec {
     /// `--webhook-rate-limit` (30); 0: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_rate_limit: Option<u32>,
+}
+
+/// How the code cells of a notebook entrypoint are tried.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotebookSpec {
+    /// By code-cell index (markdown cells do not count): how often a failing cell is
+    /// tried again, and after how long. A cell's own metadata (`flotilla` or Fast-Flow's
+    /// `fastflow`: `retries`, `delay_seconds`) overrides its entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cells: Vec<NotebookCell>,
+}
+
+/// Retries of one notebook cell.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotebookCell {
+    /// Further tries after a failure; default 0.
+    #[serde(default)]
+    pub retries: u32,
+    /// Wait before each further try (`5s`); default 1 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
 }
 
 /// What happens to a run asked for while its pipeline (or the operator) is busy.

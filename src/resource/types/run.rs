@@ -146,6 +146,9 @@ pub struct Attempt {
     /// Why the attempt ended, when not a plain exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What failed, in words (a notebook's failing cell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Seconds from container start to the pipeline's first output line (uv setup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup_seconds: Option<f64>,

@@ -155,12 +155,15 @@ fn folders_must_be_pipelines_inside_the_root() {
         ("", "must not be empty"),
         ("missing", "cannot be read"),
         ("empty", "main.py"),
-        ("nb", "notebook pipelines"),
     ];
     for (path, words) in cases {
         let error = import_folder(root.path(), path).expect_err(path);
         assert!(error.message.contains(words), "{path:?}: {error}");
     }
+    // A folder with only a notebook is a notebook pipeline.
+    let notebook = import_folder(root.path(), "nb").expect("a notebook pipeline");
+    let spec = &notebook.documents[0].value()["spec"];
+    assert_eq!(spec["entrypoint"], "main.ipynb", "{spec}");
 }
 
 #[cfg(unix)]
@@ -181,4 +184,31 @@ fn symbolic_links_out_of_the_root_are_refused() {
     .expect("link");
     let error = import_folder(root.path(), "etl").expect_err("escapes");
     assert!(error.message.contains("symbolic link"), "{error}");
+}
+
+/// Fast-Flow's `type: notebook` runs main.ipynb with the `cells` retries per code cell.
+#[test]
+fn notebook_pipelines_run_main_ipynb_with_their_cell_retries() {
+    let root = folder(
+        "nb",
+        &[
+            ("main.ipynb", "{}"),
+            (
+                "pipeline.json",
+                r#"{"type": "notebook", "cells": [{"retries": 2, "delay_seconds": 5}, {}, {"delay_seconds": 0.5}]}"#,
+            ),
+        ],
+    );
+    let imported = import_folder(root.path(), "nb").expect("imports");
+    let spec = &imported.documents[0].value()["spec"];
+    assert_eq!(spec["entrypoint"], "main.ipynb");
+    assert_eq!(
+        spec["notebook"]["cells"],
+        serde_json::json!([
+            { "retries": 2, "delay": "5s" },
+            { "retries": 0, "delay": "1s" },
+            { "retries": 0, "delay": "500ms" }
+        ])
+    );
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
 }

@@ -114,11 +114,7 @@ fn wrong_types_name_the_field() {
             "retry_strategy",
             "exponential_backoff",
         ),
-        (
-            r#"{"type": "notebook"}"#,
-            "type",
-            "notebook pipelines are not supported",
-        ),
+        (r#"{"type": "notebook"}"#, "type", "has no main.ipynb"),
         (
             r#"{"schedules": [{"schedule_cron": "0 3 * * *"}]}"#,
             "schedules[0].id",
