@@ -10,9 +10,14 @@ models. Nothing of Fast-Flow is copied into the fixture but the database it make
 Secrets are Fernet tokens made with `cryptography` (Fast-Flow's library) under a fixed
 test key, so the import's keeping of ciphertexts can be checked.
 
-usage: python3 -m venv /tmp/ff && /tmp/ff/bin/pip install sqlmodel cryptography
+usage: python3 -m venv /tmp/ff && /tmp/ff/bin/pip install sqlmodel cryptography psycopg2-binary
        git clone <fast-flow> /tmp/fast-flow   (or any checkout of it)
-       /tmp/ff/bin/python scripts/fastflow-fixture.py /tmp/fast-flow tests/fixtures/fastflow
+       /tmp/ff/bin/python scripts/fastflow-fixture.py /tmp/fast-flow tests/fixtures/fastflow \
+           [postgresql://postgres@127.0.0.1:5432/fastflow]
+
+With a PostgreSQL URL (an empty database), the same rows are also written there by the
+same models, and `pg_dump` of it becomes `data/fastflow-postgres.sql` (Fast-Flow's
+DATABASE_URL may name PostgreSQL).
 
 The output is committed; run this again only to follow a change of Fast-Flow's schema.
 """
@@ -21,6 +26,7 @@ import json
 import pathlib
 import shutil
 import sqlite3
+import subprocess
 import sys
 import uuid
 
@@ -114,21 +120,48 @@ RUNS = [
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     checkout, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     sys.path.insert(0, str(checkout))
-    from sqlmodel import Session, SQLModel, create_engine  # noqa: E402
-    from app import models  # noqa: E402  (Fast-Flow's schema)
-
     if out.exists():
         shutil.rmtree(out)
     data, logs, pipelines = out / "data", out / "logs", out / "pipelines"
     for d in (data, logs, pipelines):
         d.mkdir(parents=True)
-    engine = create_engine(f"sqlite:///{data / 'fastflow.db'}")
-    SQLModel.metadata.create_all(engine)
     head = sorted(p.stem for p in (checkout / "alembic" / "versions").glob("*.py"))[-1]
+    expected = fill(f"sqlite:///{data / 'fastflow.db'}", head, logs)
+    with sqlite3.connect(data / "fastflow.db") as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        db.execute("INSERT INTO alembic_version VALUES (?)", (head,))
+    if len(sys.argv) == 4:
+        url = sys.argv[3]
+        fill(url.replace("postgresql://", "postgresql+psycopg2://", 1), head, logs)
+        from sqlalchemy import create_engine, text  # noqa: E402
+        with create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1)).begin() as db:
+            db.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+            db.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": head})
+        dump = subprocess.run(["pg_dump", "--no-owner", "--no-privileges", url],
+                              check=True, capture_output=True, text=True).stdout
+        (data / "fastflow-postgres.sql").write_text(dump)
+
+    for name, main_py, meta in (("hello", HELLO_MAIN, HELLO_JSON),
+                                ("nightly_etl", ETL_MAIN, ETL_JSON)):
+        folder = pipelines / name
+        folder.mkdir()
+        (folder / "main.py").write_text(main_py)
+        (folder / "pipeline.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+
+
+def fill(url, head, logs):
+    """Creates Fast-Flow's tables at `url` with its models and adds the sample rows
+    (and, once, their log files); answers what went in."""
+    from sqlmodel import Session, SQLModel, create_engine  # noqa: E402
+    from app import models  # noqa: E402  (Fast-Flow's schema)
+
+    engine = create_engine(url)
+    SQLModel.metadata.create_all(engine)
     fernet = Fernet(FERNET_KEY)
     expected = {"encryption_key": FERNET_KEY, "alembic_head": head, "runs": [],
                 "secrets": {}, "parameters": {}, "ui_schedules": []}
@@ -210,21 +243,10 @@ def main():
         expected["settings"] = {"max_concurrent_runs": 4, "container_timeout": 3600,
                                 "log_retention_days": 30}
         session.commit()
-
-    with sqlite3.connect(data / "fastflow.db") as db:
-        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
-        db.execute("INSERT INTO alembic_version VALUES (?)", (head,))
-
-    for name, main_py, meta in (("hello", HELLO_MAIN, HELLO_JSON),
-                                ("nightly_etl", ETL_MAIN, ETL_JSON)):
-        folder = pipelines / name
-        folder.mkdir()
-        (folder / "main.py").write_text(main_py)
-        (folder / "pipeline.json").write_text(json.dumps(meta, indent=2) + "\n")
     expected["run_configs"] = [{"pipeline": "nightly_etl", "id": "prod",
                                 "webhook_key": "etl-prod-webhook-key-0123",
                                 "env": {"TARGET": "prod"}, "timeout_seconds": 900}]
-    (out / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    return expected
 
 
 if __name__ == "__main__":
