@@ -56,6 +56,27 @@ fn install(fixture: &Fixture) -> PathBuf {
 
 /// `flotilla import fastflow` on the fixture's data dir and store.
 fn import(fixture: &Fixture, from: &Path, fastflow_key: &str, extra: &[&str]) -> Output {
+    let url = fixture.store_url();
+    let database = (!url.starts_with("sqlite:")).then_some(url.as_str());
+    import_into(
+        fixture,
+        &fixture.data_dir(),
+        database,
+        from,
+        fastflow_key,
+        extra,
+    )
+}
+
+/// `flotilla import fastflow` into `data_dir` (and `database`, when not SQLite there).
+fn import_into(
+    fixture: &Fixture,
+    data_dir: &Path,
+    database: Option<&str>,
+    from: &Path,
+    fastflow_key: &str,
+    extra: &[&str],
+) -> Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"));
     command
         .args(["import", "fastflow", "--from"])
@@ -63,17 +84,39 @@ fn import(fixture: &Fixture, from: &Path, fastflow_key: &str, extra: &[&str]) ->
         .arg("--pipelines")
         .arg(fixture.pipelines_dir())
         .arg("--data-dir")
-        .arg(fixture.data_dir())
+        .arg(data_dir)
         .args(["--encryption-key", fastflow_key])
         .args(extra)
         .env("ENCRYPTION_KEY", ENCRYPTION_KEY)
         .env_remove("DATABASE_URL")
         .env_remove("FASTFLOW_ENCRYPTION_KEY");
-    let url = fixture.store_url();
-    if !url.starts_with("sqlite:") {
-        command.args(["--database", &url]);
+    if let Some(url) = database {
+        command.args(["--database", url]);
     }
     command.output().expect("run flotilla import")
+}
+
+/// Every imported run as stored: name, labels, annotations, spec and status.
+async fn imported_runs(url: &str) -> Vec<Value> {
+    let store = flotilla::store::Store::connect(url).await.expect("store");
+    let mut runs: Vec<Value> = store
+        .list(flotilla::resource::Kind::Run, None)
+        .await
+        .expect("runs")
+        .into_iter()
+        .map(|run| {
+            serde_json::json!([
+                run.key.name,
+                run.labels,
+                run.annotations,
+                run.spec,
+                run.status
+            ])
+        })
+        .collect();
+    store.close().await;
+    runs.sort_by_key(|r| r[0].as_str().unwrap_or_default().to_owned());
+    runs
 }
 
 fn succeeded(output: &Output) -> String {
@@ -372,4 +415,68 @@ async fn a_wrong_key_or_a_broken_folder_imports_nothing_and_says_why() {
         report.contains("Secret default/fastflow-secrets would be created"),
         "{report}"
     );
+}
+
+/// Fast-Flow's DATABASE_URL may name PostgreSQL: the same installation, written there
+/// by Fast-Flow's own models (the fixture's pg_dump), imports to exactly the objects
+/// the SQLite database gives: importing the SQLite one afterwards changes nothing.
+#[tokio::test]
+async fn a_fast_flow_database_on_postgresql_imports_the_same() {
+    let fixture = Fixture::new();
+    let from = install(&fixture);
+    let key = expected()["encryption_key"]
+        .as_str()
+        .expect("text")
+        .to_owned();
+    let server = support::postgres::PgServer::shared();
+    let url = server.create_database().await;
+    let load = std::process::Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &url, "-f"])
+        .arg(fixture_root().join("data/fastflow-postgres.sql"))
+        .output()
+        .expect("run psql");
+    assert!(load.status.success(), "{}", stderr(&load));
+    let logs = from.join("logs");
+    let logs = logs.to_str().expect("a path");
+
+    let report = succeeded(&import(
+        &fixture,
+        Path::new(&url),
+        &key,
+        &["--logs-dir", logs],
+    ));
+    let finished = expected()["runs"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| phase_of(r["status"].as_str().expect("text")).is_some())
+        .count();
+    assert!(
+        report.contains(&format!("runs: {finished} were created")),
+        "{report}"
+    );
+    assert!(!report.contains("postgres@"), "no credentials: {report}");
+
+    let again = succeeded(&import(&fixture, &from, &key, &[]));
+    assert!(!again.contains(" created\n"), "{again}");
+    assert!(!again.contains("configured"), "{again}");
+    assert!(
+        again.contains(&format!(
+            "runs: 0 were created, {finished} were there already"
+        )),
+        "{again}"
+    );
+    assert!(
+        again.contains("run files: 0 logs and 0 sample files written"),
+        "{again}"
+    );
+
+    // The runs themselves: the same as those the SQLite database gives in a store of
+    // their own.
+    let other = fixture.scratch("other-data");
+    succeeded(&import_into(&fixture, &other, None, &from, &key, &[]));
+    let from_sqlite =
+        imported_runs(&format!("sqlite://{}", other.join("flotilla.db").display())).await;
+    assert_eq!(from_sqlite.len(), finished);
+    assert_eq!(imported_runs(&fixture.store_url()).await, from_sqlite);
 }

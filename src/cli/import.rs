@@ -16,10 +16,11 @@ use crate::secrets::Keyring;
 #[derive(Debug, Args)]
 pub struct FastFlowImportArgs {
     /// Fast-Flow's directory (holding data/fastflow.db), its data dir, the database file,
-    /// or its DATABASE_URL (`sqlite:///path/to/fastflow.db`).
+    /// or its DATABASE_URL (`sqlite:///path/to/fastflow.db` or `postgresql://…`).
     #[arg(long)]
     pub from: String,
-    /// Fast-Flow's LOGS_DIR, when it is not `logs/` beside or inside the data dir.
+    /// Fast-Flow's LOGS_DIR, when it is not `logs/` beside or inside the data dir (with a
+    /// PostgreSQL --from, always).
     #[arg(long)]
     pub logs_dir: Option<PathBuf>,
     /// Fast-Flow's pipelines folder: every folder is checked and its differences

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Row};
 
@@ -16,11 +17,35 @@ use super::ImportError;
 /// `sqlite:///./data/fastflow.db`).
 const DATABASE_FILE: &str = "fastflow.db";
 
+/// Fast-Flow's database.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Database {
+    /// The SQLite file (Fast-Flow's default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`DATABASE_URL=postgresql://…`).
+    Postgres(String),
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            // Without the password.
+            Database::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    write!(f, "{}://***@{}", &url[..scheme], &url[at + 1..])
+                }
+                _ => f.write_str(url),
+            },
+        }
+    }
+}
+
 /// Where a Fast-Flow installation keeps its database and logs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Location {
-    /// The SQLite database.
-    pub database: PathBuf,
+    /// The database.
+    pub database: Database,
     /// `LOGS_DIR`: run logs and metrics, when found.
     pub logs: Option<PathBuf>,
 }
@@ -32,10 +57,22 @@ pub struct Location {
 pub fn locate(from: &str, logs_dir: Option<&Path>) -> Result<Location, ImportError> {
     let path = match from.split_once("://") {
         Some(("sqlite", rest)) => PathBuf::from(rest.strip_prefix('/').unwrap_or(rest)),
-        Some((scheme, _)) if scheme.starts_with("postgres") => {
-            return Err(ImportError::Source(format!(
-                "{scheme}: reading Fast-Flow's PostgreSQL database is not supported yet; point --from at a SQLite copy (Fast-Flow's default) or its data dir"
-            )));
+        Some((scheme, rest)) if scheme.starts_with("postgres") => {
+            // SQLAlchemy's `postgresql+psycopg2://` names its driver; sqlx needs none.
+            let logs = match logs_dir {
+                Some(dir) if dir.is_dir() => Some(dir.to_owned()),
+                Some(dir) => {
+                    return Err(ImportError::Source(format!(
+                        "--logs-dir {}: no such directory",
+                        dir.display()
+                    )));
+                }
+                None => None,
+            };
+            return Ok(Location {
+                database: Database::Postgres(format!("postgresql://{rest}")),
+                logs,
+            });
         }
         Some((scheme, _)) => {
             return Err(ImportError::Source(format!(
@@ -81,7 +118,10 @@ pub fn locate(from: &str, logs_dir: Option<&Path>) -> Result<Location, ImportErr
             .find(|dir| dir.is_dir())
         }
     };
-    Ok(Location { database, logs })
+    Ok(Location {
+        database: Database::Sqlite(database),
+        logs,
+    })
 }
 
 /// A `secrets` row: a Fernet token, or a plain value when `is_parameter`.
@@ -174,20 +214,41 @@ const SETTINGS: &[&str] = &[
     "s3_backup_enabled",
 ];
 
-/// Reads the database at `path` without writing to it.
-pub async fn read(path: &Path) -> Result<Installation, ImportError> {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .create_if_missing(false);
-    let mut db = SqliteConnection::connect_with(&options)
-        .await
-        .map_err(|e| ImportError::Source(format!("{}: cannot open: {e}", path.display())))?;
-    let mut reader = Reader { db: &mut db, path };
+/// Reads `database` without writing to it (SQLite is opened read-only; PostgreSQL is
+/// only queried).
+pub async fn read(database: &Database) -> Result<Installation, ImportError> {
+    let name = database.to_string();
+    let cannot_open = |e: sqlx::Error| ImportError::Source(format!("{name}: cannot open: {e}"));
+    let connection = match database {
+        Database::Sqlite(path) => {
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true)
+                .create_if_missing(false);
+            Conn::Sqlite(
+                SqliteConnection::connect_with(&options)
+                    .await
+                    .map_err(cannot_open)?,
+            )
+        }
+        Database::Postgres(url) => {
+            Conn::Postgres(PgConnection::connect(url).await.map_err(cannot_open)?)
+        }
+    };
+    let mut reader = Reader {
+        db: connection,
+        name: &name,
+    };
+    let installation = read_tables(&mut reader).await;
+    reader.db.close().await;
+    installation
+}
+
+async fn read_tables(reader: &mut Reader<'_>) -> Result<Installation, ImportError> {
     if reader.columns("pipeline_runs").await?.is_empty() {
         return Err(ImportError::Source(format!(
             "{}: has no pipeline_runs table; is it Fast-Flow's database?",
-            path.display()
+            reader.name
         )));
     }
     let schema = reader
@@ -315,7 +376,6 @@ pub async fn read(path: &Path) -> Result<Installation, ImportError> {
         None => Vec::new(),
     };
     let users = reader.rows("users", &["id"]).await?.len() as i64;
-    let _ = db.close().await;
     Ok(Installation {
         schema,
         secrets,
@@ -341,27 +401,100 @@ fn flag(row: &TextRow, column: &str) -> bool {
     text(row, column).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
 }
 
+/// One connection to either kind of database Fast-Flow supports.
+enum Conn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+impl Conn {
+    async fn close(self) {
+        let _ = match self {
+            Conn::Sqlite(db) => db.close().await,
+            Conn::Postgres(db) => db.close().await,
+        };
+    }
+}
+
+/// Rows as text: one `Option<String>` per selected column.
+type TextRows = Vec<Vec<Option<String>>>;
+
 struct Reader<'a> {
-    db: &'a mut SqliteConnection,
-    path: &'a Path,
+    db: Conn,
+    name: &'a str,
 }
 
 impl Reader<'_> {
     fn failed(&self, table: &str, e: sqlx::Error) -> ImportError {
-        ImportError::Source(format!("{}: cannot read {table}: {e}", self.path.display()))
+        ImportError::Source(format!("{}: cannot read {table}: {e}", self.name))
+    }
+
+    /// Runs `sql` (one bind, `table`, when `bind`) and answers every row's columns as
+    /// text.
+    async fn query(
+        &mut self,
+        table: &str,
+        sql: String,
+        bind: bool,
+        width: usize,
+    ) -> Result<TextRows, ImportError> {
+        fn texts<R: Row>(rows: &[R], width: usize) -> Result<TextRows, sqlx::Error>
+        where
+            for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            usize: sqlx::ColumnIndex<R>,
+        {
+            rows.iter()
+                .map(|row| {
+                    (0..width)
+                        .map(|i| row.try_get::<Option<String>, _>(i))
+                        .collect()
+                })
+                .collect()
+        }
+        let result = match &mut self.db {
+            Conn::Sqlite(db) => {
+                let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let query = if bind {
+                    query.bind(table.to_owned())
+                } else {
+                    query
+                };
+                query
+                    .fetch_all(&mut *db)
+                    .await
+                    .and_then(|rows| texts(&rows, width))
+            }
+            Conn::Postgres(db) => {
+                let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                let query = if bind {
+                    query.bind(table.to_owned())
+                } else {
+                    query
+                };
+                query
+                    .fetch_all(&mut *db)
+                    .await
+                    .and_then(|rows| texts(&rows, width))
+            }
+        };
+        result.map_err(|e| self.failed(table, e))
     }
 
     /// The columns `table` has; none when it does not exist.
     async fn columns(&mut self, table: &str) -> Result<Vec<String>, ImportError> {
-        let rows = sqlx::query("SELECT name FROM pragma_table_info(?1)")
-            .bind(table)
-            .fetch_all(&mut *self.db)
-            .await
-            .map_err(|e| self.failed(table, e))?;
-        rows.iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.failed(table, e))
+        let sql = match self.db {
+            Conn::Sqlite(_) => "SELECT name FROM pragma_table_info($1)",
+            Conn::Postgres(_) => {
+                "SELECT CAST(column_name AS TEXT) FROM information_schema.columns \
+                 WHERE table_name = $1 AND table_schema = current_schema()"
+            }
+        };
+        Ok(self
+            .query(table, sql.to_owned(), true, 1)
+            .await?
+            .into_iter()
+            .filter_map(|mut row| row.pop().flatten())
+            .collect())
     }
 
     /// Every row of `table` with the `wanted` columns as text; a column the table lacks
@@ -377,28 +510,22 @@ impl Reader<'_> {
                 if present.iter().any(|p| p == column) {
                     format!("CAST(\"{column}\" AS TEXT)")
                 } else {
-                    "NULL".to_owned()
+                    "CAST(NULL AS TEXT)".to_owned()
                 }
             })
             .collect();
         // Table and column names are this module's constants, never input.
         let sql = format!("SELECT {} FROM \"{table}\"", select.join(", "));
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&mut *self.db)
-            .await
-            .map_err(|e| self.failed(table, e))?;
-        rows.iter()
+        let rows = self.query(table, sql, false, wanted.len()).await?;
+        Ok(rows
+            .into_iter()
             .map(|row| {
                 wanted
                     .iter()
-                    .enumerate()
-                    .map(|(i, column)| {
-                        row.try_get::<Option<String>, _>(i)
-                            .map(|value| ((*column).to_owned(), value))
-                    })
-                    .collect::<Result<TextRow, _>>()
+                    .map(|column| (*column).to_owned())
+                    .zip(row)
+                    .collect()
             })
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.failed(table, e))
+            .collect())
     }
 }

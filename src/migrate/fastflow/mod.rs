@@ -144,7 +144,7 @@ pub async fn import(
     let installation = database::read(&options.location.database).await?;
     report.source.push(format!(
         "database {} (schema {})",
-        options.location.database.display(),
+        options.location.database,
         installation.schema.as_deref().unwrap_or("not stamped")
     ));
     report.source.push(match &options.location.logs {

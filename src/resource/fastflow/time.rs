@@ -17,8 +17,9 @@ pub(super) enum FastFlowTime {
 }
 
 /// Parses what Python's `datetime.fromisoformat` accepts in practice: `2026-01-15`,
-/// `2026-01-15T12:00[:00[.000]]` (also with a space), with `Z` or an offset; a time
-/// without an offset is UTC, as in Fast-Flow. Empty text is `None`.
+/// `2026-01-15T12:00[:00[.000]]` (also with a space), with `Z` or an offset (`+01:00`,
+/// or `+01` as PostgreSQL prints it); a time without an offset is UTC, as in Fast-Flow.
+/// Empty text is `None`.
 pub(super) fn parse_fast_flow_time(text: &str) -> Result<Option<FastFlowTime>, String> {
     let text = text.trim();
     if text.is_empty() {
@@ -27,10 +28,18 @@ pub(super) fn parse_fast_flow_time(text: &str) -> Result<Option<FastFlowTime>, S
     if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Ok(Some(FastFlowTime::Day(day)));
     }
-    let normalized = match text.as_bytes().get(10) {
+    let mut normalized = match text.as_bytes().get(10) {
         Some(b' ') => format!("{}T{}", &text[..10], &text[11..]),
         _ => text.to_owned(),
     };
+    // An offset of whole hours as PostgreSQL prints it (`+00`, `-05`).
+    let bytes = normalized.as_bytes();
+    if bytes.len() > 19
+        && matches!(bytes[bytes.len() - 3], b'+' | b'-')
+        && bytes[bytes.len() - 2..].iter().all(u8::is_ascii_digit)
+    {
+        normalized.push_str(":00");
+    }
     if let Ok(at) = DateTime::parse_from_rfc3339(&normalized) {
         return Ok(Some(FastFlowTime::Instant(at.with_timezone(&Utc))));
     }

@@ -61,6 +61,12 @@ fn naive_datetimes_are_utc() {
             "/at",
             "2026-01-15T12:00:00Z",
         ),
+        // As PostgreSQL prints a timestamptz.
+        (
+            r#"{"run_once_at": "2026-01-15 12:00:00+02"}"#,
+            "/at",
+            "2026-01-15T10:00:00Z",
+        ),
         (
             r#"{"run_once_at": "2026-01-15"}"#,
             "/at",
