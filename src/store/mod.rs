@@ -504,31 +504,37 @@ impl Store {
 
     /// Runs not finished (no status yet, `Pending` or `Running`): in all, and of
     /// `pipeline` in `namespace`. Read through a partial index of such runs
-    /// (migrations 0008), so it costs the same however long the history. SQLite is told
-    /// to use it: its planner prefers the primary key's `kind`, which spans every run.
+    /// (migrations 0008), so it costs the same however long the history; the phase and
+    /// the pipeline are found in the stored canonical JSON text (see the migration), so
+    /// a damaged row is counted or not but never makes the count fail. SQLite is told to
+    /// use the index: its planner prefers the primary key's `kind`, which spans every
+    /// run.
     pub async fn unfinished_runs(
         &self,
         namespace: &str,
         pipeline: &str,
     ) -> Result<(i64, i64), StoreError> {
         const SQLITE: &str = "\
-            SELECT COUNT(*), COALESCE(SUM(namespace = $1 \
-                AND json_extract(spec, '$.pipelineRef.name') = $2), 0) \
+            SELECT COUNT(*), COALESCE(SUM(namespace = $1 AND instr(spec, $2) > 0), 0) \
             FROM objects INDEXED BY objects_unfinished_runs WHERE kind = 'Run' \
-              AND (status IS NULL OR json_extract(status, '$.phase') IN ('Pending', 'Running'))";
+              AND (status IS NULL \
+                   OR instr(status, '\"phase\":\"Pending\"') > 0 \
+                   OR instr(status, '\"phase\":\"Running\"') > 0)";
         const POSTGRES: &str = "\
-            SELECT COUNT(*), COUNT(*) FILTER (WHERE namespace = $1 \
-                AND ((spec::jsonb) -> 'pipelineRef' ->> 'name') = $2) \
+            SELECT COUNT(*), COUNT(*) FILTER (WHERE namespace = $1 AND strpos(spec, $2) > 0) \
             FROM objects WHERE kind = 'Run' \
-              AND (status IS NULL OR ((status::jsonb) ->> 'phase') IN ('Pending', 'Running'))";
+              AND (status IS NULL \
+                   OR strpos(status, '\"phase\":\"Pending\"') > 0 \
+                   OR strpos(status, '\"phase\":\"Running\"') > 0)";
         let sql = match self.backend_name() {
             "sqlite" => SQLITE,
             _ => POSTGRES,
         };
-        let params = vec![
-            Param::Text(namespace.to_owned()),
-            Param::Text(pipeline.to_owned()),
-        ];
+        // The spec's canonical text names its pipeline exactly so (pipelineRef has no
+        // other key; names are DNS labels, with nothing to escape).
+        let reference = serde_json::json!({ "pipelineRef": { "name": pipeline } }).to_string();
+        let reference = reference[1..reference.len() - 1].to_owned();
+        let params = vec![Param::Text(namespace.to_owned()), Param::Text(reference)];
         let rows: Vec<(i64, i64)> = self.backend.fetch(sql, params).await?;
         Ok(rows.first().copied().unwrap_or((0, 0)))
     }

@@ -359,56 +359,56 @@ async fn write_shipped(
 /// Checks every folder of Fast-Flow's pipelines directory as `flotilla serve` will read
 /// it: the objects each becomes and every note; a folder that fails is a refusal.
 fn check_pipelines(root: &Path, refusals: &mut Vec<String>) -> Vec<(String, Vec<String>)> {
+    /// One folder's metadata file: its folder, the objects it becomes, its differences.
+    #[derive(Default)]
+    struct Folder {
+        path: String,
+        objects: Vec<String>,
+        differences: Vec<String>,
+    }
     let scan = crate::source::dir::scan(root);
     refusals.extend(scan.errors.iter().map(ManifestError::to_string));
-    let mut by_file: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    let mut by_file: BTreeMap<String, Folder> = BTreeMap::new();
     for document in &scan.documents {
         let value = document.value();
         if value["metadata"]["annotations"][IMPORTED_FROM_ANNOTATION].is_null() {
             continue; // a YAML manifest, not a Fast-Flow folder
         }
-        let entry = by_file
-            .entry(document.file.clone())
-            .or_insert_with(|| (String::new(), Vec::new()));
-        let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+        let folder = by_file.entry(document.file.clone()).or_default();
+        let kind = value["kind"].as_str().unwrap_or_default();
         let name = value["metadata"]["name"].as_str().unwrap_or_default();
-        entry.1.push(format!("{kind} {name}"));
+        folder.objects.push(format!("{kind} {name}"));
         if kind == "Pipeline" {
-            entry.0 = value["spec"]["source"]["path"]
-                .as_str()
-                .unwrap_or(name)
-                .to_owned();
+            if folder.path.is_empty() {
+                folder.path = value["spec"]["source"]["path"]
+                    .as_str()
+                    .unwrap_or(name)
+                    .to_owned();
+            }
             if let Some(max) = value["spec"]["maxInstances"].as_u64() {
-                entry.1.push(format!(
-                    "max_instances {max}: runs beyond it wait in the queue here; Fast-Flow refused them with 429 (`flotilla serve --when-busy reject` does too)"
+                folder.differences.push(format!(
+                    "{name}: max_instances {max}: runs beyond it wait in the queue here; Fast-Flow refused them with 429 (`flotilla serve --when-busy reject` does too)"
                 ));
             }
         }
     }
     by_file
         .into_iter()
-        .map(|(file, (folder, mut notes))| {
-            let objects: Vec<String> = notes
-                .iter()
-                .filter(|n| {
-                    n.starts_with("Pipeline ")
-                        || n.starts_with("Schedule ")
-                        || n.starts_with("Secret ")
-                })
-                .cloned()
-                .collect();
-            notes.retain(|n| !objects.contains(n));
-            let mut lines = vec![format!("→ {}", objects.join(", "))];
+        .map(|(file, folder)| {
+            let mut lines = vec![format!("→ {}", folder.objects.join(", "))];
             lines.extend(
                 scan.warnings
                     .iter()
-                    .filter(|w| {
-                        w.starts_with(&format!("{file}:")) || w.starts_with(&format!("{file} "))
-                    })
+                    .filter(|w| w.starts_with(&format!("{file}:")))
                     .map(|w| format!("note: {w}")),
             );
-            lines.extend(notes.into_iter().map(|n| format!("differs: {n}")));
-            (folder, lines)
+            lines.extend(
+                folder
+                    .differences
+                    .into_iter()
+                    .map(|d| format!("differs: {d}")),
+            );
+            (folder.path, lines)
         })
         .collect()
 }
