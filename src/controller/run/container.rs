@@ -342,6 +342,24 @@ mod tests {
         }
     }
 
+    /// The spec of attempt 1 of run `u` of pipeline `p` (folder `p`), without env layers.
+    fn spec_of(pipeline: &PipelineSpec, dependencies: Option<Dependencies>) -> ContainerSpec {
+        let id = AttemptIdentity {
+            run_uid: "u",
+            run_name: "default/r",
+            pipeline: "p",
+            attempt: 1,
+        };
+        build_container_spec(
+            &config(),
+            &id,
+            pipeline,
+            "p",
+            dependencies,
+            &EnvLayers::default(),
+        )
+    }
+
     #[test]
     fn command_limits_mounts_and_env_layers() {
         let pipeline = PipelineSpec {
@@ -425,40 +443,14 @@ mod tests {
 
     #[test]
     fn no_requirements_file_means_no_with_requirements() {
-        let id = AttemptIdentity {
-            run_uid: "u",
-            run_name: "default/r",
-            pipeline: "p",
-            attempt: 1,
-        };
-        let spec = build_container_spec(
-            &config(),
-            &id,
-            &PipelineSpec::default(),
-            "p",
-            None,
-            &EnvLayers::default(),
-        );
+        let spec = spec_of(&PipelineSpec::default(), None);
         assert_eq!(spec.command, ["uv", "run", "--no-project", "main.py"]);
         assert_eq!(spec.image, "flotilla/runner:test");
     }
 
     #[test]
     fn a_uv_project_installs_its_exported_lock() {
-        let id = AttemptIdentity {
-            run_uid: "u",
-            run_name: "default/r",
-            pipeline: "p",
-            attempt: 1,
-        };
-        let spec = build_container_spec(
-            &config(),
-            &id,
-            &PipelineSpec::default(),
-            "p",
-            Some(Dependencies::UvLock),
-            &EnvLayers::default(),
-        );
+        let spec = spec_of(&PipelineSpec::default(), Some(Dependencies::UvLock));
         assert_eq!(&spec.command[..2], ["/bin/sh", "-c"]);
         assert!(
             spec.command[2].starts_with("uv export --frozen --no-emit-project"),
@@ -482,24 +474,11 @@ mod tests {
 
     #[test]
     fn a_pylock_is_installed_into_an_environment_of_the_runs_own() {
-        let id = AttemptIdentity {
-            run_uid: "u",
-            run_name: "default/r",
-            pipeline: "p",
-            attempt: 1,
-        };
         let pipeline = PipelineSpec {
             python: Some("3.12".into()),
             ..PipelineSpec::default()
         };
-        let spec = build_container_spec(
-            &config(),
-            &id,
-            &pipeline,
-            "p",
-            Some(Dependencies::PyLock),
-            &EnvLayers::default(),
-        );
+        let spec = spec_of(&pipeline, Some(Dependencies::PyLock));
         assert_eq!(
             spec.command[2],
             format!(
@@ -515,12 +494,6 @@ mod tests {
 
     #[test]
     fn a_writable_source_is_copied_into_the_runs_own_pipeline_dir() {
-        let id = AttemptIdentity {
-            run_uid: "u",
-            run_name: "default/r",
-            pipeline: "p",
-            attempt: 1,
-        };
         let pipeline = PipelineSpec {
             source: Some(crate::resource::types::SourceRef {
                 path: "p".into(),
@@ -528,8 +501,7 @@ mod tests {
             }),
             ..PipelineSpec::default()
         };
-        let spec =
-            build_container_spec(&config(), &id, &pipeline, "p", None, &EnvLayers::default());
+        let spec = spec_of(&pipeline, None);
         assert_eq!(&spec.command[..2], ["/bin/sh", "-c"]);
         assert_eq!(
             spec.command[2],
