@@ -1260,6 +1260,44 @@ async fn notebook_cells_run_in_order_with_retries_and_the_failing_cell_is_named(
     assert!(!log.contains("never"), "{log}");
 }
 
+/// `flotilla rerun RUN` runs the pipeline again with the run's env (its trigger
+/// parameters), by hand, and says which run it repeats; a missing run is named.
+#[tokio::test]
+async fn rerun_repeats_a_run_with_its_env() {
+    const PRINTS_X: &str = "import os\nprint(f\"x={os.environ['X']}\", flush=True)\n";
+    let fixture = Fixture::new();
+    fixture.write_pipeline("prints-x", PRINTS_X, "", "");
+    let operator = fixture.start_operator(&OperatorOptions::default());
+    operator.wait_for_pipeline("prints-x").await;
+    let first = operator
+        .create_run("prints-x", &[("X", "from-the-trigger")])
+        .await;
+    operator.wait_finished(&first).await;
+
+    let output = operator.cli(&["rerun", &first, "--wait"], RUN_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("x=from-the-trigger"), "{stdout}\n{stderr}");
+    let (_, runs) = operator.get("/namespaces/default/runs").await;
+    let rerun = runs["items"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["metadata"]["annotations"]["flotilla.dev/rerun-of"] == first.as_str())
+        .unwrap_or_else(|| panic!("a run repeating {first}: {runs:#}"))
+        .clone();
+    assert_eq!(phase(&rerun), "Succeeded", "{rerun:#}");
+    assert_eq!(rerun["spec"]["trigger"], "manual");
+    assert_eq!(rerun["spec"]["env"]["X"], "from-the-trigger");
+    assert_ne!(rerun["metadata"]["name"], first.as_str());
+
+    let output = operator.cli(&["rerun", "no-such-run"], RUN_TIMEOUT);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no-such-run"), "{stderr}");
+}
+
 /// The same requirement through `UV_*` passthrough alone: the wheels sit in the
 /// pipeline folder (mounted at /pipeline) and `UV_FIND_LINKS` points there.
 #[tokio::test]

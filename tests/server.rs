@@ -166,6 +166,7 @@ const EXPECTED_ACCESS: &[(&str, &str, Rule)] = &[
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/runs",              Needs("runs:read")),
     ("POST",   "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/runs",              Needs("runs:write")),
     ("POST",   "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/runs/{name}/cancel", Needs("runs:write")),
+    ("POST",   "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/runs/{name}/rerun", Needs("runs:write")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/runs/{name}/log",   Needs("runs:read")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/runs/{name}/metrics", Needs("runs:read")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/{plural}",          READ_BY_KIND),

@@ -100,6 +100,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             namespace,
             client,
         } => super::runs::run(&client.client(), &namespace, &pipeline, env, wait).await,
+        Command::Rerun {
+            run,
+            wait,
+            namespace,
+            client,
+        } => super::runs::rerun(&client.client(), &namespace, &run, wait).await,
         Command::Cancel {
             run,
             namespace,

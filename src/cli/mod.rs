@@ -185,6 +185,20 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Run a run's pipeline again, with the same run env (trigger parameters).
+    Rerun {
+        /// Run name.
+        run: String,
+        /// Follow the logs and exit with the new run's exit code.
+        #[arg(long)]
+        wait: bool,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Cancel a run: its container is stopped (SIGTERM, grace period, SIGKILL).
     Cancel {
         /// Run name.

@@ -1,4 +1,4 @@
-//! `flotilla run`, `cancel` and `logs`.
+//! `flotilla run`, `rerun`, `cancel` and `logs`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,6 +33,33 @@ pub async fn run(
             Some(&body),
         )
         .await?;
+    created_then(client, namespace, &created, wait).await
+}
+
+/// Runs a run's pipeline again with the same run env; with `wait`, follows it.
+pub async fn rerun(
+    client: &ApiClient,
+    namespace: &str,
+    run: &str,
+    wait: bool,
+) -> anyhow::Result<()> {
+    let created: Value = client
+        .request::<(), Value>(
+            Method::POST,
+            &format!("{API_PREFIX}/namespaces/{namespace}/runs/{run}/rerun"),
+            None,
+        )
+        .await?;
+    created_then(client, namespace, &created, wait).await
+}
+
+/// Reports a created run; with `wait`, follows its logs and exits with its exit code.
+async fn created_then(
+    client: &ApiClient,
+    namespace: &str,
+    created: &Value,
+    wait: bool,
+) -> anyhow::Result<()> {
     let name = created["metadata"]["name"]
         .as_str()
         .context("the server returned a run without a name")?

@@ -222,6 +222,15 @@ pub static ROUTES: &[Route] = &[
         "Cancel a run"
     ),
     route!(
+        POST,
+        concat!(
+            "/apis/flotilla.dev/v1alpha1",
+            "/namespaces/{namespace}/runs/{name}/rerun"
+        ),
+        Access::Scope(RunsWrite),
+        "Run a run's pipeline again with the same run env"
+    ),
+    route!(
         GET,
         concat!(
             "/apis/flotilla.dev/v1alpha1",
@@ -304,6 +313,7 @@ fn handler(route: &Route) -> Option<MethodRouter<AppState>> {
         ("GET", "/namespaces/{namespace}/runs") => get(resources::list_runs),
         ("POST", "/namespaces/{namespace}/runs") => post(runs::create),
         ("POST", "/namespaces/{namespace}/runs/{name}/cancel") => post(runs::cancel),
+        ("POST", "/namespaces/{namespace}/runs/{name}/rerun") => post(runs::rerun),
         ("GET", "/namespaces/{namespace}/runs/{name}/log") => get(runs::log),
         ("GET", "/namespaces/{namespace}/runs/{name}/metrics") => get(runs::metrics),
         ("GET", "/namespaces/{namespace}/{plural}") => get(resources::list_namespaced),

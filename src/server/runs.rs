@@ -1,4 +1,4 @@
-//! Run routes: create (`POST …/runs`, honouring `Idempotency-Key`), cancel, logs (plain
+//! Run routes: create (`POST …/runs`, honouring `Idempotency-Key`), rerun, cancel, logs (plain
 //! text, optionally followed until the run ends) and resource samples, read from this
 //! replica's files or from the shared store ([`super::output`]).
 
@@ -51,33 +51,72 @@ pub(super) async fn create(
         "metadata": { "name": name, "namespace": namespace },
         "spec": spec,
     });
+    create_run(
+        &state,
+        &namespace,
+        &pipeline,
+        manifest,
+        idempotency_key.is_some(),
+    )
+    .await
+}
+
+/// `POST …/namespaces/{ns}/runs/{name}/rerun`: a new run of the same pipeline with the
+/// same run env (trigger parameters), started by hand, annotated with the run it
+/// repeats (`flotilla.dev/rerun-of`). Fast-Flow's "retry this run".
+pub(super) async fn rerun(
+    State(state): State<AppState>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    let original = get_run(&state, namespace.clone(), name.clone()).await?;
+    let spec: crate::resource::types::RunSpec = original.spec_as()?;
+    let pipeline = spec.pipeline_ref.name.clone();
+    let manifest = json!({
+        "apiVersion": API_VERSION,
+        "kind": "Run",
+        "metadata": {
+            "name": run_name(&pipeline, &random_suffix()),
+            "namespace": namespace,
+            "annotations": { RERUN_OF_ANNOTATION: name },
+        },
+        "spec": { "pipelineRef": { "name": pipeline }, "trigger": "manual", "env": spec.env },
+    });
+    create_run(&state, &namespace, &pipeline, manifest, false).await
+}
+
+/// On a run made by `rerun`: the name of the run it repeats.
+pub const RERUN_OF_ANNOTATION: &str = "flotilla.dev/rerun-of";
+
+/// Validates and stores a new run of `pipeline` unless its pipeline refuses it while
+/// busy; with `idempotent`, a run of that name already there is the answer.
+async fn create_run(
+    state: &AppState,
+    namespace: &str,
+    pipeline: &str,
+    manifest: Value,
+    idempotent: bool,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
     let object = validate_document(&Document::synthetic("<request>", 1, manifest))
         .map_err(|errors| ApiError::Invalid(crate::resource::error::ManifestErrors(errors)))?;
     // A retry gets the run the first call made, busy or not.
-    if idempotency_key.is_some()
-        && let Some(existing) = state.store.get(&object.key).await?
-    {
+    if idempotent && let Some(existing) = state.store.get(&object.key).await? {
         return Ok((axum::http::StatusCode::OK, Json(existing.to_manifest())));
     }
     let spec = state
         .store
-        .get(&ObjectKey::new(
-            Kind::Pipeline,
-            namespace.clone(),
-            pipeline.clone(),
-        ))
+        .get(&ObjectKey::new(Kind::Pipeline, namespace, pipeline))
         .await?
         .map(|p| p.spec_as::<PipelineSpec>())
         .transpose()?;
     state
         .hooks
         .busy
-        .admit(&state.store, &namespace, &pipeline, spec.as_ref())
+        .admit(&state.store, namespace, pipeline, spec.as_ref())
         .await?;
     let status = serde_json::to_value(RunStatus::default()).ok();
     match state.store.create(object, None, status).await {
         Ok(run) => Ok((axum::http::StatusCode::CREATED, Json(run.to_manifest()))),
-        Err(StoreError::AlreadyExists(key)) if idempotency_key.is_some() => {
+        Err(StoreError::AlreadyExists(key)) if idempotent => {
             let existing = state
                 .store
                 .get(&key)
