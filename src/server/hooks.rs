@@ -17,7 +17,10 @@
 //!   refused keys per minute overall (then 429 for everyone, to slow key guessing).
 //!   `Idempotency-Key` names the run like `POST …/runs` does, so a redelivery returns
 //!   the first run. Fast-Flow's route answers as Fast-Flow did: 200 with the run's `id`
-//!   and `status` (`PENDING`), and the run itself under `run`.
+//!   and `status` (`PENDING`), and the run itself under `run`; its `{pipeline}` is
+//!   Fast-Flow's name (the folder, `nightly_etl`), and the key of a `schedules[]` entry
+//!   with settings of its own runs that entry's Pipeline. A pipeline with `whenBusy:
+//!   Reject` that is busy answers 429 `run.busy` on both routes ([`super::busy`]).
 //! - `GET …/sources` and `POST …/sources/sync[?wait=true]`: sync status and manual sync.
 //!
 //! Handlers take [`HooksState`] (reached from `AppState` through `FromRef`).
