@@ -281,7 +281,7 @@ async fn fastflow_target(store: &Store, name: &str, key: &str) -> Result<String,
         },
     };
     let base_name = base.key.name.clone();
-    if key_matches(store, &base_name, Some(key)).await?.is_some() {
+    if spec_key_matches(Some(&base.spec_as::<PipelineSpec>()?), Some(key)) {
         return Ok(base_name);
     }
     let configs = base
@@ -401,14 +401,19 @@ async fn key_matches(
         .await?
         .map(|p| p.spec_as::<PipelineSpec>())
         .transpose()?;
+    let matches = spec_key_matches(spec.as_ref(), given);
+    Ok(spec.filter(|_| matches))
+}
+
+/// True when `spec` has a webhook key and `given` equals it, compared in constant time
+/// (against a dummy when there is nothing to compare with).
+fn spec_key_matches(spec: Option<&PipelineSpec>, given: Option<&str>) -> bool {
     let stored = spec
-        .as_ref()
         .and_then(|spec| spec.webhook_key.as_deref())
         .filter(|key| !key.is_empty());
     let expected = stored.unwrap_or("\u{0}no key\u{0}");
     let equal = equal_in_constant_time(given.unwrap_or_default().as_bytes(), expected.as_bytes());
-    let matches = equal && stored.is_some() && given.is_some();
-    Ok(spec.filter(|_| matches))
+    equal && stored.is_some() && given.is_some()
 }
 
 /// How a trigger's `parameters` are named in the run's environment.

@@ -313,7 +313,7 @@ impl<R: ContainerRuntime> RunController<R> {
                     self.drain_logs(key, &observed.run.uid, current).await?;
                     if let Some(next) = status.as_mut() {
                         self.record_setup_time(&observed.run.uid, next);
-                        self.record_cell_failure(&observed.run.uid, observed, next);
+                        self.record_cell_failure(observed, next);
                     }
                 }
                 Effect::Remove => {}
@@ -667,12 +667,10 @@ impl<R: ContainerRuntime> RunController<R> {
             Ok(source) => source,
             Err(failure) => return Ok(Err(failure)),
         };
-        let dependencies = dependencies(&source.folder.path);
-        let packages = dependencies.and_then(|found| {
-            std::fs::read_to_string(source.folder.path.join(found.file()))
-                .ok()
-                .map(|text| read_packages(found, &text))
-        });
+        let (dependencies, packages) = match dependencies(&source.folder.path) {
+            Some((found, text)) => (Some(found), Some(read_packages(found, &text))),
+            None => (None, None),
+        };
         let schedule_env = self.schedule_env(key, &observed.spec).await?;
         let secret_env = match self.secret_env(key, pipeline).await? {
             Ok(env) => env,
@@ -1039,7 +1037,7 @@ impl<R: ContainerRuntime> RunController<R> {
     /// A notebook's attempt that failed in a cell: the runner's account of the cell (its
     /// last line on stderr) becomes the attempt's reason `CellFailed` and message, and
     /// the run's message (its reason too, where it was a plain `Error`).
-    fn record_cell_failure(&self, run_uid: &str, observed: &Observed, status: &mut RunStatus) {
+    fn record_cell_failure(&self, observed: &Observed, status: &mut RunStatus) {
         let notebook = observed
             .pipeline
             .as_ref()
@@ -1050,7 +1048,7 @@ impl<R: ContainerRuntime> RunController<R> {
         if !notebook || attempt.reason.as_deref() != Some("Error") {
             return;
         }
-        let log = self.files.attempt_log(run_uid, attempt.number);
+        let log = self.files.attempt_log(&observed.run.uid, attempt.number);
         let Some(failure) = last_cell_failure(&log) else {
             return;
         };
@@ -1260,23 +1258,22 @@ fn last_cell_failure(log: &Path) -> Option<String> {
 }
 
 /// Where the packages of the pipeline in `folder` come from ([`DEPENDENCY_FILES`]
-/// order): the first file that declares something; `uv.lock` only beside a
-/// `pyproject.toml`.
-fn dependencies(folder: &Path) -> Option<Dependencies> {
-    DEPENDENCY_FILES.into_iter().find(|found| match found {
-        Dependencies::UvLock => {
-            folder.join("uv.lock").is_file() && folder.join("pyproject.toml").is_file()
+/// order), with the file's text (read once, for the package set too): the first file
+/// that declares something; `uv.lock` only beside a `pyproject.toml`.
+fn dependencies(folder: &Path) -> Option<(Dependencies, String)> {
+    DEPENDENCY_FILES.into_iter().find_map(|found| {
+        if found == Dependencies::UvLock && !folder.join("pyproject.toml").is_file() {
+            return None;
         }
-        Dependencies::PyLock => folder.join("pylock.toml").is_file(),
-        Dependencies::File(file) => declares_requirements(&folder.join(file)),
-    })
-}
-
-fn declares_requirements(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| {
-        text.lines()
-            .map(str::trim)
-            .any(|line| !line.is_empty() && !line.starts_with('#'))
+        let text = std::fs::read_to_string(folder.join(found.file())).ok()?;
+        let declares = match found {
+            Dependencies::File(_) => text
+                .lines()
+                .map(str::trim)
+                .any(|line| !line.is_empty() && !line.starts_with('#')),
+            Dependencies::PyLock | Dependencies::UvLock => true,
+        };
+        declares.then_some((found, text))
     })
 }
 

@@ -211,21 +211,23 @@ pub async fn import(
     }
 
     let keys: Vec<ObjectKey> = runs.iter().map(|r| r.object.key.clone()).collect();
-    let mut existing = std::collections::HashSet::new();
+    // Run name → uid, of the runs already there and (below) of those created.
+    let mut uids: HashMap<String, String> = HashMap::new();
     for chunk in keys.chunks(RUN_BATCH) {
         for object in store.get_raw_many(chunk).await? {
-            existing.insert(object.key.name.clone());
+            uids.insert(object.key.name.clone(), object.uid.clone());
         }
     }
+    let existing = uids.len();
     let new: Vec<&plan::RunImport> = runs
         .iter()
-        .filter(|r| !existing.contains(&r.object.key.name))
+        .filter(|r| !uids.contains_key(&r.object.key.name))
         .collect();
     let verb = if options.dry_run { "would be" } else { "were" };
     report.result.push(format!(
         "runs: {} {verb} created, {} were there already",
         new.len(),
-        existing.len()
+        existing
     ));
     if options.dry_run {
         report
@@ -234,7 +236,7 @@ pub async fn import(
         return Ok(report);
     }
     for chunk in new.chunks(RUN_BATCH) {
-        store
+        let created = store
             .create_absent(
                 chunk
                     .iter()
@@ -242,9 +244,10 @@ pub async fn import(
                     .collect(),
             )
             .await?;
+        uids.extend(created.iter().map(|o| (o.key.name.clone(), o.uid.clone())));
     }
     let (logs, samples, missing) =
-        write_run_files(store, files, &runs, &keys, &secret.redactor, options).await?;
+        write_run_files(store, files, &runs, &uids, &secret.redactor, options).await?;
     report.result.push(format!(
         "run files: {logs} logs and {samples} sample files written{}",
         if missing.is_empty() {
@@ -267,16 +270,10 @@ async fn write_run_files(
     store: &Store,
     files: &RunFiles,
     runs: &[plan::RunImport],
-    keys: &[ObjectKey],
+    uids: &HashMap<String, String>,
     redactor: &crate::secrets::Redactor,
     options: &ImportOptions<'_>,
 ) -> Result<(usize, usize, Vec<String>), ImportError> {
-    let mut uids = HashMap::new();
-    for chunk in keys.chunks(RUN_BATCH) {
-        for object in store.get_raw_many(chunk).await? {
-            uids.insert(object.key.name.clone(), object.uid.clone());
-        }
-    }
     let (mut logs, mut samples, mut missing) = (0, 0, Vec::new());
     for run in runs {
         let Some(uid) = uids.get(&run.object.key.name) else {
