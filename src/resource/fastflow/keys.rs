@@ -10,6 +10,7 @@ use super::values::is_unset;
 
 /// Keys this module maps onto the resources.
 const MAPPED_KEYS: &[&str] = &[
+    "downstream_triggers",
     "python_version",
     "mem_hard_limit",
     "cpu_hard_limit",
@@ -55,10 +56,6 @@ const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "restart_interval",
         "daemon restarts; use retry_attempts, or a Schedule with `every`",
-    ),
-    (
-        "downstream_triggers",
-        "pipeline chaining; trigger the next pipeline from this one's code or a Schedule",
     ),
     (
         "display_name",

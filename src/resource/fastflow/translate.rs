@@ -105,6 +105,7 @@ impl Translator<'_> {
                 None => Vec::new(),
             },
             webhook_key: self.optional_text(fields, "webhook_key", "a webhook key")?,
+            triggers: self.downstream_triggers(fields)?,
             entrypoint: notebook.then(|| NOTEBOOK.to_owned()),
             notebook: if notebook {
                 self.notebook_cells(fields)?

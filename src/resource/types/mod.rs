@@ -14,8 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use pipeline::{
-    Backoff, BackoffKind, NotebookCell, NotebookSpec, Pipeline, PipelineSpec, PipelineStatus,
-    ResourceLimits, RetryPolicy, SecretMount, SecretRef, SourceRef, WhenBusy,
+    Backoff, BackoffKind, DownstreamTrigger, NotebookCell, NotebookSpec, Pipeline, PipelineSpec,
+    PipelineStatus, ResourceLimits, RetryPolicy, SecretMount, SecretRef, SourceRef, TriggerWhen,
+    WhenBusy,
 };
 pub use run::{Attempt, Packages, Run, RunPhase, RunSpec, RunStatus, Trigger, run_name};
 pub use schedule::{

@@ -81,6 +81,63 @@ pub struct PipelineSpec {
     /// `--webhook-rate-limit` (30); 0: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_rate_limit: Option<u32>,
+    /// Runs of other pipelines started when a run of this one ends (Fast-Flow's
+    /// `downstream_triggers`). Each started run records this one in `triggeredBy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<DownstreamTrigger>,
+}
+
+/// A run of another pipeline, started when a run of this one ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DownstreamTrigger {
+    /// The pipeline to run, in the same namespace.
+    pub pipeline: String,
+    /// Which outcome starts it; default `Succeeded`. A cancelled run starts nothing.
+    #[serde(default)]
+    pub when: TriggerWhen,
+    /// Start only when the run succeeded and its script wrote this label to the file
+    /// named by `$FLOTILLA_ROUTE_FILE` (Fast-Flow's `on_route`, `$FASTFLOW_ROUTE_FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Environment of the started run, over its pipeline's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// A Schedule of the started pipeline whose `env` the run takes, under `env`
+    /// (Fast-Flow's `run_config_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+/// The outcomes of a run that start a downstream run.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum TriggerWhen {
+    /// The run succeeded.
+    #[default]
+    Succeeded,
+    /// The run failed (after its retries).
+    Failed,
+    /// The run succeeded or failed.
+    Finished,
+}
+
+impl TriggerWhen {
+    /// True when a run that ended in `phase` starts the trigger's pipeline.
+    pub fn matches(self, phase: super::RunPhase) -> bool {
+        use super::RunPhase;
+        matches!(
+            (self, phase),
+            (
+                TriggerWhen::Succeeded | TriggerWhen::Finished,
+                RunPhase::Succeeded
+            ) | (
+                TriggerWhen::Failed | TriggerWhen::Finished,
+                RunPhase::Failed
+            )
+        )
+    }
 }
 
 /// How the code cells of a notebook entrypoint are tried.

@@ -18,13 +18,8 @@ fn unsupported_and_unknown_keys_are_warnings() {
 }"#;
     let pipeline = imported("etl", json);
     assert_all_valid(&pipeline);
-    assert_eq!(pipeline.warnings.len(), 10, "{:#?}", pipeline.warnings);
-    for key in [
-        "cpu_soft_limit",
-        "restart_on_crash",
-        "downstream_triggers",
-        "owner",
-    ] {
+    assert_eq!(pipeline.warnings.len(), 9, "{:#?}", pipeline.warnings);
+    for key in ["cpu_soft_limit", "restart_on_crash", "owner"] {
         assert!(
             pipeline
                 .warnings
