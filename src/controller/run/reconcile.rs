@@ -187,7 +187,8 @@ impl<R: ContainerRuntime> RunController<R> {
                     if spec.python.is_none() {
                         spec.python = self.config.fastflow_python.clone();
                     }
-                    if spec.timeout.is_none() {
+                    // A daemon runs until it stops; only its own timeout ends an attempt.
+                    if spec.timeout.is_none() && spec.restart.is_none() {
                         spec.timeout = self
                             .config
                             .fastflow_timeout
@@ -229,6 +230,18 @@ impl<R: ContainerRuntime> RunController<R> {
             .timeout
             .as_deref()
             .and_then(|t| parse_duration(t).ok());
+        if let Some(restart) = &pipeline.restart {
+            policy.restart = Some(super::decide::Restart {
+                policy: restart.policy,
+                cooldown: restart
+                    .cooldown
+                    .as_deref()
+                    .and_then(|d| parse_duration(d).ok())
+                    .unwrap_or(DEFAULT_COOLDOWN),
+                periodic: restart.periodic.as_deref().and_then(periodic),
+            });
+            return policy;
+        }
         if let Some(retries) = &pipeline.retries {
             policy.retry_limit = retries.limit;
             if let Some(backoff) = &retries.backoff {
@@ -1522,6 +1535,20 @@ fn write_secret_files(
         });
     }
     Ok(mounts)
+}
+
+/// A daemon's wait between attempts when `restart.cooldown` is not given.
+const DEFAULT_COOLDOWN: Duration = Duration::from_secs(10);
+
+/// `restart.periodic`: an interval (`24h`) or, failing that, a cron line.
+fn periodic(text: &str) -> Option<super::decide::Periodic> {
+    use super::decide::Periodic;
+    match parse_duration(text) {
+        Ok(every) if !every.is_zero() => Some(Periodic::Every(every)),
+        _ => crate::resource::schedule_time::parse_cron(text)
+            .ok()
+            .map(|_| Periodic::Cron(text.to_owned())),
+    }
 }
 
 /// The directory a container's route file is written to (mounted at

@@ -10,6 +10,9 @@ use super::values::is_unset;
 
 /// Keys this module maps onto the resources.
 const MAPPED_KEYS: &[&str] = &[
+    "restart_on_crash",
+    "restart_cooldown",
+    "restart_interval",
     "downstream_triggers",
     "python_version",
     "mem_hard_limit",
@@ -44,18 +47,6 @@ const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
     (
         "mem_soft_limit",
         "soft memory limits (monitoring thresholds); only mem_hard_limit is enforced",
-    ),
-    (
-        "restart_on_crash",
-        "daemon restarts; use retry_attempts, or a Schedule with `every`",
-    ),
-    (
-        "restart_cooldown",
-        "daemon restarts; use retry_attempts, or a Schedule with `every`",
-    ),
-    (
-        "restart_interval",
-        "daemon restarts; use retry_attempts, or a Schedule with `every`",
     ),
     (
         "display_name",

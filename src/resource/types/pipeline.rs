@@ -81,10 +81,46 @@ pub struct PipelineSpec {
     /// `--webhook-rate-limit` (30); 0: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_rate_limit: Option<u32>,
+    /// Keeps a long-running pipeline (a daemon) running: each run restarts as a new
+    /// attempt after it exits (Fast-Flow's `restart_on_crash`, `restart_cooldown`,
+    /// `restart_interval`). Replaces `retries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartSpec>,
     /// Runs of other pipelines started when a run of this one ends (Fast-Flow's
     /// `downstream_triggers`). Each started run records this one in `triggeredBy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<DownstreamTrigger>,
+}
+
+/// How a daemon's run restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestartSpec {
+    /// Which exits start the next attempt; default `Always`. Cancelling the run stops
+    /// it for good.
+    #[serde(default)]
+    pub policy: RestartPolicy,
+    /// Wait after an attempt ends (`30s`; default 10 s). Attempts that end within 10
+    /// minutes of their start double it each time, up to 5 minutes or the cooldown if
+    /// longer (`CrashLoopBackOff`); an attempt that ran 10 minutes resets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
+    /// Restart a running attempt periodically: an interval since it started (`24h`)
+    /// or a cron line in UTC (`0 3 * * *`). The next attempt starts at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic: Option<String>,
+}
+
+/// Which exits of a daemon's attempt start the next one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RestartPolicy {
+    /// Every exit.
+    #[default]
+    Always,
+    /// Exits other than 0; an exit 0 ends the run `Succeeded`.
+    OnFailure,
+    /// None; only `periodic` restarts.
+    Never,
 }
 
 /// A run of another pipeline, started when a run of this one ends.
