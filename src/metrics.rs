@@ -86,6 +86,19 @@ pub struct Metrics {
     pub http_requests: Family<RouteStatus, Counter>,
     /// Paged list requests by page-cache result.
     pub list_page_cache: Family<CacheResult, Counter>,
+    /// Bytes of stored run output (logs, samples) per pipeline.
+    pub pipeline_disk_bytes: Family<PipelineLabels, Gauge>,
+    /// Runs deleted by retention, by why.
+    pub retention_deleted: Family<Code, Counter>,
+}
+
+/// Labels `namespace` and `pipeline`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabels {
+    /// The pipeline's namespace.
+    pub namespace: String,
+    /// The pipeline.
+    pub pipeline: String,
 }
 
 impl Default for Metrics {
@@ -113,6 +126,8 @@ impl Metrics {
             gc_removed: Counter::default(),
             http_requests: Family::default(),
             list_page_cache: Family::default(),
+            pipeline_disk_bytes: Family::default(),
+            retention_deleted: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -184,6 +199,16 @@ impl Metrics {
             "list_page_cache_requests",
             "Paged list requests served from the rendered-page cache (hit) or rendered (miss)",
             metrics.list_page_cache.clone(),
+        );
+        registry.register(
+            "pipeline_disk_bytes",
+            "Bytes of stored run output (logs and resource samples) per pipeline, as of the last retention pass",
+            metrics.pipeline_disk_bytes.clone(),
+        );
+        registry.register(
+            "retention_deleted_runs",
+            "Finished runs deleted by retention, by code (count: beyond the runs kept; age: older than kept)",
+            metrics.retention_deleted.clone(),
         );
         Self {
             registry,

@@ -160,6 +160,7 @@ const EXPECTED_ACCESS: &[(&str, &str, Rule)] = &[
     ("POST",   "/apis/flotilla.dev/v1alpha1/tokens",                                   Needs("admin")),
     ("DELETE", "/apis/flotilla.dev/v1alpha1/tokens/{name}",                            Needs("admin")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/{plural}",                                 READ_BY_KIND),
+    ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/graph",             Needs("resources:read")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/events",            Needs("resources:read")),
     ("PUT",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/secrets/{name}/data", Needs("secrets:write")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/secrets/{name}/keys", Needs("resources:read")),

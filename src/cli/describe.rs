@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::client::{API_PREFIX, ApiClient};
-use super::output::table;
+use super::output::{human_bytes, table};
 use crate::controller::schedule::slots::CompiledSchedule;
 use crate::resource::types::ScheduleSpec;
 use crate::resource::{Kind, ObjectKey};
@@ -196,13 +196,4 @@ async fn run_details(client: &ApiClient, key: &ObjectKey, object: &Value) -> any
         human_bytes(memory.iter().copied().max().unwrap_or(0))
     );
     Ok(())
-}
-
-fn human_bytes(bytes: u64) -> String {
-    let mib = bytes as f64 / (1024.0 * 1024.0);
-    if mib >= 1024.0 {
-        format!("{:.2} GiB", mib / 1024.0)
-    } else {
-        format!("{mib:.1} MiB")
-    }
 }

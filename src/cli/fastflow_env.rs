@@ -72,6 +72,23 @@ const ALIASES: &[Alias] = &[
         flotilla: "FLOTILLA_DEFAULT_TIMEOUT",
         arg: "default_timeout",
     },
+    Alias {
+        fastflow: "LOG_RETENTION_RUNS",
+        flotilla: "FLOTILLA_RETAIN_RUNS",
+        arg: "retain_runs",
+    },
+    // Days.
+    Alias {
+        fastflow: "LOG_RETENTION_DAYS",
+        flotilla: "FLOTILLA_RETAIN_FOR",
+        arg: "retain_for",
+    },
+    // MB (binary, as Fast-Flow computed it).
+    Alias {
+        fastflow: "LOG_MAX_SIZE_MB",
+        flotilla: "FLOTILLA_LOG_MAX_SIZE",
+        arg: "log_max_size",
+    },
     // Only `false` means something: no limit on webhook triggers.
     Alias {
         fastflow: "RATELIMIT_ENABLED",
@@ -97,9 +114,6 @@ pub const WITHOUT_MEANING: &[&str] = &[
     "KUBERNETES_CACHE_PVC_NAME",
     "KUBERNETES_SHARED_CACHE_MOUNT_PATH",
     "KUBERNETES_JOB_TTL_SECONDS_AFTER_FINISHED",
-    "LOG_RETENTION_RUNS",
-    "LOG_RETENTION_DAYS",
-    "LOG_MAX_SIZE_MB",
     "LOG_STREAM_RATE_LIMIT",
     "LOG_STREAM_PENDING_MAX_LINES",
     "LOG_READ_MAX_MB",
@@ -248,6 +262,18 @@ fn convert(alias: &Alias, value: &str) -> Result<Option<String>, String> {
                 ));
             }
         },
+        "retain_runs" | "retain_for" | "log_max_size" => match value.parse::<u64>() {
+            Ok(0) => return Ok(None),
+            Ok(n) if alias.arg == "retain_for" => format!("{n}d"),
+            Ok(n) if alias.arg == "log_max_size" => format!("{n}Mi"),
+            Ok(n) => n.to_string(),
+            Err(_) => {
+                return Err(format!(
+                    "{}={value:?} is not a whole number",
+                    alias.fastflow
+                ));
+            }
+        },
         "log_format" if boolean()? => "json".to_owned(),
         "log_format" => "text".to_owned(),
         _ => value.to_owned(),
@@ -266,7 +292,11 @@ fn same(alias: &Alias, own: &str, converted: &str) -> bool {
             list(own) == list(converted)
         }
         "log_format" => own.eq_ignore_ascii_case(converted),
-        "default_timeout" => {
+        "log_max_size" => {
+            let size = |s: &str| crate::resource::quantity::parse_bytes(s.trim()).ok();
+            size(own).is_some() && size(own) == size(converted)
+        }
+        "default_timeout" | "retain_for" => {
             let duration = |s: &str| crate::resource::quantity::parse_duration(s.trim()).ok();
             duration(own).is_some() && duration(own) == duration(converted)
         }
@@ -299,6 +329,21 @@ fn assign(args: &mut ServeArgs, arg: &str, value: &str) -> Result<(), String> {
         "default_timeout" => {
             args.docker.default_timeout =
                 Some(crate::resource::quantity::parse_duration(value).map_err(|e| e.to_string())?);
+        }
+        "retain_runs" => {
+            args.retain_runs = Some(
+                value
+                    .parse()
+                    .map_err(|_| "expected a whole number of runs".to_owned())?,
+            );
+        }
+        "retain_for" => {
+            args.retain_for =
+                Some(crate::resource::quantity::parse_duration(value).map_err(|e| e.to_string())?);
+        }
+        "log_max_size" => {
+            args.docker.log_max_size =
+                Some(crate::resource::quantity::parse_bytes(value).map_err(|e| e.to_string())?);
         }
         "webhook_rate_limit" => {
             args.webhook_rate_limit = value
@@ -503,7 +548,7 @@ mod tests {
         let (_, notes) = serve(
             &[],
             &[
-                ("LOG_RETENTION_DAYS", "7"),
+                ("LOG_STREAM_RATE_LIMIT", "7"),
                 ("SMTP_HOST", "mail"),
                 ("HOME", "/root"),
             ],
@@ -511,9 +556,32 @@ mod tests {
         .expect("applies");
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
-            notes[0].contains("LOG_RETENTION_DAYS, SMTP_HOST") && !notes[0].contains("HOME"),
+            notes[0].contains("LOG_STREAM_RATE_LIMIT, SMTP_HOST") && !notes[0].contains("HOME"),
             "{notes:?}"
         );
+    }
+
+    #[test]
+    fn log_retention_settings_become_retention_options() {
+        let (args, _) = serve(
+            &[],
+            &[
+                ("LOG_RETENTION_RUNS", "50"),
+                ("LOG_RETENTION_DAYS", "7"),
+                ("LOG_MAX_SIZE_MB", "100"),
+            ],
+        )
+        .expect("applies");
+        assert_eq!(args.retain_runs, Some(50));
+        assert_eq!(
+            args.retain_for,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(args.docker.log_max_size, Some(100 * 1024 * 1024));
+        let (args, _) = serve(&[], &[("LOG_RETENTION_RUNS", "0")]).expect("applies");
+        assert_eq!(args.retain_runs, None, "0 is Fast-Flow's unlimited");
+        let error = serve(&[], &[("LOG_RETENTION_DAYS", "a week")]).expect_err("not a number");
+        assert!(error.contains("LOG_RETENTION_DAYS"), "{error}");
     }
 
     #[test]

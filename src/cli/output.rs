@@ -109,6 +109,7 @@ pub fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         headers.insert(0, "NAMESPACE");
         if kind == Kind::Pipeline {
             headers.push("SOURCE");
+            headers.push("DISK");
         }
         headers.push("MANAGED BY");
     }
@@ -185,10 +186,31 @@ pub fn row(kind: Kind, object: &Value, wide: bool, now: DateTime<Utc>) -> Vec<St
                     .map(str::to_owned)
                     .unwrap_or(name),
             );
+            cells.push(
+                status["diskBytes"]
+                    .as_u64()
+                    .map_or_else(|| "<unknown>".to_owned(), human_bytes),
+            );
         }
         cells.push(text(&metadata["managedBy"]));
     }
     cells
+}
+
+/// A byte count as people read it: `512B`, `3.4KiB`, `120.0MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
 }
 
 /// The events table of `get events` and `describe`.

@@ -11,6 +11,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::leader;
+use crate::controller::retention::{RetentionConfig, RetentionController};
 use crate::controller::run::container::RunnerConfig;
 use crate::controller::run::{RunController, RunControllerConfig};
 use crate::controller::runtime::ContainerRuntime;
@@ -71,6 +72,18 @@ pub struct ServeArgs {
     /// their slot).
     #[arg(long, env = "FLOTILLA_SCHEDULE_LEAD", default_value = "2s", value_parser = parse_duration_arg)]
     pub schedule_lead: Duration,
+    /// Finished runs kept per pipeline, with their logs (pipelines' `retention.runs`
+    /// overrides it); older ones are deleted. Unset: any number.
+    #[arg(long, env = "FLOTILLA_RETAIN_RUNS")]
+    pub retain_runs: Option<u32>,
+    /// Finished runs created longer ago than this (`30d`) are deleted with their logs
+    /// (pipelines' `retention.age` overrides it). Unset: kept.
+    #[arg(long, env = "FLOTILLA_RETAIN_FOR", value_parser = parse_duration_arg)]
+    pub retain_for: Option<Duration>,
+    /// Time between retention passes (deleting runs past their limits, measuring disk
+    /// use per pipeline).
+    #[arg(long, env = "FLOTILLA_RETENTION_INTERVAL", default_value = "5m", value_parser = parse_duration_arg)]
+    pub retention_interval: Duration,
     /// Directory of YAML manifests and Fast-Flow pipeline folders, applied at start and
     /// on every change.
     #[arg(long, env = "PIPELINES_DIR")]
@@ -258,6 +271,10 @@ pub struct DockerArgs {
     /// stored completely even when Docker rotates logs by default.
     #[arg(long, env = "FLOTILLA_CONTAINER_LOG_MAX_SIZE", default_value = "1g")]
     pub container_log_max_size: String,
+    /// Largest stored log of one attempt (`100Mi`): output past it is dropped, and a
+    /// line saying so ends the log. Unset: every line is stored.
+    #[arg(long, env = "FLOTILLA_LOG_MAX_SIZE", value_parser = parse_size_arg)]
+    pub log_max_size: Option<u64>,
     /// Parallel reconciles of runs.
     #[arg(long, env = "FLOTILLA_WORKERS", default_value_t = 8)]
     pub workers: usize,
@@ -279,6 +296,10 @@ pub struct DockerArgs {
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     crate::resource::quantity::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn parse_size_arg(text: &str) -> Result<u64, String> {
+    crate::resource::quantity::parse_bytes(text).map_err(|e| e.to_string())
 }
 
 fn parse_when_busy(text: &str) -> Result<WhenBusy, String> {
@@ -388,6 +409,16 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         metrics.clone(),
         args.schedule_lead,
     );
+    let retention = RetentionController::new(
+        acting.clone(),
+        files.clone(),
+        RetentionConfig {
+            runs: args.retain_runs,
+            age: args.retain_for,
+            every: args.retention_interval,
+        },
+        metrics.clone(),
+    );
     // Sources and controllers run on the leader only: with SQLite this operator (the
     // only one, see the lock above); with PostgreSQL the holder of the lease.
     let (elected, mut is_elected) = tokio::sync::watch::channel(None::<i64>);
@@ -435,6 +466,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             }
             running.spawn(controller.run(shutdown.clone()));
             running.spawn(schedules.run(shutdown.clone()));
+            running.spawn(retention.run(shutdown.clone()));
             while running.join_next().await.is_some() {}
         });
     }
@@ -703,6 +735,7 @@ fn run_controller_config(
         fastflow_python: Some(args.default_python.clone()).filter(|p| !p.trim().is_empty()),
         fastflow_timeout: args.default_timeout.filter(|t| !t.is_zero()),
         max_trigger_depth: args.max_trigger_depth,
+        log_max_bytes: args.log_max_size,
     })
 }
 

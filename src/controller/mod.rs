@@ -4,6 +4,7 @@
 
 pub mod leader;
 pub mod queue;
+pub mod retention;
 pub mod run;
 pub mod runtime;
 pub mod schedule;

@@ -107,7 +107,21 @@ pub const MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
 /// `m` therefore means MiB here, not Kubernetes' milli-bytes, which make no sense for
 /// memory. A bare number is bytes.
 pub fn parse_memory(value: &str) -> Result<u64, QuantityError> {
-    let fail = || error("memory size", value, MEMORY_HINT);
+    match parse_bytes(value) {
+        Ok(bytes) if bytes >= MIN_MEMORY_BYTES => Ok(bytes),
+        _ => Err(error("memory size", value, MEMORY_HINT)),
+    }
+}
+
+/// Parses a size in bytes with [`parse_memory`]'s units and no minimum (a log cap).
+pub fn parse_bytes(value: &str) -> Result<u64, QuantityError> {
+    let fail = || {
+        error(
+            "size",
+            value,
+            "use bytes with a unit, e.g. 64Ki, 100Mi, 1Gi or 100m",
+        )
+    };
     let text = value.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -134,7 +148,7 @@ pub fn parse_memory(value: &str) -> Result<u64, QuantityError> {
         },
     };
     let bytes = number * multiplier;
-    if !bytes.is_finite() || bytes < MIN_MEMORY_BYTES as f64 || bytes > 1e15 {
+    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e15 {
         return Err(fail());
     }
     Ok(bytes.round() as u64)

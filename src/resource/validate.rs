@@ -363,6 +363,15 @@ impl Rules<'_> {
             }
         }
         self.triggers(&spec.triggers);
+        if let Some(retention) = &spec.retention {
+            self.positive_duration("spec.retention.age", retention.age.as_deref());
+            if retention.runs == Some(0) {
+                self.push(
+                    "spec.retention.runs",
+                    "must be at least 1 (omit it to keep any number)",
+                );
+            }
+        }
         if let Some(restart) = &spec.restart {
             self.positive_duration("spec.restart.cooldown", restart.cooldown.as_deref());
             if let Some(periodic) = &restart.periodic {

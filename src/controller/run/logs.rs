@@ -323,6 +323,9 @@ const EXIT_EVENT_WAIT: Duration = Duration::from_secs(1);
 /// `max-size`; 0 when unknown). A follow stream can miss output across a rotation, so
 /// after an exit the log is read once more from the last stored line, unless the stream
 /// followed the attempt from its start, uncut, and carried less than that.
+///
+/// With `max_bytes`, the stored log ends at that size: the line that would pass it is
+/// replaced by [`TRUNCATED_MARK`] and the rest of the output is read and dropped.
 pub async fn follow_attempt<R: ContainerRuntime>(
     runtime: &R,
     container: &str,
@@ -330,6 +333,7 @@ pub async fn follow_attempt<R: ContainerRuntime>(
     filter: Option<&LineFilter>,
     files: &RunFiles,
     rotates_at: u64,
+    max_bytes: Option<u64>,
 ) -> Result<(), RuntimeError> {
     let io_error = |e: std::io::Error| {
         RuntimeError::Unavailable(format!("cannot write {}: {e}", path.display()))
@@ -347,6 +351,9 @@ pub async fn follow_attempt<R: ContainerRuntime>(
         if resume.since != 0 {
             docker_log_bytes = None;
         }
+        // A log at its cap already ends with the mark (written before a resume).
+        let mut stored = std::fs::metadata(path).map_or(0, |m| m.len());
+        let mut capped = max_bytes.is_some_and(|max| stored >= max);
         let mut file = std::io::BufWriter::with_capacity(
             256 * 1024,
             crate::private_fs::append(path).map_err(io_error)?,
@@ -396,6 +403,22 @@ pub async fn follow_attempt<R: ContainerRuntime>(
                         }
                         None => std::borrow::Cow::Borrowed(stamp),
                     };
+                    if let Some(max) = max_bytes {
+                        if capped {
+                            continue;
+                        }
+                        let length = (stamp.len() + text.len() + 10) as u64;
+                        if stored + length > max {
+                            capped = true;
+                            let mark = format!(
+                                "{TRUNCATED_MARK} {max} bytes (--log-max-size); later lines were not stored"
+                            );
+                            write_line(&mut file, &stamp, LogStream::Stderr, &mark)
+                                .map_err(io_error)?;
+                            continue;
+                        }
+                        stored += length;
+                    }
                     write_line(&mut file, &stamp, chunk.stream, &text).map_err(io_error)?;
                 }
             }
@@ -440,6 +463,9 @@ pub async fn follow_attempt<R: ContainerRuntime>(
         tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
     }
 }
+
+/// How the line that ends a truncated log begins.
+pub const TRUNCATED_MARK: &str = "[flotilla] log truncated: this attempt's stored log reached";
 
 /// Appends one stored line (the form of [`LogLine::render`]) without formatting machinery:
 /// a loud run stores 100,000 lines a second.

@@ -70,6 +70,8 @@ pub struct RunControllerConfig {
     pub fastflow_timeout: Option<Duration>,
     /// Longest chain of runs started by triggers (`--max-trigger-depth`).
     pub max_trigger_depth: u32,
+    /// Largest stored log of one attempt (`--log-max-size`); unlimited when `None`.
+    pub log_max_bytes: Option<u64>,
 }
 
 /// The run controller and its shared state.

@@ -1170,6 +1170,7 @@ impl<R: ContainerRuntime> RunController<R> {
             filter.as_ref(),
             &self.files,
             rotates_at,
+            self.config.log_max_bytes,
         )
         .await
         {

@@ -578,38 +578,9 @@ impl ScheduleController {
     }
 
     /// Deletes pruned runs (`(run, uid)`) with their events and logs (local, and shipped
-    /// to a shared store): the objects in one transaction, their records in another.
+    /// to a shared store).
     async fn prune(&self, runs: Vec<(ObjectKey, String)>) {
-        if runs.is_empty() {
-            return;
-        }
-        let keys: Vec<ObjectKey> = runs.iter().map(|(key, _)| key.clone()).collect();
-        let deleted: Vec<(ObjectKey, String)> = match self.store.delete_all(&keys).await {
-            Ok(_) => runs,
-            // One of them is gone already (deleted by hand): each on its own.
-            Err(_) => {
-                let mut deleted = Vec::with_capacity(runs.len());
-                for (key, uid) in runs {
-                    match self.store.delete(&key, None).await {
-                        Ok(_) => deleted.push((key, uid)),
-                        Err(StoreError::NotFound(_)) => {}
-                        Err(e) => tracing::warn!(run = %key, code = e.code(), "cannot prune: {e}"),
-                    }
-                }
-                deleted
-            }
-        };
-        if let Err(e) = self.store.delete_run_records(&deleted).await {
-            tracing::warn!(
-                code = e.code(),
-                "cannot delete the events and output of pruned runs: {e}"
-            );
-        }
-        for (key, uid) in &deleted {
-            if let Err(e) = self.files.delete_run(uid) {
-                tracing::warn!(run = %key, "cannot delete the run's local output: {e}");
-            }
-        }
+        crate::controller::retention::delete_runs(&self.store, &self.files, runs).await;
     }
 
     async fn evaluate_due(&self) {

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use pipeline::{
     Backoff, BackoffKind, DownstreamTrigger, NotebookCell, NotebookSpec, Pipeline, PipelineSpec,
-    PipelineStatus, ResourceLimits, RestartPolicy, RestartSpec, RetryPolicy, SecretMount,
-    SecretRef, SourceRef, TriggerWhen, WhenBusy,
+    PipelineStatus, ResourceLimits, RestartPolicy, RestartSpec, RetentionSpec, RetryPolicy,
+    SecretMount, SecretRef, SourceRef, TriggerWhen, WhenBusy,
 };
 pub use run::{Attempt, Packages, Run, RunPhase, RunSpec, RunStatus, Trigger, run_name};
 pub use schedule::{

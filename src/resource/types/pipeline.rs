@@ -86,10 +86,28 @@ pub struct PipelineSpec {
     /// `restart_interval`). Replaces `retries`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartSpec>,
+    /// How many finished runs (with their logs) are kept, and for how long; default
+    /// the operator's `--retain-runs` and `--retain-for` (Fast-Flow's
+    /// `LOG_RETENTION_RUNS`, `LOG_RETENTION_DAYS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
     /// Runs of other pipelines started when a run of this one ends (Fast-Flow's
     /// `downstream_triggers`). Each started run records this one in `triggeredBy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<DownstreamTrigger>,
+}
+
+/// How many finished runs of a pipeline are kept, and for how long.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetentionSpec {
+    /// The newest this many finished runs are kept; older ones are deleted with their
+    /// logs and events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u32>,
+    /// Finished runs created longer ago than this (`30d`) are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<String>,
 }
 
 /// How a daemon's run restarts.
@@ -322,4 +340,8 @@ pub struct PipelineStatus {
     /// The packages its latest attempt was installed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<super::run::Packages>,
+    /// Bytes of stored output (logs, resource samples) of its runs, as of the last
+    /// retention pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
 }
