@@ -148,7 +148,7 @@ pub fn parse_bytes(value: &str) -> Result<u64, QuantityError> {
         },
     };
     let bytes = number * multiplier;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e15 {
+    if !bytes.is_finite() || !(1.0..=1e15).contains(&bytes) {
         return Err(fail());
     }
     Ok(bytes.round() as u64)
