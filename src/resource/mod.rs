@@ -17,3 +17,4 @@ pub mod quantity;
 pub mod schedule_time;
 pub mod types;
 pub mod validate;
+mod validate_notifier;

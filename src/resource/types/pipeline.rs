@@ -81,6 +81,10 @@ pub struct PipelineSpec {
     /// `--webhook-rate-limit` (30); 0: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_rate_limit: Option<u32>,
+    /// Notifiers (in the pipeline's namespace) told about its runs, beside those whose
+    /// `selector` matches its labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
 }
 
 /// How the code cells of a notebook entrypoint are tried.
@@ -168,6 +172,14 @@ pub struct ResourceLimits {
     /// Maximum number of processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// Memory above which a run is reported (`SoftLimitExceeded`) but not stopped
+    /// (Fast-Flow's `mem_soft_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_soft_limit: Option<String>,
+    /// CPU use above which a run is reported but not throttled (`"0.8"`; Fast-Flow's
+    /// `cpu_soft_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_soft_limit: Option<String>,
 }
 
 /// Retry policy of failed attempts.
