@@ -72,6 +72,12 @@ const ALIASES: &[Alias] = &[
         flotilla: "FLOTILLA_DEFAULT_TIMEOUT",
         arg: "default_timeout",
     },
+    // The address notifications link to (Fast-Flow's links to its frontend).
+    Alias {
+        fastflow: "FRONTEND_URL",
+        flotilla: "FLOTILLA_PUBLIC_URL",
+        arg: "public_url",
+    },
     // Only `false` means something: no limit on webhook triggers.
     Alias {
         fastflow: "RATELIMIT_ENABLED",
@@ -81,7 +87,8 @@ const ALIASES: &[Alias] = &[
 ];
 
 /// Fast-Flow variables that change nothing in Flotilla (yet); the README's "Coming from
-/// Fast-Flow" says what takes their place.
+/// Fast-Flow" says what takes their place. The mail and Teams settings make a default
+/// notifier instead (`fastflow_notify`).
 pub const WITHOUT_MEANING: &[&str] = &[
     "LOGS_DIR",
     "LOGS_HOST_DIR",
@@ -127,16 +134,6 @@ pub const WITHOUT_MEANING: &[&str] = &[
     "JWT_ALGORITHM",
     "JWT_EXPIRATION_HOURS",
     "JWT_ACCESS_TOKEN_MINUTES",
-    "EMAIL_ENABLED",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "SMTP_USER",
-    "SMTP_PASSWORD",
-    "SMTP_FROM",
-    "EMAIL_RECIPIENTS",
-    "TEAMS_ENABLED",
-    "TEAMS_WEBHOOK_URL",
-    "FRONTEND_URL",
     "BASE_URL",
     "ENVIRONMENT",
     "LOG_LEVEL",
@@ -296,6 +293,7 @@ fn assign(args: &mut ServeArgs, arg: &str, value: &str) -> Result<(), String> {
                 .collect();
         }
         "default_python" => args.docker.default_python = value.to_owned(),
+        "public_url" => args.notify.public_url = Some(value.trim_end_matches('/').to_owned()),
         "default_timeout" => {
             args.docker.default_timeout =
                 Some(crate::resource::quantity::parse_duration(value).map_err(|e| e.to_string())?);
@@ -504,14 +502,14 @@ mod tests {
             &[],
             &[
                 ("LOG_RETENTION_DAYS", "7"),
-                ("SMTP_HOST", "mail"),
+                ("S3_BUCKET", "logs"),
                 ("HOME", "/root"),
             ],
         )
         .expect("applies");
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
-            notes[0].contains("LOG_RETENTION_DAYS, SMTP_HOST") && !notes[0].contains("HOME"),
+            notes[0].contains("LOG_RETENTION_DAYS, S3_BUCKET") && !notes[0].contains("HOME"),
             "{notes:?}"
         );
     }

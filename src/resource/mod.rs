@@ -17,4 +17,4 @@ pub mod quantity;
 pub mod schedule_time;
 pub mod types;
 pub mod validate;
-mod validate_notifier;
+pub mod validate_notifier;
