@@ -103,6 +103,8 @@ pub struct NotifyController {
     claimed: Mutex<HashSet<String>>,
     /// Runs decided on, by uid, with the resourceVersion they were decided at.
     considered: Mutex<std::collections::HashMap<String, i64>>,
+    /// Deliveries started by this process.
+    started: std::sync::atomic::AtomicUsize,
     /// Newest `MissedSchedule` event looked at.
     schedule_cursor: Mutex<DateTime<Utc>>,
     /// The git sync last looked at: its start, whether it failed, its message.
@@ -128,6 +130,7 @@ impl NotifyController {
             sender: Sender::new(),
             claimed: Mutex::new(HashSet::new()),
             considered: Mutex::new(std::collections::HashMap::new()),
+            started: std::sync::atomic::AtomicUsize::new(0),
             schedule_cursor: Mutex::new(since),
             last_sync: Mutex::new(None),
         })
@@ -136,7 +139,14 @@ impl NotifyController {
     /// Runs until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut feed = self.store.subscribe();
-        let mut resync = tokio::time::interval(self.config.resync_every);
+        // What finished while no operator was watching (or just before a kill -9).
+        self.resync().await;
+        let started = self.started.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!("notifications caught up: {started} delivery(ies) started for what happened before this start");
+        let mut resync = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.config.resync_every,
+            self.config.resync_every,
+        );
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut poll = tokio::time::interval(self.config.poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -540,6 +550,8 @@ impl NotifyController {
         if !self.claim(&job.dedupe) {
             return;
         }
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let this = self.clone();
         tokio::spawn(async move { this.deliver(job).await });
     }
