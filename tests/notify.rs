@@ -141,9 +141,11 @@ impl Receiver {
     async fn wait_for(&self, path: &str, what: &str, matches: impl Fn(&Value) -> bool) -> Received {
         let deadline = Instant::now() + ARRIVAL;
         loop {
-            if let Some(found) = self.on(path).into_iter().find(|r| {
-                serde_json::from_str::<Value>(&r.body).is_ok_and(|b| matches(&b))
-            }) {
+            if let Some(found) = self
+                .on(path)
+                .into_iter()
+                .find(|r| serde_json::from_str::<Value>(&r.body).is_ok_and(|b| matches(&b)))
+            {
                 return found;
             }
             assert!(
@@ -186,14 +188,36 @@ fn make_certificates(dir: &Path) -> Certificates {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Flotilla test CA"]);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Flotilla test CA",
+    ]);
     run(&ca);
     let mut csr = vec!["req"];
     csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
     run(&csr);
     std::fs::write(
         dir.join("ext.cnf"),
@@ -201,8 +225,21 @@ fn make_certificates(dir: &Path) -> Certificates {
     )
     .expect("ext.cnf");
     run(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
     ]);
     Certificates {
         ca: dir.join("ca.pem"),
@@ -373,7 +410,8 @@ fn write_pipeline(fixture: &Fixture, name: &str, team: &str) {
 
 /// Secrets `app` (the token runs print) and `channels` (every channel credential).
 fn write_secrets(fixture: &Fixture, extra: &[(&str, String)]) {
-    let mut channel_keys = format!("    HMAC_KEY: {HMAC_KEY}\n    SMTP_PASSWORD: {SMTP_PASSWORD}\n");
+    let mut channel_keys =
+        format!("    HMAC_KEY: {HMAC_KEY}\n    SMTP_PASSWORD: {SMTP_PASSWORD}\n");
     for (key, value) in extra {
         channel_keys.push_str(&format!(
             "    {key}: {}\n",
@@ -473,7 +511,10 @@ async fn failed_and_recovered_runs_reach_mail_teams_slack_and_a_signed_webhook()
     write_secrets(
         &fixture,
         &[
-            ("CA_PEM", std::fs::read_to_string(&certificates.ca).expect("ca")),
+            (
+                "CA_PEM",
+                std::fs::read_to_string(&certificates.ca).expect("ca"),
+            ),
             ("TEAMS_URL", receiver.url("/teams/hook-token-123")),
             ("SLACK_URL", receiver.url("/slack/T000/B000/XXXX")),
         ],
@@ -502,8 +543,14 @@ async fn failed_and_recovered_runs_reach_mail_teams_slack_and_a_signed_webhook()
         .wait_for("about the failed run", |m| m.contains(&failed))
         .await;
     let subject = format!("Subject: [Flotilla] Pipeline etl failed: run {failed} (Error, exit 3)");
-    assert!(message.contains(&subject), "{subject:?} missing:\n{message}");
-    assert!(message.contains(&format!("X-Authenticated-As: {SMTP_USER}")), "{message}");
+    assert!(
+        message.contains(&subject),
+        "{subject:?} missing:\n{message}"
+    );
+    assert!(
+        message.contains(&format!("X-Authenticated-As: {SMTP_USER}")),
+        "{message}"
+    );
     for needle in [
         "Pipeline: etl".to_owned(),
         format!("Run: {failed}"),
@@ -516,11 +563,19 @@ async fn failed_and_recovered_runs_reach_mail_teams_slack_and_a_signed_webhook()
     ] {
         assert!(message.contains(&needle), "{needle:?} missing:\n{message}");
     }
-    assert!(!message.contains("    line 6\n"), "more than 20 lines:\n{message}");
-    assert!(!message.contains(APP_TOKEN), "the secret leaked:\n{message}");
+    assert!(
+        !message.contains("    line 6\n"),
+        "more than 20 lines:\n{message}"
+    );
+    assert!(
+        !message.contains(APP_TOKEN),
+        "the secret leaked:\n{message}"
+    );
 
     let hook = receiver
-        .wait_for("/hook", "RunFailed", |b| b["event"] == "RunFailed" && b["run"] == failed.as_str())
+        .wait_for("/hook", "RunFailed", |b| {
+            b["event"] == "RunFailed" && b["run"] == failed.as_str()
+        })
         .await;
     let timestamp = &hook.headers["x-flotilla-timestamp"];
     assert_eq!(
@@ -529,7 +584,10 @@ async fn failed_and_recovered_runs_reach_mail_teams_slack_and_a_signed_webhook()
         "the signature does not match the body"
     );
     let age = Utc::now().timestamp() - timestamp.parse::<i64>().expect("unix seconds");
-    assert!((0..120).contains(&age), "timestamp {timestamp} is {age} s old");
+    assert!(
+        (0..120).contains(&age),
+        "timestamp {timestamp} is {age} s old"
+    );
     let body: Value = serde_json::from_str(&hook.body).expect("JSON");
     assert_eq!(body["exitCode"], 3);
     assert_eq!(body["pipeline"], "etl");
@@ -538,13 +596,21 @@ async fn failed_and_recovered_runs_reach_mail_teams_slack_and_a_signed_webhook()
     assert!(hook.headers["x-flotilla-delivery"].ends_with("/RunFailed"));
 
     let teams = receiver
-        .wait_for("/teams/hook-token-123", "a card", |b| b["type"] == "message")
+        .wait_for("/teams/hook-token-123", "a card", |b| {
+            b["type"] == "message"
+        })
         .await;
     assert!(teams.body.contains("AdaptiveCard") && teams.body.contains(&failed));
     let slack = receiver
-        .wait_for("/slack/T000/B000/XXXX", "a message", |b| b["text"].is_string())
+        .wait_for("/slack/T000/B000/XXXX", "a message", |b| {
+            b["text"].is_string()
+        })
         .await;
-    assert!(slack.body.contains(&format!("run {failed}")), "{}", slack.body);
+    assert!(
+        slack.body.contains(&format!("run {failed}")),
+        "{}",
+        slack.body
+    );
 
     for channel in ["email", "teams", "slack", "webhook"] {
         wait_for_event(
@@ -565,7 +631,9 @@ async fn failed_and_recovered_runs_reach_mail_teams_slack_and_a_signed_webhook()
         })
         .await;
     mail.wait_for("about the recovery", |m| {
-        m.contains(&format!("Subject: [Flotilla] Pipeline etl recovered: run {recovered}"))
+        m.contains(&format!(
+            "Subject: [Flotilla] Pipeline etl recovered: run {recovered}"
+        ))
     })
     .await;
     // A second success is no news.
@@ -574,13 +642,37 @@ async fn failed_and_recovered_runs_reach_mail_teams_slack_and_a_signed_webhook()
     operator.wait_finished(&unselected).await;
     // Every notice of the runs above is decided once their events exist: the quiet and
     // the unselected run have none, and nothing arrived about them.
-    wait_for_event(&operator, &recovered, "NotificationSent", "RunRecovered to data-team/webhook (").await;
-    assert!(run_events(&operator, &quiet).await.iter().all(|(r, _)| !r.starts_with("Notification")));
-    assert!(run_events(&operator, &unselected).await.iter().all(|(r, _)| !r.starts_with("Notification")));
-    assert!(receiver.on("/hook").iter().all(|r| !r.body.contains(&quiet) && !r.body.contains(&unselected)));
+    wait_for_event(
+        &operator,
+        &recovered,
+        "NotificationSent",
+        "RunRecovered to data-team/webhook (",
+    )
+    .await;
+    assert!(
+        run_events(&operator, &quiet)
+            .await
+            .iter()
+            .all(|(r, _)| !r.starts_with("Notification"))
+    );
+    assert!(
+        run_events(&operator, &unselected)
+            .await
+            .iter()
+            .all(|(r, _)| !r.starts_with("Notification"))
+    );
+    assert!(
+        receiver
+            .on("/hook")
+            .iter()
+            .all(|r| !r.body.contains(&quiet) && !r.body.contains(&unselected))
+    );
     // No secret value reached any event, nor the log of the operator.
     for (_, message) in run_events(&operator, &failed).await {
-        assert!(!message.contains("hook-token-123") && !message.contains(SMTP_PASSWORD), "{message}");
+        assert!(
+            !message.contains("hook-token-123") && !message.contains(SMTP_PASSWORD),
+            "{message}"
+        );
     }
     let log = operator.log_text();
     for secret in [SMTP_PASSWORD, "hook-token-123", HMAC_KEY, APP_TOKEN] {
@@ -590,13 +682,24 @@ async fn failed_and_recovered_runs_reach_mail_teams_slack_and_a_signed_webhook()
     // `flotilla notify test` goes through every channel and says so.
     let out = operator.cli(&["notify", "test", "data-team"], Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for channel in ["email", "teams", "slack", "webhook"] {
-        assert!(stdout.contains(&format!("{channel}: delivered")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{channel}: delivered")),
+            "{stdout}"
+        );
     }
-    mail.wait_for("from the test", |m| m.contains("Subject: [Flotilla] Test notification from Flotilla"))
+    mail.wait_for("from the test", |m| {
+        m.contains("Subject: [Flotilla] Test notification from Flotilla")
+    })
+    .await;
+    receiver
+        .wait_for("/hook", "the test", |b| b["event"] == "Test")
         .await;
-    receiver.wait_for("/hook", "the test", |b| b["event"] == "Test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -623,7 +726,9 @@ async fn a_down_or_slow_channel_delays_neither_runs_nor_other_channels() {
     let finished = finished_at(&run);
     // Slack, beside a webhook that does not answer, is told at once.
     let slack = receiver
-        .wait_for("/slack", "the failure", |b| b["text"].as_str().is_some_and(|t| t.contains(&first)))
+        .wait_for("/slack", "the failure", |b| {
+            b["text"].as_str().is_some_and(|t| t.contains(&first))
+        })
         .await;
     let waited = DateTime::<Utc>::from(slack.at) - finished;
     assert!(
@@ -643,12 +748,33 @@ async fn a_down_or_slow_channel_delays_neither_runs_nor_other_channels() {
     );
     assert!(second_took < Duration::from_secs(60), "{second_took:?}");
     // The down endpoint is given up on after its tries, and says why.
-    let failure = wait_for_event(&operator, &first, "NotificationFailed", "RunFailed to down/webhook (").await;
-    assert!(failure.contains("3 attempt(s)") && failure.contains("HTTP request failed"), "{failure}");
+    let failure = wait_for_event(
+        &operator,
+        &first,
+        "NotificationFailed",
+        "RunFailed to down/webhook (",
+    )
+    .await;
+    assert!(
+        failure.contains("3 attempt(s)") && failure.contains("HTTP request failed"),
+        "{failure}"
+    );
     // The slow one times out each try and fails too; Slack's success stands.
-    let slow = wait_for_event(&operator, &first, "NotificationFailed", "RunFailed to slow/webhook (").await;
+    let slow = wait_for_event(
+        &operator,
+        &first,
+        "NotificationFailed",
+        "RunFailed to slow/webhook (",
+    )
+    .await;
     assert!(slow.contains("no answer within 3s"), "{slow}");
-    wait_for_event(&operator, &first, "NotificationSent", "RunFailed to slow/slack (").await;
+    wait_for_event(
+        &operator,
+        &first,
+        "NotificationSent",
+        "RunFailed to slow/slack (",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -686,7 +812,13 @@ async fn a_run_that_finished_while_the_operator_was_down_is_notified_once() {
     receiver
         .wait_for("/hook", "the failure", |b| b["run"] == name.as_str())
         .await;
-    wait_for_event(&operator, &name, "NotificationSent", "RunFailed to hook/webhook (").await;
+    wait_for_event(
+        &operator,
+        &name,
+        "NotificationSent",
+        "RunFailed to hook/webhook (",
+    )
+    .await;
     operator.kill_9();
 
     // A third start finds the delivery recorded and sends nothing again.
@@ -733,6 +865,101 @@ async fn notification_latency_over_twenty_runs() {
     latencies.sort_unstable();
     let p50 = latencies[latencies.len() / 2];
     let p99 = latencies[latencies.len() - 1];
-    println!("notification latency, run end (container exit) to webhook received, over 20 runs: p50 {p50} ms, p99 {p99} ms, all {latencies:?}");
+    println!(
+        "notification latency, run end (container exit) to webhook received, over 20 runs: p50 {p50} ms, p99 {p99} ms, all {latencies:?}"
+    );
     assert!(p99 < 10_000, "p99 {p99} ms: {latencies:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fastflow_mail_and_teams_settings_make_a_default_notifier_with_a_secret() {
+    let fixture = Fixture::new();
+    let receiver = Receiver::start().await;
+    let certificates = make_certificates(&fixture.scratch("tls"));
+    let mail = MailServer::start(&fixture.scratch("smtp"), &certificates);
+    write_pipeline(&fixture, "etl", "data");
+    write_secrets(&fixture, &[]);
+    let teams = receiver.url("/teams/ff-hook-secret-42");
+    let port = mail.port.to_string();
+    let ca = certificates.ca.display().to_string();
+    let env = [
+        ("SMTP_HOST", "localhost"),
+        ("SMTP_PORT", port.as_str()),
+        ("SMTP_USER", SMTP_USER),
+        ("SMTP_PASSWORD", SMTP_PASSWORD),
+        ("SMTP_FROM", "fastflow@example.test"),
+        ("EMAIL_RECIPIENTS", "a@example.test, b@example.test"),
+        ("TEAMS_WEBHOOK_URL", teams.as_str()),
+        ("FRONTEND_URL", "https://ff.example.test/"),
+        // The mail server's CA, trusted the way the operator trusts any other.
+        ("SSL_CERT_FILE", ca.as_str()),
+    ];
+    let operator = fixture.start_operator(&OperatorOptions {
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..OperatorOptions::default()
+    });
+    operator
+        .wait_for_object("notifiers", "fastflow-default")
+        .await;
+    operator.wait_for_pipeline("etl").await;
+    // The credentials are in the Secret, encrypted; the notifier only names them.
+    let (_, notifier) = operator
+        .get("/namespaces/default/notifiers/fastflow-default")
+        .await;
+    let (_, secret) = operator
+        .get("/namespaces/default/secrets/fastflow-notifications")
+        .await;
+    for object in [&notifier, &secret] {
+        let text = object.to_string();
+        assert!(
+            !text.contains(SMTP_PASSWORD) && !text.contains("ff-hook-secret"),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        notifier["metadata"]["managedBy"], "env:fastflow",
+        "{notifier:#}"
+    );
+
+    let name = operator.create_run("etl", &[("EXIT", "5")]).await;
+    operator.wait_finished(&name).await;
+    let message = mail
+        .wait_for("about the failure", |m| m.contains(&name))
+        .await;
+    assert!(
+        message.contains("To: a@example.test, b@example.test"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "Link: https://ff.example.test/#/runs/default/{name}"
+        )),
+        "{message}"
+    );
+    receiver
+        .wait_for("/teams/ff-hook-secret-42", "the card", |b| {
+            b.to_string().contains(&name)
+        })
+        .await;
+
+    // Without the variables the notifier and its Secret go.
+    operator.kill_9();
+    let operator = fixture.start_operator(&OperatorOptions::default());
+    operator
+        .wait_until("the Fast-Flow notifier to be pruned", ARRIVAL, || async {
+            (operator
+                .get("/namespaces/default/notifiers/fastflow-default")
+                .await
+                .0
+                == 404)
+                .then_some(())
+        })
+        .await;
+    let (status, _) = operator
+        .get("/namespaces/default/secrets/fastflow-notifications")
+        .await;
+    assert_eq!(status, 404);
 }

@@ -1,6 +1,8 @@
 //! Delivery of one [`Notice`] through one channel of a notifier: the notifier's Secret
 //! keys are read and decrypted, then the message goes out by SMTP (lettre over rustls)
-//! or HTTP (hyper over rustls, both with the ring provider), within a timeout.
+//! or HTTP (hyper over rustls, both with the ring provider), within a timeout. Both
+//! trust the built-in web roots and the operator's `SSL_CERT_FILE`; mail also a
+//! notifier's own CA (`caSecretRef`).
 //!
 //! Secret values never leave this module except on the wire: errors are redacted of
 //! every value read (a Teams or Slack URL is a credential, and transports like to quote
@@ -336,6 +338,13 @@ async fn send_mail(
         .timeout(Some(timeout));
     if mode != SmtpTls::None {
         let mut parameters = TlsParameters::builder(host.to_owned());
+        // The CAs the operator is told to trust (as its HTTP client does).
+        if let Some(bundle) = std::env::var_os("SSL_CERT_FILE")
+            && let Ok(pem) = std::fs::read(&bundle)
+            && let Ok(certificates) = Certificate::from_pem(&pem)
+        {
+            parameters = parameters.add_root_certificate(certificates);
+        }
         if let Some(ca) = &email.ca_secret_ref {
             let certificate = Certificate::from_pem(secrets.get(ca).as_bytes())
                 .map_err(|e| config("caSecretRef", &e))?;

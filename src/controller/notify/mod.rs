@@ -142,7 +142,9 @@ impl NotifyController {
         // What finished while no operator was watching (or just before a kill -9).
         self.resync().await;
         let started = self.started.load(std::sync::atomic::Ordering::Relaxed);
-        tracing::info!("notifications caught up: {started} delivery(ies) started for what happened before this start");
+        tracing::info!(
+            "notifications caught up: {started} delivery(ies) started for what happened before this start"
+        );
         let mut resync = tokio::time::interval_at(
             tokio::time::Instant::now() + self.config.resync_every,
             self.config.resync_every,

@@ -15,8 +15,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use notifier::{
-    ChannelKind, EmailChannel, LabelSelector, Notifier, NotifierSpec, NotifyEvent, SecretKeyRef,
-    SecretUrlChannel, SmtpTls, WebhookChannel,
+    ChannelKind, EmailChannel, LabelSelector, Notifier, NotifierSpec, NotifierStatus, NotifyEvent,
+    SecretKeyRef, SecretUrlChannel, SmtpTls, WebhookChannel,
 };
 pub use pipeline::{
     Backoff, BackoffKind, NotebookCell, NotebookSpec, Pipeline, PipelineSpec, PipelineStatus,

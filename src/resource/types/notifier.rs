@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
     version = "v1alpha1",
     kind = "Notifier",
     namespaced,
+    status = "NotifierStatus",
     shortname = "ntf"
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -170,7 +171,7 @@ pub struct EmailChannel {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
     /// A PEM CA certificate (or bundle) from a Secret, trusted beside the built-in web
-    /// roots: for a server with a private or self-signed certificate.
+    /// roots and the operator's `SSL_CERT_FILE`: for a server with a private CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
 }
@@ -197,6 +198,17 @@ pub struct WebhookChannel {
     /// `X-Flotilla-Signature: sha256=<hex>` over `<timestamp>.<body>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Observed state of a notifier. Deliveries are recorded as events on the objects they
+/// are about (`NotificationSent`, `NotificationFailed`), not here; the conditions are
+/// reserved for a readiness check of the channels, which no controller writes yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifierStatus {
+    /// Conditions such as `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<super::Condition>,
 }
 
 /// A channel of a notifier.
