@@ -963,3 +963,160 @@ async fn fastflow_mail_and_teams_settings_make_a_default_notifier_with_a_secret(
         .await;
     assert_eq!(status, 404);
 }
+
+/// An operator whose notifier `hook` sends only `events` of every pipeline to the
+/// receiver's `/hook`.
+async fn hook_operator(
+    fixture: &Fixture,
+    receiver: &Receiver,
+    events: &str,
+    pipeline_spec: &str,
+) -> Operator {
+    write_pipeline(fixture, "etl", "data");
+    if !pipeline_spec.is_empty() {
+        let path = fixture.pipelines_dir().join("etl/pipeline.yaml");
+        let mut yaml = std::fs::read_to_string(&path).expect("pipeline.yaml");
+        yaml.push_str(pipeline_spec);
+        std::fs::write(&path, yaml).expect("pipeline.yaml");
+    }
+    write_secrets(fixture, &[]);
+    fixture.write_manifest(
+        "notifier.yaml",
+        &format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: Notifier\nmetadata: {{ name: hook }}\nspec:\n  events: {events}\n  selector: {{ matchLabels: {{}} }}\n  webhook: {{ url: {} }}\n",
+            receiver.url("/hook")
+        ),
+    );
+    let operator = start_operator(fixture);
+    operator.wait_for_object("notifiers", "hook").await;
+    operator.wait_for_pipeline("etl").await;
+    operator
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_its_soft_memory_limit_is_reported_and_not_stopped() {
+    let fixture = Fixture::new();
+    let receiver = Receiver::start().await;
+    // Python in the runner uses about 12 MiB; 6Mi is the smallest size Flotilla takes.
+    // Samples are taken every 2 s and the run lasts 3.
+    let operator = hook_operator(
+        &fixture,
+        &receiver,
+        "[SoftLimitExceeded]",
+        "  resources: { memorySoftLimit: 6Mi }\n",
+    )
+    .await;
+    let slow = format!("import time\ntime.sleep(3)\n{MAIN_PY}");
+    std::fs::write(fixture.pipelines_dir().join("etl/main.py"), slow).expect("main.py");
+    let name = operator.create_run("etl", &[]).await;
+    operator.wait_succeeded(&name).await;
+    let hook = receiver
+        .wait_for("/hook", "the breach", |b| b["event"] == "SoftLimitExceeded")
+        .await;
+    let body: Value = serde_json::from_str(&hook.body).expect("JSON");
+    assert_eq!(body["run"], name.as_str());
+    assert_eq!(body["phase"], "Succeeded");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("memory peaked at") && d.contains("soft limit of 6Mi")),
+        "{body:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_missed_while_the_operator_was_down_are_reported() {
+    let fixture = Fixture::new();
+    let receiver = Receiver::start().await;
+    fixture.write_manifest(
+        "schedule.yaml",
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Schedule\nmetadata: { name: often }\nspec:\n  pipelineRef: { name: etl }\n  every: 2s\n  startingDeadline: 1s\n",
+    );
+    let operator = hook_operator(&fixture, &receiver, "[ScheduleMissed]", "").await;
+    operator.wait_for_object("schedules", "often").await;
+    // The schedule has run at least once: its slots are being followed.
+    operator
+        .wait_until("a slot to be considered", ARRIVAL, || async {
+            let (_, schedule) = operator.get("/namespaces/default/schedules/often").await;
+            schedule["status"]["lastSlot"].as_str().map(str::to_owned)
+        })
+        .await;
+    operator.kill_9();
+    // Down for three slots.
+    let back = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < back {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let operator = start_operator(&fixture);
+    let hook = receiver
+        .wait_for("/hook", "a missed slot", |b| b["event"] == "ScheduleMissed")
+        .await;
+    let body: Value = serde_json::from_str(&hook.body).expect("JSON");
+    assert_eq!(body["schedule"], "often");
+    assert_eq!(body["pipeline"], "etl");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("missed")),
+        "{body:#}"
+    );
+    let _ = operator;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_git_source_cannot_apply_is_reported() {
+    let fixture = Fixture::new();
+    let receiver = Receiver::start().await;
+    let remote = support::git::GitRemote::new();
+    remote
+        .write("etl/main.py", MAIN_PY)
+        .write(
+            "notifier.yaml",
+            &format!(
+                "apiVersion: flotilla.dev/v1alpha1\nkind: Notifier\nmetadata: {{ name: hook }}\nspec:\n  events: [SyncFailed]\n  webhook: {{ url: {} }}\n",
+                receiver.url("/hook")
+            ),
+        );
+    remote.commit_and_push("a notifier");
+    let operator = fixture.start_operator(&OperatorOptions {
+        git_url: Some(remote.file_url()),
+        args: [
+            "--auto-sync",
+            "--auto-sync-interval",
+            "1s",
+            "--notify-backoff",
+            "200ms",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        ..OperatorOptions::default()
+    });
+    operator.wait_for_object("notifiers", "hook").await;
+    operator.wait_for_pipeline("etl").await;
+    remote.write(
+        "broken.yaml",
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Pipeline\nmetadata: { name: broken }\nspec: { timeout: soon }\n",
+    );
+    remote.commit_and_push("a broken pipeline");
+    let hook = receiver
+        .wait_for("/hook", "the sync failure", |b| b["event"] == "SyncFailed")
+        .await;
+    let body: Value = serde_json::from_str(&hook.body).expect("JSON");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("broken.yaml") && detail.contains("spec.timeout"),
+        "{body:#}"
+    );
+    // The same failure at every auto-sync is one notice.
+    operator
+        .wait_until("two more syncs", ARRIVAL, || async {
+            let (_, sources) = operator.get("/sources").await;
+            (sources.to_string().contains("\"syncs\":") && {
+                let syncs = sources["items"][0]["syncs"].as_u64().unwrap_or(0);
+                syncs >= 5
+            })
+            .then_some(())
+        })
+        .await;
+    assert_eq!(receiver.on("/hook").len(), 1, "{:#?}", receiver.on("/hook"));
+}
