@@ -25,6 +25,16 @@ pub struct Code {
     pub code: String,
 }
 
+/// Labels of a notification delivery: its channel and whether it was `sent` or
+/// `failed` (every try).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelOutcome {
+    /// `email`, `teams`, `slack` or `webhook`.
+    pub channel: String,
+    /// `sent` or `failed`.
+    pub outcome: String,
+}
+
 /// Label `result` of paged list requests: `hit` (served from the rendered-page cache)
 /// or `miss` (read from the store and rendered).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,6 +96,8 @@ pub struct Metrics {
     pub http_requests: Family<RouteStatus, Counter>,
     /// Paged list requests by page-cache result.
     pub list_page_cache: Family<CacheResult, Counter>,
+    /// Notification deliveries by channel and outcome.
+    pub notifications: Family<ChannelOutcome, Counter>,
 }
 
 impl Default for Metrics {
@@ -113,6 +125,7 @@ impl Metrics {
             gc_removed: Counter::default(),
             http_requests: Family::default(),
             list_page_cache: Family::default(),
+            notifications: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -184,6 +197,11 @@ impl Metrics {
             "list_page_cache_requests",
             "Paged list requests served from the rendered-page cache (hit) or rendered (miss)",
             metrics.list_page_cache.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notification deliveries by channel and outcome (sent, or failed after every try)",
+            metrics.notifications.clone(),
         );
         Self {
             registry,

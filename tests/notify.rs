@@ -775,6 +775,20 @@ async fn a_down_or_slow_channel_delays_neither_runs_nor_other_channels() {
         "RunFailed to slow/slack (",
     )
     .await;
+    // Each outcome is counted by channel.
+    let series = |text: &str, labels: &str| -> f64 {
+        let prefix = format!("flotilla_notifications_total{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (_, metrics) = operator.get_text("/metrics").await;
+    assert!(
+        series(&metrics, r#"channel="webhook",outcome="failed""#) >= 2.0
+            && series(&metrics, r#"channel="slack",outcome="sent""#) >= 1.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -436,6 +436,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         files.clone(),
         git.clone(),
         args.notify.config(),
+        metrics.clone(),
     );
     // Sources and controllers run on the leader only: with SQLite this operator (the
     // only one, see the lock above); with PostgreSQL the holder of the lease.

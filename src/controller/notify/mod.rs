@@ -32,6 +32,7 @@ use self::decide::{FAILED, SENT};
 use self::facts::NotifierEntry;
 use self::notice::Notice;
 use crate::controller::run::logs::{RunFiles, read_samples};
+use crate::metrics::{ChannelOutcome, Metrics};
 use crate::resource::types::{
     ChannelKind, NotifierSpec, NotifyEvent, RunPhase, RunSpec, RunStatus, ScheduleSpec,
 };
@@ -99,6 +100,7 @@ pub struct NotifyController {
     git: Option<GitSource>,
     config: NotifyConfig,
     sender: Sender,
+    metrics: Arc<Metrics>,
     /// Deliveries under way or done by this process (saves reading their events).
     claimed: Mutex<HashSet<String>>,
     /// Runs decided on, by uid, with the resourceVersion they were decided at.
@@ -119,6 +121,7 @@ impl NotifyController {
         files: RunFiles,
         git: Option<GitSource>,
         config: NotifyConfig,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let since = Utc::now() - chrono::Duration::from_std(config.catch_up).unwrap_or_default();
         Arc::new(Self {
@@ -128,6 +131,7 @@ impl NotifyController {
             git,
             config,
             sender: Sender::new(),
+            metrics,
             claimed: Mutex::new(HashSet::new()),
             considered: Mutex::new(std::collections::HashMap::new()),
             started: std::sync::atomic::AtomicUsize::new(0),
@@ -576,6 +580,13 @@ impl NotifyController {
                 format!("{} ({attempts} attempt(s)): {e}", job.marker),
             ),
         };
+        self.metrics
+            .notifications
+            .get_or_create(&ChannelOutcome {
+                channel: job.channel.as_str().to_owned(),
+                outcome: if outcome.is_ok() { "sent" } else { "failed" }.to_owned(),
+            })
+            .inc();
         match &outcome {
             Ok(()) => tracing::info!(object = %job.involved, "{message}"),
             Err(e) => tracing::warn!(object = %job.involved, code = e.code(), "{message}"),
