@@ -38,7 +38,7 @@ test: deps runner-image
 
 # The run and schedule tiers with every test operator on a PostgreSQL database of its
 # test's own (tests/support/store.rs).
-TEST_POSTGRES := FLOTILLA_TEST_STORE=postgres cargo nextest run --no-fail-fast --test runs --test schedules --test fastflow_import
+TEST_POSTGRES := FLOTILLA_TEST_STORE=postgres cargo nextest run --no-fail-fast --test runs --test schedules --test fastflow_import --test triggers
 test-postgres:
 	$(TEST_POSTGRES)
 

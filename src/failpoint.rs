@@ -23,6 +23,10 @@ pub const AFTER_CLAIM: &str = "after-claim";
 pub const BEFORE_CREATE: &str = "before-create";
 /// After the container was created, before it is started.
 pub const AFTER_CREATE: &str = "after-create";
+/// Before the write that ends a run whose end starts downstream runs.
+pub const BEFORE_FINISH: &str = "before-finish";
+/// After that write (the run ended and its downstream runs exist), before its events.
+pub const AFTER_FINISH: &str = "after-finish";
 /// After a slot's runs were created, before the schedules' statuses are written.
 pub const AFTER_SLOT_RUNS: &str = "after-slot-runs";
 

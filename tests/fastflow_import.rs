@@ -171,6 +171,7 @@ async fn a_fast_flow_installation_imports_in_one_command_and_runs_here() {
         "\"0 7 * * 0\" is written \"0 7 * * MON\"",
         "max_instances 1",
         "downstream trigger hello → nightly_etl",
+        r#"add {"on_failure":false,"on_success":true,"pipeline":"nightly_etl"} to "downstream_triggers" in hello/pipeline.json"#,
         "--max-concurrent-runs 4",
         "--default-timeout 3600s",
         "writable copy",

@@ -106,6 +106,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             namespace,
             client,
         } => super::runs::rerun(&client.client(), &namespace, &run, wait).await,
+        Command::Graph {
+            output,
+            namespace,
+            client,
+        } => super::runs::graph(&client.client(), &namespace, output).await,
         Command::Cancel {
             run,
             namespace,

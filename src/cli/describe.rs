@@ -21,6 +21,7 @@ pub async fn extra(client: &ApiClient, key: &ObjectKey, object: &Value) -> anyho
                 .map(|a| a["packages"].clone())
                 .unwrap_or_default();
             packages("Packages (latest attempt)", &latest);
+            chain(object);
             run_details(client, key, object).await?;
         }
         Kind::Pipeline => packages("Packages (latest run)", &object["status"]["packages"]),
@@ -82,6 +83,33 @@ fn next_slots(object: &Value) {
             }
         }
         Err(e) => println!("  <invalid: {e:?}>"),
+    }
+}
+
+/// Where a run stands in a chain of triggers: what started it, the route it wrote and
+/// the runs its end started.
+fn chain(object: &Value) {
+    let parent = object["spec"]["triggeredBy"].as_str();
+    let route = object["status"]["route"].as_str();
+    let started: Vec<&str> = object["status"]["downstream"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if parent.is_none() && route.is_none() && started.is_empty() {
+        return;
+    }
+    println!("Chain:");
+    if let Some(parent) = parent {
+        println!("  Triggered by: {parent}");
+    }
+    if let Some(route) = route {
+        println!("  Route:        {route}");
+    }
+    if !started.is_empty() {
+        let runs: Vec<String> = started.iter().map(|name| format!("run/{name}")).collect();
+        println!("  Started:      {}", runs.join(", "));
     }
 }
 

@@ -231,6 +231,18 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print which pipelines' runs start which (their `triggers`), as a tree.
+    Graph {
+        /// Print the graph's nodes and edges as JSON instead.
+        #[arg(short = 'o', long = "output", value_enum)]
+        output: Option<OutputFormat>,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Move another system's installation into Flotilla's store.
     #[command(subcommand)]
     Import(ImportCommand),

@@ -108,6 +108,24 @@ pub async fn cancel(client: &ApiClient, namespace: &str, run: &str) -> anyhow::R
     Ok(())
 }
 
+/// Prints the trigger graph of a namespace: the tree, or the API's answer as JSON or
+/// YAML.
+pub async fn graph(
+    client: &ApiClient,
+    namespace: &str,
+    output: Option<super::OutputFormat>,
+) -> anyhow::Result<()> {
+    let graph = client
+        .get(&format!("{API_PREFIX}/namespaces/{namespace}/graph"))
+        .await?;
+    match output {
+        Some(super::OutputFormat::Json) => println!("{}", serde_json::to_string_pretty(&graph)?),
+        Some(super::OutputFormat::Yaml) => print!("{}", serde_saphyr::to_string(&graph)?),
+        _ => print!("{}", graph["text"].as_str().unwrap_or_default()),
+    }
+    Ok(())
+}
+
 /// Prints a run's output (following attempts until it finishes when `follow`); returns
 /// the run as it is at the end.
 pub async fn logs(

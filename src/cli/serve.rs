@@ -316,6 +316,10 @@ pub struct DockerArgs {
     /// have their `timeout` or none.
     #[arg(long, env = "FLOTILLA_DEFAULT_TIMEOUT", value_parser = parse_duration_arg)]
     pub default_timeout: Option<Duration>,
+    /// Longest chain of runs started by pipeline `triggers`: the run that many steps
+    /// after a run started otherwise starts none, with a TriggerDepthExceeded event.
+    #[arg(long, env = "FLOTILLA_MAX_TRIGGER_DEPTH", default_value_t = crate::controller::run::downstream::DEFAULT_MAX_DEPTH)]
+    pub max_trigger_depth: u32,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -792,6 +796,7 @@ fn run_controller_config(
         tombstone_for: Duration::ZERO,
         fastflow_python: Some(args.default_python.clone()).filter(|p| !p.trim().is_empty()),
         fastflow_timeout: args.default_timeout.filter(|t| !t.is_zero()),
+        max_trigger_depth: args.max_trigger_depth,
     })
 }
 

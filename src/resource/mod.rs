@@ -11,6 +11,7 @@ pub use object::{
 };
 pub mod error;
 pub mod fastflow;
+pub mod graph;
 pub mod manifest;
 pub mod path;
 pub mod quantity;

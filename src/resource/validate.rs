@@ -17,7 +17,10 @@ use super::manifest::Document;
 use super::object::{DEFAULT_NAMESPACE, DesiredObject, ObjectKey};
 use super::quantity::{parse_cpus, parse_duration, parse_memory};
 use super::schedule_time;
-use super::types::{BackoffKind, NotifierSpec, PipelineSpec, RunSpec, ScheduleSpec, SecretSpec};
+use super::types::{
+    BackoffKind, DownstreamTrigger, NotifierSpec, PipelineSpec, RunSpec, ScheduleSpec, SecretSpec,
+    TriggerWhen,
+};
 
 /// Metadata fields the server sets; accepted (so `get -o yaml | apply` works) and ignored.
 const SERVER_METADATA: &[&str] = &[
@@ -385,6 +388,32 @@ impl Rules<'_> {
                 );
             }
         }
+        self.triggers(&spec.triggers);
+        if let Some(restart) = &spec.restart {
+            self.positive_duration("spec.restart.cooldown", restart.cooldown.as_deref());
+            if let Some(periodic) = &restart.periodic {
+                let interval = parse_duration(periodic);
+                if interval.as_ref().is_ok_and(|d| d.is_zero()) {
+                    self.push(
+                        "spec.restart.periodic",
+                        format!("{periodic:?} must be longer than zero"),
+                    );
+                } else if interval.is_err()
+                    && let Err(problem) = schedule_time::parse_cron(periodic)
+                {
+                    self.push(
+                        "spec.restart.periodic",
+                        format!("{periodic:?} is neither an interval such as \"24h\" nor a cron line such as \"0 3 * * *\": {problem}"),
+                    );
+                }
+            }
+            if spec.retries.is_some() {
+                self.push(
+                    "spec.retries",
+                    "cannot go with spec.restart: a daemon's attempts restart by spec.restart (remove one of the two)",
+                );
+            }
+        }
         if spec.max_instances == Some(0) {
             self.push(
                 "spec.maxInstances",
@@ -487,6 +516,54 @@ impl Rules<'_> {
         }
     }
 
+    fn triggers(&mut self, triggers: &[DownstreamTrigger]) {
+        for (i, trigger) in triggers.iter().enumerate() {
+            let path = format!("spec.triggers[{i}]");
+            if let Err(problem) = check_dns_label(&trigger.pipeline) {
+                self.push(&format!("{path}.pipeline"), problem);
+            }
+            if let Some(route) = &trigger.route {
+                if route.trim().is_empty() || route.trim() != route || route.contains('\n') {
+                    self.push(
+                        &format!("{path}.route"),
+                        format!("{route:?} is not a route label: one line, no surrounding spaces, not empty"),
+                    );
+                } else if route.len() > MAX_ROUTE_LEN {
+                    self.push(
+                        &format!("{path}.route"),
+                        format!(
+                            "is {} characters long; a route label has at most {MAX_ROUTE_LEN}",
+                            route.len()
+                        ),
+                    );
+                }
+                if trigger.when != TriggerWhen::Succeeded {
+                    self.push(
+                        &format!("{path}.when"),
+                        format!("{:?} cannot go with a route: a route is read from a run that succeeded (remove `when` or set it to Succeeded)", trigger.when),
+                    );
+                }
+            }
+            if let Some(schedule) = &trigger.schedule
+                && let Err(problem) = check_dns_label(schedule)
+            {
+                self.push(&format!("{path}.schedule"), problem);
+            }
+            self.env_names(&format!("{path}.env"), trigger.env.keys());
+            if let Some(first) = triggers[..i].iter().position(|t| {
+                t.pipeline == trigger.pipeline
+                    && t.when == trigger.when
+                    && t.route == trigger.route
+                    && t.schedule == trigger.schedule
+            }) {
+                self.push(
+                    &path,
+                    format!("starts {} on the same outcome as spec.triggers[{first}]: one run would start twice (merge the two entries)", trigger.pipeline),
+                );
+            }
+        }
+    }
+
     fn run(&mut self, spec: &RunSpec) {
         if let Err(problem) = check_dns_label(&spec.pipeline_ref.name) {
             self.push("spec.pipelineRef.name", problem);
@@ -497,6 +574,15 @@ impl Rules<'_> {
             self.push("spec.scheduleRef.name", problem);
         }
         self.env_names("spec.env", spec.env.keys());
+        if let Some(parent) = &spec.triggered_by {
+            match parent.strip_prefix("run/") {
+                Some(name) if check_dns_label(name).is_ok() => {}
+                _ => self.push(
+                    "spec.triggeredBy",
+                    format!("{parent:?} is not a run reference: write run/<name>"),
+                ),
+            }
+        }
     }
 
     fn positive_duration(&mut self, path: &str, value: Option<&str>) {
@@ -520,6 +606,9 @@ impl Rules<'_> {
         }
     }
 }
+
+/// Longest route label a run may write and a trigger may name.
+pub const MAX_ROUTE_LEN: usize = 253;
 
 /// Checks a DNS-1123 label: 1–63 lower-case letters, digits and `-`, starting and ending
 /// with a letter or digit.

@@ -220,3 +220,30 @@ pub(super) async fn delete(
     }
     Ok(Json(deleted.to_manifest()))
 }
+
+/// `GET …/namespaces/{ns}/graph`: the pipelines and the runs their ends start.
+pub(super) async fn graph(
+    State(state): State<AppState>,
+    Path(namespace): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::resource::graph::Graph;
+    use crate::resource::types::PipelineSpec;
+    let pipelines = state.store.list(Kind::Pipeline, Some(&namespace)).await?;
+    let specs: Vec<(String, PipelineSpec)> = pipelines
+        .iter()
+        .map(|p| Ok((p.key.name.clone(), p.spec_as::<PipelineSpec>()?)))
+        .collect::<Result<_, crate::resource::object::DecodeError>>()?;
+    let graph = Graph::of(
+        specs
+            .iter()
+            .map(|(name, spec)| (name.as_str(), spec.suspend, spec.triggers.as_slice())),
+    );
+    Ok(Json(serde_json::json!({
+        "apiVersion": API_VERSION,
+        "kind": "PipelineGraph",
+        "namespace": namespace,
+        "nodes": graph.nodes,
+        "edges": graph.edges,
+        "text": graph.render(),
+    })))
+}

@@ -171,6 +171,15 @@ pub static ROUTES: &[Route] = &[
         GET,
         concat!(
             "/apis/flotilla.dev/v1alpha1",
+            "/namespaces/{namespace}/graph"
+        ),
+        Access::Scope(ResourcesRead),
+        "The pipelines of a namespace and the runs their ends start (spec.triggers): nodes, edges, and the tree as text"
+    ),
+    route!(
+        GET,
+        concat!(
+            "/apis/flotilla.dev/v1alpha1",
             "/namespaces/{namespace}/events"
         ),
         Access::Scope(ResourcesRead),
@@ -307,6 +316,7 @@ fn handler(route: &Route) -> Option<MethodRouter<AppState>> {
         ("POST", "/hooks/pipelines/{name}") => post(hooks::pipeline_trigger),
         ("POST", "/api/webhooks/{pipeline}/{key}") => post(hooks::pipeline_trigger_fastflow),
         ("GET", "/sources") => get(hooks::sources_list),
+        ("GET", "/namespaces/{namespace}/graph") => get(resources::graph),
         ("GET", "/leader") => get(ops::leader),
         ("POST", "/sources/sync") => post(hooks::sources_sync),
         ("POST", "/apply") => post(apply::apply),

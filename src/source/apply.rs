@@ -12,8 +12,9 @@ use similar::TextDiff;
 use thiserror::Error;
 
 use crate::resource::error::{ManifestError, ManifestErrors};
+use crate::resource::graph::Graph;
 use crate::resource::manifest::Document;
-use crate::resource::types::SecretSpec;
+use crate::resource::types::{PipelineSpec, SecretSpec};
 use crate::resource::validate::validate_document;
 use crate::resource::{Change, DesiredObject, Kind, ObjectKey, RawObject, StoredObject};
 use crate::secrets::{Keyring, SecretsError};
@@ -471,6 +472,7 @@ impl ApplyRequest<'_> {
             seal_secrets(&mut desired, store, keyring).await?;
             let (mut outcome, changes) = plan_apply(desired, &existing, &self.options)?;
             drop(existing);
+            check_trigger_loops(store, &changes, self.documents).await?;
             if self.options.diff {
                 outcome.diff = render_diff(store, &changes).await?;
             }
@@ -488,6 +490,90 @@ impl ApplyRequest<'_> {
             }
         }
     }
+}
+
+/// Refuses a set after which pipeline triggers would form a loop (a run starting a run
+/// of its own pipeline, at once or through others), naming the loop and where it is
+/// declared. Only namespaces where the set declares triggers are read.
+async fn check_trigger_loops(
+    store: &Store,
+    changes: &[Change],
+    documents: &[Document],
+) -> Result<(), ApplyError> {
+    // Pipelines the set writes, by namespace: None for a deletion.
+    let mut written: BTreeMap<&str, BTreeMap<&str, Option<PipelineSpec>>> = BTreeMap::new();
+    let mut checked: Vec<&ObjectKey> = Vec::new();
+    for change in changes {
+        let key = change.key();
+        if key.kind != Kind::Pipeline {
+            continue;
+        }
+        let spec = match change {
+            Change::Create { object, .. } | Change::Update { object, .. } => {
+                let spec: PipelineSpec =
+                    serde_json::from_str(object.spec.as_str()).map_err(|e| {
+                        StoreError::Corrupt {
+                            key: key.to_string(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                if !spec.triggers.is_empty() {
+                    checked.push(key);
+                }
+                Some(spec)
+            }
+            Change::Delete { .. } => None,
+        };
+        written
+            .entry(key.namespace.as_str())
+            .or_default()
+            .insert(key.name.as_str(), spec);
+    }
+    for key in checked {
+        let overlay = &written[key.namespace.as_str()];
+        let stored = store.list(Kind::Pipeline, Some(&key.namespace)).await?;
+        let mut specs: BTreeMap<String, PipelineSpec> = BTreeMap::new();
+        for object in &stored {
+            if let Ok(spec) = object.spec_as::<PipelineSpec>() {
+                specs.insert(object.key.name.clone(), spec);
+            }
+        }
+        for (name, spec) in overlay {
+            match spec {
+                Some(spec) => specs.insert((*name).to_owned(), spec.clone()),
+                None => specs.remove(*name),
+            };
+        }
+        let graph = Graph::of(
+            specs
+                .iter()
+                .map(|(name, spec)| (name.as_str(), spec.suspend, spec.triggers.as_slice())),
+        );
+        if let Some(cycle) = graph.cycle_through(&key.name) {
+            let message = format!(
+                "the triggers form a loop: {} (every run would start the next forever; remove one of these triggers)",
+                cycle.join(" → ")
+            );
+            let error = documents
+                .iter()
+                .find(|doc| declares(doc, key))
+                .map(|doc| doc.error("spec.triggers", message.clone()))
+                .unwrap_or_else(|| ManifestError::file(&key.to_string(), message));
+            return Err(ApplyError::Invalid(ManifestErrors(vec![error])));
+        }
+    }
+    Ok(())
+}
+
+/// True when `doc` declares the object `key`.
+fn declares(doc: &Document, key: &ObjectKey) -> bool {
+    let value = doc.value();
+    value["kind"].as_str() == Some(key.kind.as_str())
+        && value["metadata"]["name"].as_str() == Some(key.name.as_str())
+        && value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(crate::resource::DEFAULT_NAMESPACE)
+            == key.namespace
 }
 
 /// Objects read per query while loading what an apply must know.

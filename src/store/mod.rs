@@ -303,6 +303,35 @@ impl Store {
         self.write_with(writes, true).await
     }
 
+    /// Writes a run's final status and creates the runs its end starts, in one
+    /// transaction: both or neither, so an operator killed in between neither loses nor
+    /// repeats a downstream run. Creates of taken names are skipped (another replica or
+    /// an earlier attempt made them). Returns the run's new resourceVersion.
+    pub async fn finish_run(
+        &self,
+        key: &ObjectKey,
+        expected_rv: i64,
+        status: Value,
+        starts: Vec<(DesiredObject, Option<Value>)>,
+    ) -> Result<i64, StoreError> {
+        let mut writes = vec![Write::Status {
+            key: key.clone(),
+            expected: Some(expected_rv),
+            status,
+        }];
+        writes.extend(starts.into_iter().map(|(object, status)| Write::Create {
+            object,
+            managed_by: None,
+            status,
+        }));
+        let written = self.write_with(writes, true).await?;
+        written
+            .first()
+            .filter(|object| object.key == *key)
+            .map(|object| object.resource_version)
+            .ok_or_else(|| StoreError::NotFound(key.clone()))
+    }
+
     /// Writes several statuses in one transaction (all or none), each with the
     /// resourceVersion check of [`Store::update_status`].
     pub async fn update_statuses(
@@ -339,6 +368,10 @@ impl Store {
                 Write::Delete { .. } => ChangeKind::Deleted,
             })
             .collect();
+        let keys: Vec<ObjectKey> = match skip_taken {
+            true => writes.iter().map(|w| w.key().clone()).collect(),
+            false => Vec::new(),
+        };
         let following = self.own_writes().is_some();
         let _registering = match following {
             true => Some(self.registering.read().await),
@@ -367,7 +400,17 @@ impl Store {
         }
         if self.changes.receiver_count() > 0 {
             let kinds = if skip_taken {
-                vec![ChangeKind::Added; written.len()]
+                // Only creates are skipped: the written objects are the writes in order,
+                // less the creates whose key was taken.
+                let mut written_keys = written.iter().map(|o| &o.key).peekable();
+                keys.iter()
+                    .zip(kinds)
+                    .filter_map(|(key, kind)| {
+                        written_keys
+                            .next_if(|written| *written == key)
+                            .map(|_| kind)
+                    })
+                    .collect()
             } else {
                 kinds
             };

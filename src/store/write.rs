@@ -66,6 +66,16 @@ pub(super) enum Write {
     },
 }
 
+impl Write {
+    /// The object written.
+    pub(super) fn key(&self) -> &ObjectKey {
+        match self {
+            Write::Create { object, .. } | Write::Update { object, .. } => &object.key,
+            Write::Status { key, .. } | Write::Delete { key, .. } => key,
+        }
+    }
+}
+
 impl From<Change> for Write {
     fn from(change: Change) -> Self {
         match change {

@@ -244,6 +244,15 @@ pub fn build_container_spec(
             notebook_cells(pipeline.notebook.as_ref()),
         );
     }
+    // Fast-Flow's name too, so its scripts route unchanged.
+    let route_file = if super::downstream::reads_route(&pipeline.triggers) {
+        super::downstream::ROUTE_FILE
+    } else {
+        super::downstream::UNREAD_ROUTE_FILE
+    };
+    for name in ["FLOTILLA_ROUTE_FILE", "FASTFLOW_ROUTE_FILE"] {
+        env.insert(name.to_owned(), route_file.to_owned());
+    }
     env.insert("FLOTILLA_RUN".to_owned(), id.run_name.to_owned());
     env.insert("FLOTILLA_PIPELINE".to_owned(), id.pipeline.to_owned());
     env.insert("FLOTILLA_ATTEMPT".to_owned(), id.attempt.to_string());

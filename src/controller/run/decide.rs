@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::controller::runtime::{ContainerState, ContainerStatus, labels};
-use crate::resource::types::{Attempt, BackoffKind, RunPhase, RunStatus};
+use crate::resource::types::{Attempt, BackoffKind, RestartPolicy, RunPhase, RunStatus};
 
 /// Retry and time limits of a pipeline, already parsed.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,7 +31,52 @@ pub struct RunPolicy {
     pub backoff_delays: Vec<Duration>,
     /// SIGTERM → SIGKILL grace period when stopping.
     pub stop_grace: Duration,
+    /// How a daemon restarts (`spec.restart`); retries do not apply then.
+    pub restart: Option<Restart>,
 }
+
+/// A daemon's restart policy, parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Restart {
+    /// Which exits start the next attempt.
+    pub policy: RestartPolicy,
+    /// Wait after an attempt that ran long enough.
+    pub cooldown: Duration,
+    /// When a running attempt is stopped to start anew.
+    pub periodic: Option<Periodic>,
+}
+
+/// A periodic restart.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Periodic {
+    /// This long after the attempt started.
+    Every(Duration),
+    /// At the cron line's next instant (UTC) after the attempt started.
+    Cron(String),
+}
+
+impl Periodic {
+    /// When an attempt that started at `started` is restarted.
+    pub fn after(&self, started: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Periodic::Every(every) => Some(started + chrono::Duration::from_std(*every).ok()?),
+            Periodic::Cron(line) => crate::resource::schedule_time::parse_cron(line)
+                .ok()?
+                .find_next_occurrence(&started, false)
+                .ok(),
+        }
+    }
+}
+
+/// An attempt of a daemon that ran this long resets its crash-loop back-off
+/// (Kubernetes' rule).
+pub const STABLE_AFTER: Duration = Duration::from_secs(600);
+
+/// The longest crash-loop back-off, unless the cooldown is longer.
+pub const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// The attempt reason of a periodic restart's stop.
+pub const REASON_PERIODIC: &str = "PeriodicRestart";
 
 impl Default for RunPolicy {
     fn default() -> Self {
@@ -44,6 +89,7 @@ impl Default for RunPolicy {
             backoff_multiplier: 2.0,
             backoff_delays: Vec::new(),
             stop_grace: Duration::from_secs(10),
+            restart: None,
         }
     }
 }
@@ -297,14 +343,24 @@ fn decide_with_container(facts: &RunFacts<'_>, container: &ContainerState) -> De
                     ..Decision::default()
                 };
             }
-            let deadline = facts
+            let timeout = facts
                 .policy
                 .and_then(|p| p.timeout)
-                .map(|t| started + chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX));
+                .map(|t| started + chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX))
+                .map(|at| (at, REASON_DEADLINE));
+            let periodic = facts
+                .policy
+                .and_then(|p| p.restart.as_ref()?.periodic.as_ref()?.after(started))
+                .map(|at| (at, REASON_PERIODIC));
+            // Whichever comes first stops the attempt, and says why.
+            let deadline = match (timeout, periodic) {
+                (Some(t), Some(p)) => Some(if p.0 < t.0 { p } else { t }),
+                (t, p) => t.or(p),
+            };
             match deadline {
-                Some(deadline) if facts.now >= deadline => {
+                Some((deadline, why)) if facts.now >= deadline => {
                     if let Some(attempt) = next.attempts.last_mut() {
-                        attempt.reason = Some(REASON_DEADLINE.to_owned());
+                        attempt.reason = Some(why.to_owned());
                     }
                     Decision {
                         before: vec![Effect::Stop],
@@ -315,7 +371,7 @@ fn decide_with_container(facts: &RunFacts<'_>, container: &ContainerState) -> De
                 }
                 deadline => Decision {
                     status: (next != *status).then_some(next),
-                    requeue_after: deadline.map(|d| wait_until(d, facts.now)),
+                    requeue_after: deadline.map(|(d, _)| wait_until(d, facts.now)),
                     ..Decision::default()
                 },
             }
@@ -413,6 +469,15 @@ fn conclude_attempt(
         next.phase = RunPhase::Cancelled;
         next.reason = Some(REASON_CANCELLED.to_owned());
         next.message = Some("cancelled on request".to_owned());
+    } else if let Some(restart) = facts.policy.and_then(|p| p.restart.as_ref())
+        && (last.reason.as_deref() == Some(REASON_PERIODIC)
+            || match restart.policy {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => !succeeded,
+                RestartPolicy::Never => false,
+            })
+    {
+        return restart_later(facts, next, restart, finished);
     } else if succeeded {
         next.phase = RunPhase::Succeeded;
         next.reason = None;
@@ -456,6 +521,76 @@ fn conclude_attempt(
     }
     Decision {
         status: Some(next),
+        releases_slot: true,
+        ..Decision::default()
+    }
+}
+
+/// A daemon's attempt ended: the next starts after its cooldown, at once after a
+/// periodic restart, or after a doubling back-off while attempts keep ending soon after
+/// they start (`CrashLoopBackOff`).
+fn restart_later(
+    facts: &RunFacts<'_>,
+    mut next: RunStatus,
+    restart: &Restart,
+    finished: DateTime<Utc>,
+) -> Decision {
+    let ran = |a: &Attempt| {
+        let start = parse(a.started_at.as_deref());
+        let end = parse(a.finished_at.as_deref());
+        match (start, end) {
+            (Some(start), Some(end)) => (end - start).to_std().unwrap_or_default(),
+            _ => Duration::ZERO,
+        }
+    };
+    let last = next.attempts.last().cloned().unwrap_or_default();
+    let number = last.number.max(next.attempts.len() as u32);
+    let periodic = last.reason.as_deref() == Some(REASON_PERIODIC);
+    // Attempts in a row, newest first, that ended soon after they started.
+    let crashes = next
+        .attempts
+        .iter()
+        .rev()
+        .take_while(|a| ran(a) < STABLE_AFTER && a.reason.as_deref() != Some(REASON_PERIODIC))
+        .count() as u32;
+    let (delay, reason) = if periodic {
+        (Duration::ZERO, "PeriodicRestart")
+    } else if crashes <= 1 {
+        (restart.cooldown, "Restarting")
+    } else {
+        let cap = CRASH_BACKOFF_MAX.max(restart.cooldown);
+        let doubled = restart
+            .cooldown
+            .checked_mul(2u32.saturating_pow((crashes - 1).min(16)))
+            .unwrap_or(cap);
+        (doubled.min(cap), "CrashLoopBackOff")
+    };
+    let at = finished + chrono::Duration::from_std(delay).unwrap_or_default();
+    let cause = if periodic {
+        "was stopped for its periodic restart".to_owned()
+    } else {
+        describe_failure(&last)
+    };
+    next.phase = RunPhase::Pending;
+    next.reason = Some(reason.to_owned());
+    next.message = Some(format!(
+        "attempt {number} {cause}; attempt {} starts at {} (back-off {}s{})",
+        number + 1,
+        rfc3339(at),
+        delay.as_secs(),
+        if crashes > 1 && !periodic {
+            format!(
+                ", {crashes} attempts in a row ended within {} min",
+                STABLE_AFTER.as_secs() / 60
+            )
+        } else {
+            String::new()
+        }
+    ));
+    next.next_attempt_at = Some(rfc3339(at));
+    Decision {
+        status: Some(next),
+        requeue_after: Some(wait_until(at, facts.now)),
         releases_slot: true,
         ..Decision::default()
     }

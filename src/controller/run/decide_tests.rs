@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::decide::{Effect, RunFacts, RunPolicy, decide_run_action};
+use super::decide::{
+    Effect, Periodic, REASON_PERIODIC, Restart, RunFacts, RunPolicy, decide_run_action,
+};
 use crate::controller::runtime::{ContainerState, ContainerStatus};
-use crate::resource::types::{Attempt, BackoffKind, RunPhase, RunStatus};
+use crate::resource::types::{Attempt, BackoffKind, RestartPolicy, RunPhase, RunStatus};
 
 fn t(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + seconds, 0).expect("valid")
@@ -648,4 +650,186 @@ fn backoff_follows_the_multiplier_and_the_custom_delays() {
     // The default still doubles.
     let doubling = RunPolicy::default();
     assert_eq!(doubling.backoff(3), Duration::from_secs(40));
+}
+
+/// A daemon whose attempts ran `durations` seconds each (the last one just exited with
+/// `exit`, `ran_last` seconds after it started).
+fn daemon_facts(history: &[i64], exit: i64, ran_last: i64) -> (RunStatus, ContainerState) {
+    let mut clock = 0;
+    let mut attempts: Vec<Attempt> = history
+        .iter()
+        .enumerate()
+        .map(|(i, ran)| {
+            let a = Attempt {
+                number: i as u32 + 1,
+                container: format!("flotilla-u-{}", i + 1),
+                started_at: Some(ts(clock)),
+                finished_at: Some(ts(clock + ran)),
+                exit_code: Some(1),
+                ..Attempt::default()
+            };
+            clock += ran + 1;
+            a
+        })
+        .collect();
+    let number = attempts.len() as u32 + 1;
+    attempts.push(Attempt {
+        number,
+        container: format!("flotilla-u-{number}"),
+        started_at: Some(ts(clock)),
+        ..Attempt::default()
+    });
+    let status = RunStatus {
+        phase: RunPhase::Running,
+        attempts,
+        ..RunStatus::default()
+    };
+    let mut exited = container(ContainerStatus::Exited, Some(exit), false);
+    exited.started_at = Some(t(clock));
+    exited.finished_at = Some(t(clock + ran_last));
+    (status, exited)
+}
+
+fn daemon(policy: RestartPolicy, periodic: Option<Periodic>) -> RunPolicy {
+    RunPolicy {
+        restart: Some(Restart {
+            policy,
+            cooldown: Duration::from_secs(10),
+            periodic,
+        }),
+        ..RunPolicy::default()
+    }
+}
+
+#[test]
+fn a_daemon_restarts_after_its_cooldown_and_backs_off_while_it_crash_loops() {
+    let p = daemon(RestartPolicy::Always, None);
+    // (earlier attempts' run times, exit, last run time) → reason, delay in seconds
+    let cases: [(&[i64], i64, i64, &str, u64); 6] = [
+        (&[], 1, 5, "Restarting", 10),
+        (&[], 0, 5, "Restarting", 10),
+        (&[5], 1, 5, "CrashLoopBackOff", 20),
+        (&[5, 5, 5], 1, 5, "CrashLoopBackOff", 80),
+        (&[5; 9], 1, 5, "CrashLoopBackOff", 300),
+        // Ten stable minutes reset the back-off.
+        (&[5, 5, 5], 1, 700, "Restarting", 10),
+    ];
+    for (history, exit, ran, reason, delay) in cases {
+        let (status, exited) = daemon_facts(history, exit, ran);
+        let number = status.attempts.len() as u32;
+        let decision = decide_run_action(&RunFacts {
+            now: exited.finished_at.expect("finished"),
+            status: &status,
+            cancel_requested: false,
+            policy: Some(&p),
+            container: Some((number, &exited)),
+            admitted: true,
+            start_at: None,
+            tombstone_for: Duration::ZERO,
+        });
+        let next = decision.status.expect("a status");
+        assert_eq!(next.phase, RunPhase::Pending, "{history:?}");
+        assert_eq!(
+            next.reason.as_deref(),
+            Some(reason),
+            "{history:?}: {next:?}"
+        );
+        assert_eq!(
+            decision.requeue_after,
+            Some(Duration::from_secs(delay)),
+            "{history:?}"
+        );
+        assert_eq!(decision.before.first(), Some(&Effect::DrainLogs));
+        assert!(
+            next.message
+                .as_deref()
+                .is_some_and(|m| m.contains(&format!("attempt {} starts", number + 1))),
+            "{next:?}"
+        );
+    }
+}
+
+#[test]
+fn on_failure_ends_on_success_and_cancel_ends_any_daemon() {
+    let (status, exited) = daemon_facts(&[], 0, 5);
+    let on_failure = daemon(RestartPolicy::OnFailure, None);
+    let facts = RunFacts {
+        now: t(10),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&on_failure),
+        container: Some((1, &exited)),
+        admitted: true,
+        start_at: None,
+        tombstone_for: Duration::ZERO,
+    };
+    let ended = decide_run_action(&facts).status.expect("status");
+    assert_eq!(ended.phase, RunPhase::Succeeded);
+    let always = daemon(RestartPolicy::Always, None);
+    let cancelled = decide_run_action(&RunFacts {
+        cancel_requested: true,
+        policy: Some(&always),
+        ..facts
+    })
+    .status
+    .expect("status");
+    assert_eq!(cancelled.phase, RunPhase::Cancelled);
+}
+
+#[test]
+fn a_periodic_restart_stops_the_attempt_at_its_instant_and_starts_the_next_at_once() {
+    let p = daemon(
+        RestartPolicy::Never,
+        Some(Periodic::Every(Duration::from_secs(60))),
+    );
+    let mut status = running_status(1);
+    status.attempts[0].started_at = Some(ts(0));
+    let running = container(ContainerStatus::Running, None, false);
+    let facts = RunFacts {
+        now: t(30),
+        status: &status,
+        cancel_requested: false,
+        policy: Some(&p),
+        container: Some((1, &running)),
+        admitted: true,
+        start_at: None,
+        tombstone_for: Duration::ZERO,
+    };
+    let before = decide_run_action(&facts);
+    assert!(before.before.is_empty());
+    assert_eq!(before.requeue_after, Some(Duration::from_secs(30)));
+    let due = decide_run_action(&RunFacts {
+        now: t(60),
+        ..facts
+    });
+    assert_eq!(due.before, vec![Effect::Stop]);
+    let stopped = due.status.expect("status");
+    assert_eq!(stopped.attempts[0].reason.as_deref(), Some(REASON_PERIODIC));
+
+    // Its exit (SIGTERM: 143) starts the next attempt at once, even under Never.
+    let mut exited = container(ContainerStatus::Exited, Some(143), false);
+    exited.finished_at = Some(t(61));
+    let next = decide_run_action(&RunFacts {
+        now: t(61),
+        status: &stopped,
+        container: Some((1, &exited)),
+        ..facts
+    });
+    let status = next.status.expect("status");
+    assert_eq!(status.reason.as_deref(), Some("PeriodicRestart"));
+    assert_eq!(next.requeue_after, Some(Duration::ZERO));
+
+    let cron = Periodic::Cron("0 3 * * *".into());
+    assert_eq!(
+        cron.after(
+            DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+                .expect("t")
+                .to_utc()
+        ),
+        Some(
+            DateTime::parse_from_rfc3339("2026-12-02T03:00:00Z")
+                .expect("t")
+                .to_utc()
+        )
+    );
 }

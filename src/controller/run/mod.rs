@@ -11,6 +11,7 @@ pub mod container;
 pub mod decide;
 #[cfg(test)]
 mod decide_tests;
+pub mod downstream;
 pub mod logs;
 pub mod packages;
 mod reconcile;
@@ -67,6 +68,8 @@ pub struct RunControllerConfig {
     /// Timeout of runs of pipelines imported from Fast-Flow without `timeout`
     /// (`--default-timeout`, Fast-Flow's CONTAINER_TIMEOUT).
     pub fastflow_timeout: Option<Duration>,
+    /// Longest chain of runs started by triggers (`--max-trigger-depth`).
+    pub max_trigger_depth: u32,
 }
 
 /// The run controller and its shared state.

@@ -12,6 +12,7 @@ use super::container::{
     build_container_spec, container_name, is_notebook,
 };
 use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
+use super::downstream;
 use super::logs::ship::{self, FileShipper, ShipError};
 use super::logs::{first_output_at, follow_attempt, sample_attempt};
 use super::packages::read_packages;
@@ -186,7 +187,8 @@ impl<R: ContainerRuntime> RunController<R> {
                     if spec.python.is_none() {
                         spec.python = self.config.fastflow_python.clone();
                     }
-                    if spec.timeout.is_none() {
+                    // A daemon runs until it stops; only its own timeout ends an attempt.
+                    if spec.timeout.is_none() && spec.restart.is_none() {
                         spec.timeout = self
                             .config
                             .fastflow_timeout
@@ -228,6 +230,18 @@ impl<R: ContainerRuntime> RunController<R> {
             .timeout
             .as_deref()
             .and_then(|t| parse_duration(t).ok());
+        if let Some(restart) = &pipeline.restart {
+            policy.restart = Some(super::decide::Restart {
+                policy: restart.policy,
+                cooldown: restart
+                    .cooldown
+                    .as_deref()
+                    .and_then(|d| parse_duration(d).ok())
+                    .unwrap_or(DEFAULT_COOLDOWN),
+                periodic: restart.periodic.as_deref().and_then(periodic),
+            });
+            return policy;
+        }
         if let Some(retries) = &pipeline.retries {
             policy.retry_limit = retries.limit;
             if let Some(backoff) = &retries.backoff {
@@ -314,6 +328,7 @@ impl<R: ContainerRuntime> RunController<R> {
                     if let Some(next) = status.as_mut() {
                         self.record_setup_time(&observed.run.uid, next);
                         self.record_cell_failure(observed, next);
+                        self.record_route(observed, next);
                     }
                 }
                 Effect::Remove => {}
@@ -325,8 +340,9 @@ impl<R: ContainerRuntime> RunController<R> {
                 attempt.host = Some(self.runtime.host().to_owned());
             }
         }
-        if let Some(next) = &status {
-            self.write_status(observed, next).await?;
+        if let Some(next) = status.as_mut() {
+            self.write_status(observed, observed.run.resource_version, next)
+                .await?;
             self.record_transition(key, &observed.status, next).await;
         }
         for effect in &decision.after {
@@ -427,13 +443,176 @@ impl<R: ContainerRuntime> RunController<R> {
         }
     }
 
+    /// Writes the run's status over the stored one of resourceVersion `expected`; the
+    /// write that ends the run also creates the runs its end starts.
     async fn write_status(
         &self,
         observed: &Observed,
-        status: &RunStatus,
+        expected: i64,
+        status: &mut RunStatus,
     ) -> Result<i64, ReconcileError> {
-        self.write_status_at(&observed.run.key, observed.run.resource_version, status)
+        if status.phase.is_finished() && !observed.status.phase.is_finished() {
+            return self.write_end(observed, expected, status).await;
+        }
+        self.write_status_at(&observed.run.key, expected, status)
             .await
+    }
+
+    /// Writes the run's final status together with the runs its pipeline's `triggers`
+    /// start, in one transaction (see [`downstream`]), and records why any did not.
+    async fn write_end(
+        &self,
+        observed: &Observed,
+        expected: i64,
+        status: &mut RunStatus,
+    ) -> Result<i64, ReconcileError> {
+        use crate::store::events::EventType;
+        let key = &observed.run.key;
+        let triggers = observed
+            .pipeline
+            .as_ref()
+            .map(|p| p.triggers.as_slice())
+            .unwrap_or_default();
+        let fired = downstream::fired(triggers, status.phase, status.route.as_deref());
+        if fired.is_empty() {
+            return self.write_status_at(key, expected, status).await;
+        }
+        let parent = downstream::Parent {
+            namespace: &key.namespace,
+            name: &key.name,
+            uid: &observed.run.uid,
+            pipeline: &observed.spec.pipeline_ref.name,
+            phase: status.phase,
+            route: status.route.as_deref(),
+            depth: observed
+                .run
+                .annotations
+                .get(downstream::DEPTH_ANNOTATION)
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0),
+        };
+        let mut starts = Vec::new();
+        let mut events = Vec::new();
+        if parent.depth >= self.config.max_trigger_depth {
+            events.push((
+                key.clone(),
+                EventType::Warning,
+                "TriggerDepthExceeded",
+                format!(
+                    "{} run(s) precede this one in its chain, the most --max-trigger-depth allows ({}): no downstream run started",
+                    parent.depth, self.config.max_trigger_depth
+                ),
+            ));
+        }
+        for (index, trigger) in fired
+            .iter()
+            .filter(|_| parent.depth < self.config.max_trigger_depth)
+        {
+            let when = downstream::describe(trigger);
+            let skip = |reason: &'static str, why: String| {
+                (
+                    key.clone(),
+                    EventType::Warning,
+                    reason,
+                    format!("spec.triggers[{index}] ({when}) starts no run: {why}"),
+                )
+            };
+            let pipeline_key =
+                ObjectKey::new(Kind::Pipeline, key.namespace.clone(), &trigger.pipeline);
+            let started = match self.store.get(&pipeline_key).await? {
+                None => {
+                    events.push(skip(
+                        "TriggerPipelineNotFound",
+                        format!("pipeline {} does not exist", trigger.pipeline),
+                    ));
+                    continue;
+                }
+                Some(p) if p.spec_as::<PipelineSpec>()?.suspend => {
+                    events.push(skip(
+                        "TriggerPipelineSuspended",
+                        format!("pipeline {} is suspended", trigger.pipeline),
+                    ));
+                    continue;
+                }
+                Some(p) => p,
+            };
+            // A pipeline made from the started one for a Fast-Flow run configuration
+            // counts as the started one.
+            let made_from_it = |name: &str| {
+                started
+                    .annotations
+                    .get(crate::resource::fastflow::RUN_CONFIGS_ANNOTATION)
+                    .is_some_and(|list| list.split(',').any(|c| c.trim() == name))
+            };
+            let mut target = trigger.pipeline.clone();
+            let mut schedule_env = None;
+            if let Some(schedule) = &trigger.schedule {
+                let schedule_key = ObjectKey::new(Kind::Schedule, key.namespace.clone(), schedule);
+                match self.store.get(&schedule_key).await? {
+                    Some(object) => {
+                        let spec: ScheduleSpec = object.spec_as()?;
+                        let runs = spec.pipeline_ref.name;
+                        if runs != trigger.pipeline && !made_from_it(&runs) {
+                            events.push(skip(
+                                "TriggerScheduleMismatch",
+                                format!(
+                                    "schedule {schedule} runs pipeline {runs}, not {}",
+                                    trigger.pipeline
+                                ),
+                            ));
+                            continue;
+                        }
+                        target = runs;
+                        schedule_env = Some(spec.env);
+                    }
+                    // A run configuration with a webhook and no timing has a pipeline
+                    // and no schedule.
+                    None if made_from_it(schedule) => target = schedule.clone(),
+                    None => {
+                        events.push(skip(
+                            "TriggerScheduleNotFound",
+                            format!("schedule {schedule} does not exist"),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            let child = downstream::child(&parent, *index, trigger, &target, schedule_env.as_ref());
+            events.push((
+                key.clone(),
+                EventType::Normal,
+                "TriggeredDownstream",
+                format!(
+                    "started run {} of pipeline {target} ({when})",
+                    child.key.name
+                ),
+            ));
+            events.push((
+                child.key.clone(),
+                EventType::Normal,
+                "TriggeredBy",
+                format!(
+                    "started by the end of run {} of pipeline {} ({when})",
+                    key.name, parent.pipeline
+                ),
+            ));
+            status.downstream.push(child.key.name.clone());
+            starts.push((child, serde_json::to_value(RunStatus::default()).ok()));
+        }
+        let value = serde_json::to_value(&*status).unwrap_or_default();
+        crate::failpoint::pause(crate::failpoint::BEFORE_FINISH).await;
+        let written = self.store.finish_run(key, expected, value, starts).await?;
+        crate::failpoint::pause(crate::failpoint::AFTER_FINISH).await;
+        for (involved, event_type, reason, message) in events {
+            if let Err(e) = self
+                .store
+                .record_event(&involved, event_type, reason, &message)
+                .await
+            {
+                tracing::warn!(run = %involved, code = e.code(), "cannot record an event: {e}");
+            }
+        }
+        Ok(written)
     }
 
     /// Writes `status` over the stored one of resourceVersion `expected`; returns the
@@ -476,7 +655,7 @@ impl<R: ContainerRuntime> RunController<R> {
         }
         failed.reason = Some(failure.reason.to_owned());
         failed.message = Some(failure.message);
-        self.write_status_at(key, expected, &failed).await?;
+        self.write_status(observed, expected, &mut failed).await?;
         self.record_transition(key, &observed.status, &failed).await;
         if parks {
             return Ok(Some(Duration::from_secs(30)));
@@ -701,6 +880,24 @@ impl<R: ContainerRuntime> RunController<R> {
                 .insert(labels::SOURCE_REVISION.to_owned(), revision.clone());
             if let Some(mount) = spec.mounts.first_mut() {
                 mount.source = source.folder.path.display().to_string();
+            }
+        }
+        if observed
+            .pipeline
+            .as_ref()
+            .is_some_and(|p| downstream::reads_route(&p.triggers))
+        {
+            match make_route_dir(&self.config.secrets_dir, &spec.name, &spec.user) {
+                Ok(mount) => spec.mounts.push(mount),
+                Err(e) => {
+                    return Ok(Err(StartFailure {
+                        reason: "RouteFileFailed",
+                        message: format!(
+                            "cannot make the route directory under {}: {e}",
+                            self.config.secrets_dir.display()
+                        ),
+                    }));
+                }
             }
         }
         if !secret_env.files.is_empty() {
@@ -1063,6 +1260,25 @@ impl<R: ContainerRuntime> RunController<R> {
         });
     }
 
+    /// Reads the label the attempt wrote to its route file, for a pipeline whose
+    /// triggers read one; a run that wrote none (or nothing readable) has no route.
+    fn record_route(&self, observed: &Observed, status: &mut RunStatus) {
+        let reads = observed
+            .pipeline
+            .as_ref()
+            .is_some_and(|p| downstream::reads_route(&p.triggers));
+        let Some(attempt) = status.attempts.last() else {
+            return;
+        };
+        if !reads {
+            return;
+        }
+        let file = route_dir(&self.config.secrets_dir, &attempt.container).join("route");
+        status.route = read_prefix(&file, 1024)
+            .ok()
+            .and_then(|written| downstream::route_label(&written));
+    }
+
     fn stop_in_background(self: &Arc<Self>, key: &ObjectKey, container: &str) {
         let this = self.clone();
         let key = key.clone();
@@ -1319,6 +1535,59 @@ fn write_secret_files(
         });
     }
     Ok(mounts)
+}
+
+/// A daemon's wait between attempts when `restart.cooldown` is not given.
+const DEFAULT_COOLDOWN: Duration = Duration::from_secs(10);
+
+/// `restart.periodic`: an interval (`24h`) or, failing that, a cron line.
+fn periodic(text: &str) -> Option<super::decide::Periodic> {
+    use super::decide::Periodic;
+    match parse_duration(text) {
+        Ok(every) if !every.is_zero() => Some(Periodic::Every(every)),
+        _ => crate::resource::schedule_time::parse_cron(text)
+            .ok()
+            .map(|_| Periodic::Cron(text.to_owned())),
+    }
+}
+
+/// The directory a container's route file is written to (mounted at
+/// `/run/flotilla`): beside its secret files, removed with them. Secret names are
+/// DNS labels, so `.route` is nobody's.
+pub(super) fn route_dir(dir: &Path, container: &str) -> std::path::PathBuf {
+    dir.join(container).join(".route")
+}
+
+/// Creates a container's route directory, writable by the run's user.
+fn make_route_dir(
+    dir: &Path,
+    container: &str,
+    user: &str,
+) -> std::io::Result<crate::controller::runtime::Mount> {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let ids: Vec<u32> = user.split(':').filter_map(|p| p.parse().ok()).collect();
+    let path = route_dir(dir, container);
+    std::fs::create_dir_all(&path)?;
+    // Without root the directory stays the operator's; then the run needs write access
+    // through its mode (the parent directories stay the operator's own).
+    if chown(&path, ids.first().copied(), ids.get(1).copied()).is_err() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))?;
+    }
+    Ok(crate::controller::runtime::Mount {
+        source: path.display().to_string(),
+        target: downstream::ROUTE_DIR.to_owned(),
+        read_only: false,
+    })
+}
+
+/// Up to `limit` bytes from the start of `path`.
+fn read_prefix(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Removes the secret files of a container (after it ended).

@@ -372,12 +372,25 @@ pub fn other_notes(installation: &Installation) -> Vec<String> {
             (false, true, None) => "on failure".to_owned(),
             _ => "on success".to_owned(),
         };
-        notes.push(format!(
-            "downstream trigger {} → {} ({when}{}) is not imported: Flotilla has no downstream triggers yet",
-            trigger.upstream,
-            trigger.downstream,
-            if trigger.enabled { "" } else { ", switched off" }
-        ));
+        let mut entry = serde_json::json!({
+            "pipeline": trigger.downstream,
+            "on_success": trigger.on_success,
+            "on_failure": trigger.on_failure,
+        });
+        if let Some(route) = &trigger.on_route {
+            entry["on_route"] = serde_json::Value::String(route.clone());
+        }
+        notes.push(if trigger.enabled {
+            format!(
+                "downstream trigger {} → {} ({when}) was made in Fast-Flow's UI; here the folders declare triggers: add {entry} to \"downstream_triggers\" in {}/pipeline.json",
+                trigger.upstream, trigger.downstream, trigger.upstream
+            )
+        } else {
+            format!(
+                "downstream trigger {} → {} ({when}) was switched off in Fast-Flow's UI: not imported",
+                trigger.upstream, trigger.downstream
+            )
+        });
     }
     for (name, value) in &installation.settings {
         let note = match name.as_str() {

@@ -10,6 +10,10 @@ use super::values::is_unset;
 
 /// Keys this module maps onto the resources.
 const MAPPED_KEYS: &[&str] = &[
+    "restart_on_crash",
+    "restart_cooldown",
+    "restart_interval",
+    "downstream_triggers",
     "python_version",
     "mem_hard_limit",
     "cpu_hard_limit",
@@ -38,22 +42,6 @@ const MAPPED_KEYS: &[&str] = &[
 
 /// Fast-Flow keys Flotilla has no equivalent for, with what they did.
 const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
-    (
-        "restart_on_crash",
-        "daemon restarts; use retry_attempts, or a Schedule with `every`",
-    ),
-    (
-        "restart_cooldown",
-        "daemon restarts; use retry_attempts, or a Schedule with `every`",
-    ),
-    (
-        "restart_interval",
-        "daemon restarts; use retry_attempts, or a Schedule with `every`",
-    ),
-    (
-        "downstream_triggers",
-        "pipeline chaining; trigger the next pipeline from this one's code or a Schedule",
-    ),
     (
         "display_name",
         "display names; the pipeline is called by its folder name",

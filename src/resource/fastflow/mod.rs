@@ -67,6 +67,8 @@
 //! which reads it with the same rules.
 
 mod cron;
+mod daemon;
+mod downstream;
 mod env;
 mod keys;
 mod limits;

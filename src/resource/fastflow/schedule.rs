@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::cron::from_apscheduler;
+use super::downstream::config_label;
 use super::keys::{SCHEDULE_ENTRY_KEYS, SCHEDULE_ENTRY_OVERRIDES};
-use super::pipeline_name;
 use super::time::{FastFlowTime, midnight, parse_fast_flow_time, rfc3339};
 use super::translate::{Translator, derived_name};
 use super::values::{describe, get, is_unset};
@@ -115,15 +115,12 @@ impl Translator<'_> {
                 }
                 None => String::new(),
             };
-            let label = pipeline_name(&id).map_err(|_| {
+            let label = config_label(&id).map_err(|_| {
                 self.error(
                     &format!("{path}.id"),
                     "required: a name such as \"prod\" (Fast-Flow skipped entries without one)",
                 )
             })?;
-            let label = label[..label.len().min(30)]
-                .trim_end_matches('-')
-                .to_owned();
             if !seen.insert(label.clone()) {
                 return Err(self.error(
                     &format!("{path}.id"),

@@ -91,6 +91,7 @@ impl Translator<'_> {
             resources: self.resources(fields)?,
             timeout: self.timeout(fields)?,
             retries: self.retries(fields)?,
+            restart: self.restart(fields)?,
             env: match get(fields, "default_env") {
                 Some(value) => self.env_map("default_env", value)?,
                 None => BTreeMap::new(),
@@ -105,6 +106,7 @@ impl Translator<'_> {
                 None => Vec::new(),
             },
             webhook_key: self.optional_text(fields, "webhook_key", "a webhook key")?,
+            triggers: self.downstream_triggers(fields)?,
             entrypoint: notebook.then(|| NOTEBOOK.to_owned()),
             notebook: if notebook {
                 self.notebook_cells(fields)?
@@ -114,6 +116,9 @@ impl Translator<'_> {
             ..PipelineSpec::default()
         };
 
+        if spec.restart.is_some() {
+            spec.retries = None;
+        }
         let mut values = Vec::new();
         if let Some(encrypted) = get(fields, "encrypted_env") {
             let data = self.encrypted_env("encrypted_env", encrypted)?;
@@ -158,7 +163,7 @@ impl Translator<'_> {
             if let Some(timeout) = config.timeout {
                 derived.timeout = timeout;
             }
-            if config.retries.is_some() {
+            if config.retries.is_some() && derived.restart.is_none() {
                 derived.retries = config.retries;
             }
             derived.webhook_key = config.webhook_key;

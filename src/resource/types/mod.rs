@@ -19,8 +19,9 @@ pub use notifier::{
     SecretKeyRef, SecretUrlChannel, SmtpTls, WebhookChannel,
 };
 pub use pipeline::{
-    Backoff, BackoffKind, NotebookCell, NotebookSpec, Pipeline, PipelineSpec, PipelineStatus,
-    ResourceLimits, RetryPolicy, SecretMount, SecretRef, SourceRef, WhenBusy,
+    Backoff, BackoffKind, DownstreamTrigger, NotebookCell, NotebookSpec, Pipeline, PipelineSpec,
+    PipelineStatus, ResourceLimits, RestartPolicy, RestartSpec, RetryPolicy, SecretMount,
+    SecretRef, SourceRef, TriggerWhen, WhenBusy,
 };
 pub use run::{Attempt, Packages, Run, RunPhase, RunSpec, RunStatus, Trigger, run_name};
 pub use schedule::{

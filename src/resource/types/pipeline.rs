@@ -81,10 +81,103 @@ pub struct PipelineSpec {
     /// `--webhook-rate-limit` (30); 0: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_rate_limit: Option<u32>,
+    /// Keeps a long-running pipeline (a daemon) running: each run restarts as a new
+    /// attempt after it exits (Fast-Flow's `restart_on_crash`, `restart_cooldown`,
+    /// `restart_interval`). Replaces `retries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartSpec>,
+    /// Runs of other pipelines started when a run of this one ends (Fast-Flow's
+    /// `downstream_triggers`). Each started run records this one in `triggeredBy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<DownstreamTrigger>,
     /// Notifiers (in the pipeline's namespace) told about its runs, beside those whose
     /// `selector` matches its labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<String>,
+}
+
+/// How a daemon's run restarts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestartSpec {
+    /// Which exits start the next attempt; default `Always`. Cancelling the run stops
+    /// it for good.
+    #[serde(default)]
+    pub policy: RestartPolicy,
+    /// Wait after an attempt ends (`30s`; default 10 s). Attempts that end within 10
+    /// minutes of their start double it each time, up to 5 minutes or the cooldown if
+    /// longer (`CrashLoopBackOff`); an attempt that ran 10 minutes resets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
+    /// Restart a running attempt periodically: an interval since it started (`24h`)
+    /// or a cron line in UTC (`0 3 * * *`). The next attempt starts at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic: Option<String>,
+}
+
+/// Which exits of a daemon's attempt start the next one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RestartPolicy {
+    /// Every exit.
+    #[default]
+    Always,
+    /// Exits other than 0; an exit 0 ends the run `Succeeded`.
+    OnFailure,
+    /// None; only `periodic` restarts.
+    Never,
+}
+
+/// A run of another pipeline, started when a run of this one ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DownstreamTrigger {
+    /// The pipeline to run, in the same namespace.
+    pub pipeline: String,
+    /// Which outcome starts it; default `Succeeded`. A cancelled run starts nothing.
+    #[serde(default)]
+    pub when: TriggerWhen,
+    /// Start only when the run succeeded and its script wrote this label to the file
+    /// named by `$FLOTILLA_ROUTE_FILE` (Fast-Flow's `on_route`, `$FASTFLOW_ROUTE_FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Environment of the started run, over its pipeline's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// A Schedule of the started pipeline whose `env` the run takes, under `env`
+    /// (Fast-Flow's `run_config_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+}
+
+/// The outcomes of a run that start a downstream run.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum TriggerWhen {
+    /// The run succeeded.
+    #[default]
+    Succeeded,
+    /// The run failed (after its retries).
+    Failed,
+    /// The run succeeded or failed.
+    Finished,
+}
+
+impl TriggerWhen {
+    /// True when a run that ended in `phase` starts the trigger's pipeline.
+    pub fn matches(self, phase: super::RunPhase) -> bool {
+        use super::RunPhase;
+        matches!(
+            (self, phase),
+            (
+                TriggerWhen::Succeeded | TriggerWhen::Finished,
+                RunPhase::Succeeded
+            ) | (
+                TriggerWhen::Failed | TriggerWhen::Finished,
+                RunPhase::Failed
+            )
+        )
+    }
 }
 
 /// How the code cells of a notebook entrypoint are tried.

@@ -37,6 +37,9 @@ pub struct RunSpec {
     /// Environment merged over the pipeline's and the schedule's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// The run whose end started this one (`run/<name>`), for a downstream trigger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_by: Option<String>,
     /// When true, the run is cancelled: its container is stopped, it ends `Cancelled`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel: bool,
@@ -60,6 +63,8 @@ pub enum Trigger {
     Schedule,
     /// A pipeline trigger webhook.
     Webhook,
+    /// The end of another pipeline's run (its `triggers`); see `triggeredBy`.
+    Downstream,
 }
 
 /// Lifecycle phase of a run.
@@ -114,6 +119,14 @@ pub struct RunStatus {
     /// Conditions such as `PipelineFound`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The label the last attempt wrote to `$FLOTILLA_ROUTE_FILE`, when its pipeline
+    /// has a trigger on a route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The runs this run's end started (its pipeline's `triggers`), created in the
+    /// same write as its final phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downstream: Vec<String>,
 }
 
 /// One container started for a run.

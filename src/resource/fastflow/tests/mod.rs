@@ -3,6 +3,7 @@
 //! they share.
 
 mod cron;
+mod downstream;
 mod import;
 mod keys;
 mod read;

@@ -1,0 +1,362 @@
+//! Downstream triggers on a real Docker engine through the socket proxy: chains on
+//! success, failure and a route label the script writes; the chain recorded on both
+//! ends; exactly one started run per parent outcome across kill -9 at both sides of
+//! the write that ends the parent; loops refused at apply; the depth limit; Fast-Flow's
+//! `downstream_triggers` and `FASTFLOW_ROUTE_FILE` unchanged; the graph. The store is
+//! SQLite, or PostgreSQL with `FLOTILLA_TEST_STORE=postgres`.
+
+#[allow(dead_code)]
+mod support;
+
+use serde_json::Value;
+use support::docker::{Fixture, Operator, OperatorOptions, RUN_TIMEOUT, phase};
+
+/// Prints which run started it (the env a trigger passes), writes `ROUTE` (if set) to
+/// the route file and exits with `EXIT` (default 0).
+const STEP: &str = r#"import os, sys
+print(f"upstream={os.environ.get('FLOTILLA_UPSTREAM_RUN', '-')}", flush=True)
+print(f"mode={os.environ.get('MODE', '-')}", flush=True)
+route = os.environ.get("ROUTE")
+if route:
+    with open(os.environ["FLOTILLA_ROUTE_FILE"], "w") as f:
+        f.write(route + "\n")
+sys.exit(int(os.environ.get("EXIT", "0")))
+"#;
+
+/// Every run of `pipeline`, by name.
+async fn runs_of(operator: &Operator, pipeline: &str) -> Vec<Value> {
+    let (status, runs) = operator.get("/namespaces/default/runs").await;
+    assert_eq!(status, 200, "{runs}");
+    runs["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|r| r["spec"]["pipelineRef"]["name"] == pipeline)
+        .cloned()
+        .collect()
+}
+
+/// Waits until `pipeline` has `count` finished runs; returns them.
+async fn wait_finished_runs(operator: &Operator, pipeline: &str, count: usize) -> Vec<Value> {
+    operator
+        .wait_until(
+            &format!("{count} finished run(s) of {pipeline}"),
+            RUN_TIMEOUT,
+            || async {
+                let runs = runs_of(operator, pipeline).await;
+                let finished = runs
+                    .iter()
+                    .filter(|r| ["Succeeded", "Failed", "Cancelled"].contains(&phase(r)))
+                    .count();
+                (finished >= count).then_some(runs)
+            },
+        )
+        .await
+}
+
+fn name(run: &Value) -> &str {
+    run["metadata"]["name"].as_str().expect("name")
+}
+
+fn downstream(run: &Value) -> Vec<String> {
+    run["status"]["downstream"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn chains_start_on_success_failure_and_the_route_the_script_wrote() {
+    let fixture = Fixture::new();
+    fixture.write_pipeline(
+        "extract",
+        STEP,
+        "",
+        "env: { ROUTE: daily }\n\
+         triggers:\n\
+         - { pipeline: load, env: { MODE: from-trigger } }\n\
+         - { pipeline: alert, when: Failed }\n\
+         - { pipeline: daily-report, route: daily }\n\
+         - { pipeline: weekly-report, route: weekly }",
+    );
+    fixture.write_pipeline(
+        "breaks",
+        STEP,
+        "",
+        "env: { EXIT: \"3\", ROUTE: daily }\n\
+         triggers:\n\
+         - { pipeline: alert, when: Failed }\n\
+         - { pipeline: load }\n\
+         - { pipeline: daily-report, route: daily }",
+    );
+    for child in ["load", "alert", "daily-report", "weekly-report"] {
+        fixture.write_pipeline(child, STEP, "", "");
+    }
+    let operator = fixture.start_operator(&OperatorOptions::default());
+    operator.wait_for_pipeline("weekly-report").await;
+
+    let extract = operator.create_run("extract", &[]).await;
+    let parent = operator.wait_finished(&extract).await;
+    assert_eq!(phase(&parent), "Succeeded", "{parent:#}");
+    assert_eq!(parent["status"]["route"], "daily", "{parent:#}");
+    let started = downstream(&parent);
+    assert_eq!(started.len(), 2, "load and daily-report: {parent:#}");
+
+    for child in ["load", "daily-report"] {
+        let runs = wait_finished_runs(&operator, child, 1).await;
+        assert_eq!(runs.len(), 1, "{child}: {runs:#?}");
+        let run = &runs[0];
+        assert!(started.contains(&name(run).to_owned()), "{run:#}");
+        assert_eq!(phase(run), "Succeeded", "{run:#}");
+        assert_eq!(run["spec"]["trigger"], "downstream");
+        assert_eq!(
+            run["spec"]["triggeredBy"],
+            format!("run/{extract}").as_str()
+        );
+        let log = operator.log(name(run), 1).await;
+        assert!(log.contains(&format!("upstream={extract}")), "{log}");
+        if child == "load" {
+            assert!(log.contains("mode=from-trigger"), "{log}");
+        }
+    }
+
+    let breaks = operator.create_run("breaks", &[]).await;
+    let failed = operator.wait_finished(&breaks).await;
+    assert_eq!(phase(&failed), "Failed", "{failed:#}");
+    let alerts = wait_finished_runs(&operator, "alert", 1).await;
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(
+        alerts[0]["spec"]["triggeredBy"],
+        format!("run/{breaks}").as_str()
+    );
+    assert_eq!(downstream(&failed), vec![name(&alerts[0]).to_owned()]);
+
+    // A failed run neither starts success triggers nor routes; weekly never matched.
+    assert_eq!(runs_of(&operator, "load").await.len(), 1);
+    assert_eq!(runs_of(&operator, "daily-report").await.len(), 1);
+    assert!(runs_of(&operator, "weekly-report").await.is_empty());
+
+    // The chain is visible from both ends.
+    let describe = operator.cli(&["describe", "run", &extract], RUN_TIMEOUT);
+    let text = String::from_utf8_lossy(&describe.stdout);
+    assert!(text.contains("Route:        daily"), "{text}");
+    for child in &started {
+        assert!(text.contains(&format!("run/{child}")), "{text}");
+    }
+    let describe = operator.cli(&["describe", "run", name(&alerts[0])], RUN_TIMEOUT);
+    let text = String::from_utf8_lossy(&describe.stdout);
+    assert!(
+        text.contains(&format!("Triggered by: run/{breaks}")),
+        "{text}"
+    );
+    let (_, events) = operator
+        .get(&format!("/namespaces/default/events?for=run/{extract}"))
+        .await;
+    assert!(
+        events.to_string().contains("TriggeredDownstream"),
+        "{events:#}"
+    );
+
+    // The graph, as a tree and through the API.
+    let graph = operator.cli(&["graph"], RUN_TIMEOUT);
+    let text = String::from_utf8_lossy(&graph.stdout);
+    assert!(graph.status.success(), "{text}");
+    assert!(text.contains("on route \"daily\" → daily-report"), "{text}");
+    assert!(text.contains("on failure → alert"), "{text}");
+    let (status, api) = operator.get("/namespaces/default/graph").await;
+    assert_eq!(status, 200, "{api}");
+    assert_eq!(api["edges"].as_array().map(Vec::len), Some(7), "{api:#}");
+}
+
+/// Kill -9 right before and right after the write that ends the parent: the restarted
+/// operator ends it once and the child exists once.
+async fn one_child_across_kill_9_at(point: &str) {
+    let fixture = Fixture::new();
+    fixture.write_pipeline("parent", STEP, "", "triggers:\n- { pipeline: child }");
+    fixture.write_pipeline("child", STEP, "", "");
+    let pause_dir = fixture.scratch("pause");
+    let first = fixture.start_operator(&OperatorOptions {
+        env: vec![
+            ("FLOTILLA_TEST_PAUSE_AT".into(), point.into()),
+            (
+                "FLOTILLA_TEST_PAUSE_DIR".into(),
+                pause_dir.display().to_string(),
+            ),
+        ],
+        ..OperatorOptions::default()
+    });
+    first.wait_for_pipeline("child").await;
+    let parent = first.create_run("parent", &[]).await;
+    let marker = pause_dir.join(format!("{point}.reached"));
+    first
+        .wait_until(
+            &format!("the operator to reach {point}"),
+            RUN_TIMEOUT,
+            || async { marker.exists().then_some(()) },
+        )
+        .await;
+    first.kill_9();
+
+    let second = fixture.start_operator(&OperatorOptions::default());
+    let ended = second.wait_finished(&parent).await;
+    assert_eq!(phase(&ended), "Succeeded", "{ended:#}");
+    let children = wait_finished_runs(&second, "child", 1).await;
+    assert_eq!(
+        children.len(),
+        1,
+        "one child after kill -9 at {point}: {children:#?}"
+    );
+    assert_eq!(downstream(&ended), vec![name(&children[0]).to_owned()]);
+    assert_eq!(phase(&children[0]), "Succeeded", "{:#}", children[0]);
+    // Nothing else arrives later either: the parent is final, and a resync sees it so.
+    second
+        .wait_until(
+            "the parent's containers to be removed",
+            RUN_TIMEOUT,
+            || async { fixture.containers().is_empty().then_some(()) },
+        )
+        .await;
+    assert_eq!(runs_of(&second, "child").await.len(), 1);
+}
+
+#[tokio::test]
+async fn kill_9_before_the_parent_is_recorded_still_starts_one_child() {
+    one_child_across_kill_9_at("before-finish").await;
+}
+
+#[tokio::test]
+async fn kill_9_after_the_parent_is_recorded_still_starts_one_child() {
+    one_child_across_kill_9_at("after-finish").await;
+}
+
+#[tokio::test]
+async fn loops_are_refused_at_apply_with_the_loop_named_and_nothing_written() {
+    let fixture = Fixture::new();
+    let operator = fixture.start_operator(&OperatorOptions::default());
+    let dir = fixture.scratch("manifests");
+    let pipeline = |name: &str, next: &str| {
+        format!(
+            "apiVersion: flotilla.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: {name}\nspec:\n  triggers:\n  - pipeline: {next}\n"
+        )
+    };
+    std::fs::write(dir.join("a.yaml"), pipeline("a", "b")).expect("write");
+    std::fs::write(dir.join("b.yaml"), pipeline("b", "c")).expect("write");
+    let applied = operator.cli(
+        &[
+            "apply",
+            "-f",
+            &dir.display().to_string(),
+            "--field-manager",
+            "loops",
+        ],
+        RUN_TIMEOUT,
+    );
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    // c closes the loop a → b → c → a, in a later apply.
+    let closing = fixture.scratch("closing").join("c.yaml");
+    std::fs::write(&closing, pipeline("c", "a")).expect("write");
+    let refused = operator.cli(
+        &["apply", "-f", &closing.display().to_string()],
+        RUN_TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("c → a → b → c"), "{stderr}");
+    assert!(stderr.contains("c.yaml"), "{stderr}");
+    assert!(stderr.contains("spec.triggers"), "{stderr}");
+    let (status, _) = operator.get("/namespaces/default/pipelines/c").await;
+    assert_eq!(status, 404, "nothing of the refused apply is stored");
+
+    // A pipeline that starts itself is a loop of one.
+    let own = fixture.scratch("own").join("own.yaml");
+    std::fs::write(&own, pipeline("own", "own")).expect("write");
+    let refused = operator.cli(&["apply", "-f", &own.display().to_string()], RUN_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("own → own"), "{stderr}");
+
+    // Bad trigger fields name the field.
+    let bad = fixture.scratch("bad").join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: flotilla.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: bad\nspec:\n  triggers:\n  - { pipeline: x, when: Failed, route: daily }\n",
+    )
+    .expect("write");
+    let refused = operator.cli(&["apply", "-f", &bad.display().to_string()], RUN_TIMEOUT);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("spec.triggers[0].when"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_depth_limit_ends_a_chain_with_an_event() {
+    let fixture = Fixture::new();
+    fixture.write_pipeline("one", STEP, "", "triggers:\n- { pipeline: two }");
+    fixture.write_pipeline("two", STEP, "", "triggers:\n- { pipeline: three }");
+    fixture.write_pipeline("three", STEP, "", "triggers:\n- { pipeline: four }");
+    fixture.write_pipeline("four", STEP, "", "");
+    let operator = fixture.start_operator(&OperatorOptions {
+        args: vec!["--max-trigger-depth".into(), "2".into()],
+        ..OperatorOptions::default()
+    });
+    operator.wait_for_pipeline("four").await;
+    operator.create_run("one", &[]).await;
+    let three = wait_finished_runs(&operator, "three", 1).await;
+    let three = &three[0];
+    assert_eq!(phase(three), "Succeeded", "{three:#}");
+    assert_eq!(
+        three["metadata"]["annotations"]["flotilla.dev/trigger-depth"],
+        "2"
+    );
+    assert!(downstream(three).is_empty(), "{three:#}");
+    let (_, events) = operator
+        .get(&format!(
+            "/namespaces/default/events?for=run/{}",
+            name(three)
+        ))
+        .await;
+    assert!(
+        events.to_string().contains("TriggerDepthExceeded"),
+        "{events:#}"
+    );
+    assert!(runs_of(&operator, "four").await.is_empty());
+}
+
+#[tokio::test]
+async fn fast_flow_folders_chain_through_their_route_file() {
+    let fixture = Fixture::new();
+    let folder = |name: &str, main: &str, json: &str| {
+        let dir = fixture.pipelines_dir().join(name);
+        std::fs::create_dir_all(&dir).expect("folder");
+        std::fs::write(dir.join("main.py"), main).expect("main.py");
+        std::fs::write(dir.join("pipeline.json"), json).expect("pipeline.json");
+    };
+    // Fast-Flow's contract: the script writes the label to $FASTFLOW_ROUTE_FILE.
+    folder(
+        "Extract_Data",
+        "import os\nopen(os.environ['FASTFLOW_ROUTE_FILE'], 'w').write('full')\nprint('extracted', flush=True)\n",
+        r#"{"downstream_triggers": [
+            {"pipeline": "Full_Load", "on_route": "full"},
+            {"pipeline": "Delta_Load", "on_route": "delta"}
+        ]}"#,
+    );
+    folder("Full_Load", "print('full load', flush=True)\n", "{}");
+    folder("Delta_Load", "print('delta load', flush=True)\n", "{}");
+    let operator = fixture.start_operator(&OperatorOptions::default());
+    operator.wait_for_pipeline("delta-load").await;
+    let extract = operator.create_run("extract-data", &[]).await;
+    let parent = operator.wait_finished(&extract).await;
+    assert_eq!(phase(&parent), "Succeeded", "{parent:#}");
+    assert_eq!(parent["status"]["route"], "full", "{parent:#}");
+    let loads = wait_finished_runs(&operator, "full-load", 1).await;
+    assert_eq!(phase(&loads[0]), "Succeeded", "{:#}", loads[0]);
+    let log = operator.log(name(&loads[0]), 1).await;
+    assert!(log.contains("full load"), "{log}");
+    assert!(runs_of(&operator, "delta-load").await.is_empty());
+}
