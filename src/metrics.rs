@@ -25,6 +25,16 @@ pub struct Code {
     pub code: String,
 }
 
+/// Labels of a notification delivery: its channel and whether it was `sent` or
+/// `failed` (every try).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelOutcome {
+    /// `email`, `teams`, `slack` or `webhook`.
+    pub channel: String,
+    /// `sent` or `failed`.
+    pub outcome: String,
+}
+
 /// Label `result` of paged list requests: `hit` (served from the rendered-page cache)
 /// or `miss` (read from the store and rendered).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,6 +100,8 @@ pub struct Metrics {
     pub pipeline_disk_bytes: Family<PipelineLabels, Gauge>,
     /// Runs deleted by retention, by why.
     pub retention_deleted: Family<Code, Counter>,
+    /// Notification deliveries by channel and outcome.
+    pub notifications: Family<ChannelOutcome, Counter>,
 }
 
 /// Labels `namespace` and `pipeline`.
@@ -128,6 +140,7 @@ impl Metrics {
             list_page_cache: Family::default(),
             pipeline_disk_bytes: Family::default(),
             retention_deleted: Family::default(),
+            notifications: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -209,6 +222,11 @@ impl Metrics {
             "retention_deleted_runs",
             "Finished runs deleted by retention, by code (count: beyond the runs kept; age: older than kept)",
             metrics.retention_deleted.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notification deliveries by channel and outcome (sent, or failed after every try)",
+            metrics.notifications.clone(),
         );
         Self {
             registry,

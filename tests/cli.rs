@@ -600,7 +600,7 @@ fn fastflow_variables_are_taken_under_their_names_and_idle_ones_are_named() {
     let server = TestServer::start_with_env(&[
         ("MAX_CONCURRENT_RUNS", "3"),
         ("LOG_RETENTION_DAYS", "7"),
-        ("SMTP_HOST", "mail.example"),
+        ("S3_BUCKET", "logs"),
     ]);
     let log = server.log();
     assert!(
@@ -611,7 +611,7 @@ fn fastflow_variables_are_taken_under_their_names_and_idle_ones_are_named() {
     );
     assert!(
         log.contains(
-            "Fast-Flow settings with no effect in Flotilla: LOG_RETENTION_DAYS, SMTP_HOST"
+            "Fast-Flow settings with no effect in Flotilla: LOG_RETENTION_DAYS, S3_BUCKET"
         ),
         "{log}"
     );

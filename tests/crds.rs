@@ -88,7 +88,7 @@ fn every_document_is_a_crd_of_group_flotilla_dev_v1alpha1() {
             names.kind
         );
     }
-    let expected: BTreeSet<String> = ["Pipeline", "Run", "Schedule", "Secret"]
+    let expected: BTreeSet<String> = ["Notifier", "Pipeline", "Run", "Schedule", "Secret"]
         .into_iter()
         .map(str::to_owned)
         .collect();

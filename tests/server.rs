@@ -170,6 +170,7 @@ const EXPECTED_ACCESS: &[(&str, &str, Rule)] = &[
     ("POST",   "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/runs/{name}/rerun", Needs("runs:write")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/runs/{name}/log",   Needs("runs:read")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/runs/{name}/metrics", Needs("runs:read")),
+    ("POST",   "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/notifiers/{name}/test", Needs("resources:write")),
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/{plural}",          READ_BY_KIND),
     ("GET",    "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/{plural}/{name}",   READ_BY_KIND),
     ("DELETE", "/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/{plural}/{name}",   WRITE_BY_KIND),
@@ -366,6 +367,8 @@ fn target_name(owner: &str, deleting: bool) -> Option<&'static str> {
         ("runs", true) => DOOMED_RUN,
         ("secrets", false) => TARGET_SECRET,
         ("secrets", true) => DOOMED_SECRET,
+        // None is created: the handler's own 404 shows the scope was accepted.
+        ("notifiers", _) => "absent-notifier",
         _ => return None,
     })
 }

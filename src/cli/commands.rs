@@ -162,6 +162,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(command) => tokens(command).await,
+        Command::Notify(super::NotifyCommand::Test {
+            name,
+            namespace,
+            client,
+        }) => notify_test(&client.client(), &namespace, &name).await,
         Command::Login { server, token } => {
             let client = ApiClient::new(&server, Some(token.clone()));
             let version = client.get("/version").await?;
@@ -199,6 +204,31 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", keyring.encrypt(&value));
             Ok(())
         }
+    }
+}
+
+/// `flotilla notify test`: one line per channel; an error unless all took the message.
+async fn notify_test(client: &ApiClient, namespace: &str, name: &str) -> anyhow::Result<()> {
+    let path = format!("{API_PREFIX}/namespaces/{namespace}/notifiers/{name}/test");
+    let report: Value = client
+        .request::<(), Value>(Method::POST, &path, None)
+        .await?;
+    for channel in report["channels"].as_array().into_iter().flatten() {
+        let label = channel["channel"].as_str().unwrap_or("?");
+        if channel["delivered"].as_bool() == Some(true) {
+            println!("{label}: delivered");
+        } else {
+            println!(
+                "{label}: FAILED ({}): {}",
+                channel["code"].as_str().unwrap_or("?"),
+                channel["error"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    if report["delivered"].as_bool() == Some(true) {
+        Ok(())
+    } else {
+        anyhow::bail!("notifier {namespace}/{name}: not every channel took the test message")
     }
 }
 

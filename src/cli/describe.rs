@@ -25,7 +25,7 @@ pub async fn extra(client: &ApiClient, key: &ObjectKey, object: &Value) -> anyho
             run_details(client, key, object).await?;
         }
         Kind::Pipeline => packages("Packages (latest run)", &object["status"]["packages"]),
-        Kind::Secret => {}
+        Kind::Secret | Kind::Notifier => {}
     }
     Ok(())
 }

@@ -89,6 +89,12 @@ const ALIASES: &[Alias] = &[
         flotilla: "FLOTILLA_LOG_MAX_SIZE",
         arg: "log_max_size",
     },
+    // The address notifications link to (Fast-Flow's links to its frontend).
+    Alias {
+        fastflow: "FRONTEND_URL",
+        flotilla: "FLOTILLA_PUBLIC_URL",
+        arg: "public_url",
+    },
     // Only `false` means something: no limit on webhook triggers.
     Alias {
         fastflow: "RATELIMIT_ENABLED",
@@ -98,7 +104,8 @@ const ALIASES: &[Alias] = &[
 ];
 
 /// Fast-Flow variables that change nothing in Flotilla (yet); the README's "Coming from
-/// Fast-Flow" says what takes their place.
+/// Fast-Flow" says what takes their place. The mail and Teams settings make a default
+/// notifier instead (`fastflow_notify`).
 pub const WITHOUT_MEANING: &[&str] = &[
     "LOGS_DIR",
     "LOGS_HOST_DIR",
@@ -141,16 +148,6 @@ pub const WITHOUT_MEANING: &[&str] = &[
     "JWT_ALGORITHM",
     "JWT_EXPIRATION_HOURS",
     "JWT_ACCESS_TOKEN_MINUTES",
-    "EMAIL_ENABLED",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "SMTP_USER",
-    "SMTP_PASSWORD",
-    "SMTP_FROM",
-    "EMAIL_RECIPIENTS",
-    "TEAMS_ENABLED",
-    "TEAMS_WEBHOOK_URL",
-    "FRONTEND_URL",
     "BASE_URL",
     "ENVIRONMENT",
     "LOG_LEVEL",
@@ -326,6 +323,7 @@ fn assign(args: &mut ServeArgs, arg: &str, value: &str) -> Result<(), String> {
                 .collect();
         }
         "default_python" => args.docker.default_python = value.to_owned(),
+        "public_url" => args.notify.public_url = Some(value.trim_end_matches('/').to_owned()),
         "default_timeout" => {
             args.docker.default_timeout =
                 Some(crate::resource::quantity::parse_duration(value).map_err(|e| e.to_string())?);
@@ -549,14 +547,14 @@ mod tests {
             &[],
             &[
                 ("LOG_STREAM_RATE_LIMIT", "7"),
-                ("SMTP_HOST", "mail"),
+                ("S3_BUCKET", "logs"),
                 ("HOME", "/root"),
             ],
         )
         .expect("applies");
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
-            notes[0].contains("LOG_STREAM_RATE_LIMIT, SMTP_HOST") && !notes[0].contains("HOME"),
+            notes[0].contains("LOG_STREAM_RATE_LIMIT, S3_BUCKET") && !notes[0].contains("HOME"),
             "{notes:?}"
         );
     }

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod describe;
 mod fastflow_env;
+mod fastflow_notify;
 mod import;
 mod output;
 mod runs;
@@ -256,6 +257,9 @@ pub enum Command {
     /// Secret helpers.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Notifier helpers.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// API tokens (needs an admin token).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -309,6 +313,23 @@ pub enum TokenCommand {
     Revoke {
         /// Token name.
         name: String,
+        /// Server connection.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `flotilla notify …`.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message through every channel of a notifier; fails unless every
+    /// channel took it, and says what each one answered.
+    Test {
+        /// Notifier name.
+        name: String,
+        /// Namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
         /// Server connection.
         #[command(flatten)]
         client: ClientArgs,
@@ -372,6 +393,13 @@ pub fn main() -> ExitCode {
     {
         match fastflow_env::apply(args, serve, |name| std::env::var(name).ok()) {
             Ok(notes) => args.fastflow_notes = notes,
+            Err(e) => {
+                eprintln!("error: refusing to start: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        match fastflow_notify::documents(|name| std::env::var(name).ok()) {
+            Ok(documents) => args.fastflow_notifier = documents,
             Err(e) => {
                 eprintln!("error: refusing to start: {e}");
                 return ExitCode::FAILURE;

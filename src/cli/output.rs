@@ -104,6 +104,7 @@ pub fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         Kind::Run => vec![
             "NAME", "PIPELINE", "PHASE", "REASON", "ATTEMPTS", "TRIGGER", "AGE",
         ],
+        Kind::Notifier => vec!["NAME", "EVENTS", "CHANNELS", "SELECTOR", "AGE"],
     };
     if wide {
         headers.insert(0, "NAMESPACE");
@@ -114,6 +115,33 @@ pub fn columns(kind: Kind, wide: bool) -> Vec<&'static str> {
         headers.push("MANAGED BY");
     }
     headers
+}
+
+/// NAME, EVENTS, CHANNELS, SELECTOR and AGE of a notifier.
+fn notifier_cells(name: String, spec: &Value, age: String) -> Vec<String> {
+    let events = match spec["events"].as_array() {
+        Some(events) if !events.is_empty() => events
+            .iter()
+            .map(|e| e.as_str().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => "RunFailed,RunRecovered".to_owned(),
+    };
+    let channels = ["email", "teams", "slack", "webhook"]
+        .into_iter()
+        .filter(|c| spec[*c].is_object())
+        .collect::<Vec<_>>()
+        .join(",");
+    let selector = match spec["selector"]["matchLabels"].as_object() {
+        Some(labels) if labels.is_empty() => "<all>".to_owned(),
+        Some(labels) => labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "<named>".to_owned(),
+    };
+    vec![name, events, channels, selector, age]
 }
 
 /// One table row for an object manifest.
@@ -176,6 +204,7 @@ pub fn row(kind: Kind, object: &Value, wide: bool, now: DateTime<Utc>) -> Vec<St
             spec["trigger"].as_str().unwrap_or("manual").to_owned(),
             age,
         ],
+        Kind::Notifier => notifier_cells(name.clone(), spec, age),
     };
     if wide {
         cells.insert(0, text(&metadata["namespace"]));

@@ -11,6 +11,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::leader;
+use crate::controller::notify::{NotifyConfig, NotifyController};
 use crate::controller::retention::{RetentionConfig, RetentionController};
 use crate::controller::run::container::RunnerConfig;
 use crate::controller::run::{RunController, RunControllerConfig};
@@ -127,6 +128,50 @@ pub struct ServeArgs {
     /// The git source and webhooks.
     #[command(flatten)]
     pub git: GitArgs,
+    /// Notifications.
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+    /// The Secret and Notifier Fast-Flow's mail and Teams variables ask for (see
+    /// `fastflow_notify`), applied at start.
+    #[arg(skip)]
+    pub fastflow_notifier: Vec<serde_json::Value>,
+}
+
+/// How notifications are delivered.
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The address users reach this operator at (`https://flotilla.example.com`):
+    /// notifications link to the run's page under it. Fast-Flow's FRONTEND_URL sets it.
+    #[arg(long, env = "FLOTILLA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Limit of one try to deliver one notification.
+    #[arg(long, env = "FLOTILLA_NOTIFY_TIMEOUT", default_value = "10s", value_parser = parse_duration_arg)]
+    pub notify_timeout: Duration,
+    /// Tries of one notification before it is recorded as failed (`NotificationFailed`).
+    #[arg(long, env = "FLOTILLA_NOTIFY_ATTEMPTS", default_value_t = 5)]
+    pub notify_attempts: u32,
+    /// Wait before the second try, doubled for each further one (at most a minute).
+    #[arg(long, env = "FLOTILLA_NOTIFY_BACKOFF", default_value = "2s", value_parser = parse_duration_arg)]
+    pub notify_backoff: Duration,
+    /// Nothing that happened longer ago is notified (after an outage of the operator).
+    #[arg(long, env = "FLOTILLA_NOTIFY_CATCH_UP", default_value = "1h", value_parser = parse_duration_arg)]
+    pub notify_catch_up: Duration,
+}
+
+impl NotifyArgs {
+    fn config(&self) -> NotifyConfig {
+        NotifyConfig {
+            public_url: self
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            timeout: self.notify_timeout,
+            attempts: self.notify_attempts.max(1),
+            first_backoff: self.notify_backoff,
+            catch_up: self.notify_catch_up,
+            ..NotifyConfig::default()
+        }
+    }
 }
 
 /// The git repository followed, and push webhooks.
@@ -342,6 +387,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let keyring = Arc::new(keyring);
+    apply_fastflow_notifier(&store, &keyring, &args.fastflow_notifier).await;
     let mut tasks = tokio::task::JoinSet::new();
     let data_dir = std::fs::canonicalize(&args.data_dir).context("the data dir vanished")?;
     let git = match args.git.config() {
@@ -419,6 +465,14 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         },
         metrics.clone(),
     );
+    let notifications = NotifyController::new(
+        acting.clone(),
+        Some(keyring.clone()),
+        files.clone(),
+        git.clone(),
+        args.notify.config(),
+        metrics.clone(),
+    );
     // Sources and controllers run on the leader only: with SQLite this operator (the
     // only one, see the lock above); with PostgreSQL the holder of the lease.
     let (elected, mut is_elected) = tokio::sync::watch::channel(None::<i64>);
@@ -467,6 +521,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             running.spawn(controller.run(shutdown.clone()));
             running.spawn(schedules.run(shutdown.clone()));
             running.spawn(retention.run(shutdown.clone()));
+            running.spawn(notifications.run(shutdown.clone()));
             while running.join_next().await.is_some() {}
         });
     }
@@ -554,6 +609,45 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("the store's connections did not close within 5 s; exiting anyway");
     }
     outcome
+}
+
+/// Applies the default notifier of Fast-Flow's mail and Teams variables under its own
+/// field manager, pruning it when they are gone. A failure is logged: the operator
+/// starts without it.
+async fn apply_fastflow_notifier(
+    store: &Store,
+    keyring: &Keyring,
+    documents: &[serde_json::Value],
+) {
+    use crate::resource::manifest::Document;
+    use crate::source::apply::{ApplyOptions, ApplyRequest};
+    let documents: Vec<Document> = documents
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Document::synthetic("<Fast-Flow environment>", i, value.clone()))
+        .collect();
+    let request = ApplyRequest {
+        documents: &documents,
+        options: ApplyOptions {
+            manager: super::fastflow_notify::MANAGER.to_owned(),
+            prune: true,
+            force: false,
+            dry_run: false,
+            diff: false,
+        },
+    };
+    match request.execute(store, Some(keyring)).await {
+        Ok(outcome) if !documents.is_empty() => tracing::info!(
+            "Fast-Flow's mail/Teams settings: notifier {} ({} object(s) applied)",
+            super::fastflow_notify::NOTIFIER,
+            outcome.items.len()
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            code = e.code(),
+            "the notifier of Fast-Flow's mail/Teams settings was not applied: {e}"
+        ),
+    }
 }
 
 /// Installs `--admin-token`, or on first start generates one into

@@ -3,6 +3,7 @@
 //! reached through small interfaces.
 
 pub mod leader;
+pub mod notify;
 pub mod queue;
 pub mod retention;
 pub mod run;

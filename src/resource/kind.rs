@@ -22,11 +22,19 @@ pub enum Kind {
     Secret,
     /// One execution of a pipeline (with its attempts).
     Run,
+    /// Who is told about failed runs and other events, and through which channels.
+    Notifier,
 }
 
 impl Kind {
     /// Every kind, in the order an apply set is written (referenced kinds first).
-    pub const ALL: [Kind; 4] = [Kind::Secret, Kind::Pipeline, Kind::Schedule, Kind::Run];
+    pub const ALL: [Kind; 5] = [
+        Kind::Secret,
+        Kind::Pipeline,
+        Kind::Schedule,
+        Kind::Run,
+        Kind::Notifier,
+    ];
 
     /// The kind as written in `kind:`.
     pub fn as_str(self) -> &'static str {
@@ -35,6 +43,7 @@ impl Kind {
             Kind::Schedule => "Schedule",
             Kind::Secret => "Secret",
             Kind::Run => "Run",
+            Kind::Notifier => "Notifier",
         }
     }
 
@@ -45,6 +54,7 @@ impl Kind {
             Kind::Schedule => "schedules",
             Kind::Secret => "secrets",
             Kind::Run => "runs",
+            Kind::Notifier => "notifiers",
         }
     }
 
@@ -55,6 +65,7 @@ impl Kind {
             Kind::Schedule => "schedule",
             Kind::Secret => "secret",
             Kind::Run => "run",
+            Kind::Notifier => "notifier",
         }
     }
 
@@ -65,6 +76,7 @@ impl Kind {
             Kind::Schedule => "sched",
             Kind::Secret => "sec",
             Kind::Run => "rn",
+            Kind::Notifier => "ntf",
         }
     }
 
@@ -104,6 +116,8 @@ mod tests {
             ("schedules", Kind::Schedule),
             ("secret", Kind::Secret),
             ("runs", Kind::Run),
+            ("notifiers", Kind::Notifier),
+            ("ntf", Kind::Notifier),
         ] {
             assert_eq!(Kind::from_user(typed), Some(kind), "{typed}");
         }

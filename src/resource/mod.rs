@@ -18,3 +18,4 @@ pub mod quantity;
 pub mod schedule_time;
 pub mod types;
 pub mod validate;
+pub mod validate_notifier;

@@ -18,7 +18,8 @@ use super::object::{DEFAULT_NAMESPACE, DesiredObject, ObjectKey};
 use super::quantity::{parse_cpus, parse_duration, parse_memory};
 use super::schedule_time;
 use super::types::{
-    BackoffKind, DownstreamTrigger, PipelineSpec, RunSpec, ScheduleSpec, SecretSpec, TriggerWhen,
+    BackoffKind, DownstreamTrigger, NotifierSpec, PipelineSpec, RunSpec, ScheduleSpec, SecretSpec,
+    TriggerWhen,
 };
 
 /// Metadata fields the server sets; accepted (so `get -o yaml | apply` works) and ignored.
@@ -69,14 +70,17 @@ pub fn validate_document(doc: &Document) -> Result<DesiredObject, Vec<ManifestEr
                 errors.push(doc.error(
                     "kind",
                     format!(
-                        "unknown kind {text:?}; expected one of Pipeline, Schedule, Secret, Run"
+                        "unknown kind {text:?}; expected one of Pipeline, Schedule, Secret, Run, Notifier"
                     ),
                 ));
                 None
             }
         },
         None => {
-            errors.push(doc.error("kind", "required: Pipeline, Schedule, Secret or Run"));
+            errors.push(doc.error(
+                "kind",
+                "required: Pipeline, Schedule, Secret, Run or Notifier",
+            ));
             None
         }
     };
@@ -236,6 +240,10 @@ fn check_spec(
             rules.run(&s);
             serde_json::to_value(s)
         }),
+        Kind::Notifier => rules.typed::<NotifierSpec>(spec).map(|s| {
+            super::validate_notifier::check(&s, &mut |path, message| rules.push(path, message));
+            serde_json::to_value(s)
+        }),
     }?;
     match normalized {
         Ok(value) => Some(value),
@@ -333,6 +341,24 @@ impl Rules<'_> {
                 && pids < 1
             {
                 self.push("spec.resources.pids", format!("{pids} must be at least 1"));
+            }
+            if let Some(memory) = &resources.memory_soft_limit
+                && let Err(e) = parse_memory(memory)
+            {
+                self.push("spec.resources.memorySoftLimit", e.to_string());
+            }
+            if let Some(cpus) = &resources.cpus_soft_limit
+                && let Err(e) = parse_cpus(cpus)
+            {
+                self.push("spec.resources.cpusSoftLimit", e.to_string());
+            }
+        }
+        for (i, notifier) in spec.notify.iter().enumerate() {
+            if let Err(problem) = check_dns_label(notifier) {
+                self.push(
+                    &format!("spec.notify[{i}]"),
+                    format!("{problem} (the name of a Notifier)"),
+                );
             }
         }
         self.positive_duration("spec.timeout", spec.timeout.as_deref());

@@ -9,6 +9,7 @@ pub mod busy;
 pub mod error;
 mod events;
 pub mod hooks;
+mod notifiers;
 mod ops;
 mod output;
 pub mod page_cache;

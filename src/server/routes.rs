@@ -7,7 +7,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 use serde_json::{Map, Value, json};
 
 use super::auth::Scope;
-use super::{AppState, apply, events, hooks, ops, resources, runs, secrets, tokens};
+use super::{AppState, apply, events, hooks, notifiers, ops, resources, runs, secrets, tokens};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,6 +258,15 @@ pub static ROUTES: &[Route] = &[
         "CPU and memory samples of a run"
     ),
     route!(
+        POST,
+        concat!(
+            "/apis/flotilla.dev/v1alpha1",
+            "/namespaces/{namespace}/notifiers/{name}/test"
+        ),
+        Access::Scope(ResourcesWrite),
+        "Send a test message through every channel of a notifier; answers what each channel said"
+    ),
+    route!(
         GET,
         concat!(
             "/apis/flotilla.dev/v1alpha1",
@@ -326,6 +335,7 @@ fn handler(route: &Route) -> Option<MethodRouter<AppState>> {
         ("POST", "/namespaces/{namespace}/runs/{name}/rerun") => post(runs::rerun),
         ("GET", "/namespaces/{namespace}/runs/{name}/log") => get(runs::log),
         ("GET", "/namespaces/{namespace}/runs/{name}/metrics") => get(runs::metrics),
+        ("POST", "/namespaces/{namespace}/notifiers/{name}/test") => post(notifiers::test),
         ("GET", "/namespaces/{namespace}/{plural}") => get(resources::list_namespaced),
         ("GET", "/namespaces/{namespace}/{plural}/{name}") => get(resources::get),
         ("DELETE", "/namespaces/{namespace}/{plural}/{name}") => delete(resources::delete),

@@ -382,7 +382,7 @@ mod tests {
             resources: Some(ResourceLimits {
                 memory: Some("512Mi".into()),
                 cpus: Some("1.5".into()),
-                pids: None,
+                ..ResourceLimits::default()
             }),
             ..PipelineSpec::default()
         };

@@ -218,7 +218,7 @@ impl<R: ContainerRuntime> RunController<R> {
                     self.queue.add(run.clone());
                 }
             }
-            Kind::Schedule => {}
+            Kind::Schedule | Kind::Notifier => {}
         }
     }
 

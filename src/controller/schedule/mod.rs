@@ -486,7 +486,7 @@ impl ScheduleController {
                         finished_in.push(schedule);
                     }
                 }
-                (Kind::Secret, _) => {}
+                (Kind::Secret | Kind::Notifier, _) => {}
             }
         }
         self.report_unreadable(unreadable).await;

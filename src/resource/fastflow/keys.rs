@@ -17,6 +17,8 @@ const MAPPED_KEYS: &[&str] = &[
     "python_version",
     "mem_hard_limit",
     "cpu_hard_limit",
+    "mem_soft_limit",
+    "cpu_soft_limit",
     "timeout",
     "retry_attempts",
     "retry_strategy",
@@ -40,14 +42,6 @@ const MAPPED_KEYS: &[&str] = &[
 
 /// Fast-Flow keys Flotilla has no equivalent for, with what they did.
 const UNSUPPORTED_KEYS: &[(&str, &str)] = &[
-    (
-        "cpu_soft_limit",
-        "soft CPU limits (monitoring thresholds); only cpu_hard_limit is enforced",
-    ),
-    (
-        "mem_soft_limit",
-        "soft memory limits (monitoring thresholds); only mem_hard_limit is enforced",
-    ),
     (
         "display_name",
         "display names; the pipeline is called by its folder name",

@@ -1,4 +1,5 @@
-//! Run limits: `mem_hard_limit` and `cpu_hard_limit` as container resources, `timeout`
+//! Run limits: `mem_hard_limit` and `cpu_hard_limit` as container resources,
+//! `mem_soft_limit` and `cpu_soft_limit` as the soft limits notifiers report, `timeout`
 //! and `max_instances`. Fast-Flow's "no limit" values (`timeout: 0`, `max_instances` ≤ 0)
 //! are left out rather than translated.
 
@@ -23,13 +24,25 @@ impl Translator<'_> {
             Some(value) => self.cpus("cpu_hard_limit", value)?,
             None => None,
         };
-        Ok(
-            (memory.is_some() || cpus.is_some()).then_some(ResourceLimits {
-                memory,
-                cpus,
-                pids: None,
-            }),
-        )
+        let memory_soft_limit = match get(fields, "mem_soft_limit") {
+            Some(value) => self.memory("mem_soft_limit", value)?,
+            None => None,
+        };
+        let cpus_soft_limit = match get(fields, "cpu_soft_limit") {
+            Some(value) => self.cpus("cpu_soft_limit", value)?,
+            None => None,
+        };
+        let any = memory.is_some()
+            || cpus.is_some()
+            || memory_soft_limit.is_some()
+            || cpus_soft_limit.is_some();
+        Ok(any.then_some(ResourceLimits {
+            memory,
+            cpus,
+            pids: None,
+            memory_soft_limit,
+            cpus_soft_limit,
+        }))
     }
 
     /// Docker's memory strings (`512m`, `1g`, `512M`: all binary) or a number of bytes.

@@ -1,10 +1,11 @@
-//! The typed resources: `Pipeline`, `Schedule`, `Secret` and `Run` in group
+//! The typed resources: `Pipeline`, `Schedule`, `Secret`, `Run` and `Notifier` in group
 //! `flotilla.dev/v1alpha1`. The same structs generate the CRDs in `crds/` and read
 //! manifests, so a field added here is a field in both.
 //!
 //! Quantities (`timeout`, `resources.memory`, …) are kept as the strings users wrote so
 //! manifests round-trip unchanged; [`crate::resource::validate`] checks that they parse.
 
+mod notifier;
 mod pipeline;
 mod run;
 mod schedule;
@@ -13,6 +14,10 @@ mod secret;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use notifier::{
+    ChannelKind, EmailChannel, LabelSelector, Notifier, NotifierSpec, NotifierStatus, NotifyEvent,
+    SecretKeyRef, SecretUrlChannel, SmtpTls, WebhookChannel,
+};
 pub use pipeline::{
     Backoff, BackoffKind, DownstreamTrigger, NotebookCell, NotebookSpec, Pipeline, PipelineSpec,
     PipelineStatus, ResourceLimits, RestartPolicy, RestartSpec, RetentionSpec, RetryPolicy,
@@ -57,7 +62,13 @@ pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![Pipeline::crd(), Schedule::crd(), Secret::crd(), Run::crd()]
+    vec![
+        Pipeline::crd(),
+        Schedule::crd(),
+        Secret::crd(),
+        Run::crd(),
+        Notifier::crd(),
+    ]
 }
 
 /// Every CRD as one multi-document YAML text, as committed under `crds/`.

@@ -95,6 +95,10 @@ pub struct PipelineSpec {
     /// `downstream_triggers`). Each started run records this one in `triggeredBy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<DownstreamTrigger>,
+    /// Notifiers (in the pipeline's namespace) told about its runs, beside those whose
+    /// `selector` matches its labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
 }
 
 /// How many finished runs of a pipeline are kept, and for how long.
@@ -279,6 +283,14 @@ pub struct ResourceLimits {
     /// Maximum number of processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// Memory above which a run is reported (`SoftLimitExceeded`) but not stopped
+    /// (Fast-Flow's `mem_soft_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_soft_limit: Option<String>,
+    /// CPU use above which a run is reported but not throttled (`"0.8"`; Fast-Flow's
+    /// `cpu_soft_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_soft_limit: Option<String>,
 }
 
 /// Retry policy of failed attempts.

@@ -1,6 +1,6 @@
 //! Unsupported and unknown keys are warnings, and defaults are quiet.
 
-use super::{assert_all_valid, imported};
+use super::{assert_all_valid, imported, spec_of};
 
 #[test]
 fn unsupported_and_unknown_keys_are_warnings() {
@@ -18,8 +18,13 @@ fn unsupported_and_unknown_keys_are_warnings() {
 }"#;
     let pipeline = imported("etl", json);
     assert_all_valid(&pipeline);
-    assert_eq!(pipeline.warnings.len(), 7, "{:#?}", pipeline.warnings);
-    for key in ["cpu_soft_limit", "owner"] {
+    // The soft limits are translated (resources.*SoftLimit), restarts and triggers too;
+    // the other five are warned.
+    assert_eq!(pipeline.warnings.len(), 5, "{:#?}", pipeline.warnings);
+    let resources = &spec_of(&pipeline, "Pipeline")["resources"];
+    assert_eq!(resources["cpusSoftLimit"], "0.8");
+    assert_eq!(resources["memorySoftLimit"], "800m");
+    for key in ["owner", "display_name"] {
         assert!(
             pipeline
                 .warnings
