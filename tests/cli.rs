@@ -610,9 +610,11 @@ fn fastflow_variables_are_taken_under_their_names_and_idle_ones_are_named() {
         "{log}"
     );
     assert!(
-        log.contains(
-            "Fast-Flow settings with no effect in Flotilla: LOG_RETENTION_DAYS, S3_BUCKET"
-        ),
+        log.contains("LOG_RETENTION_DAYS=\"7\" (Fast-Flow's name) sets FLOTILLA_RETAIN_FOR"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Fast-Flow settings with no effect in Flotilla: S3_BUCKET;"),
         "{log}"
     );
 }
