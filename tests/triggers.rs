@@ -328,6 +328,10 @@ async fn the_depth_limit_ends_a_chain_with_an_event() {
     assert!(runs_of(&operator, "four").await.is_empty());
 }
 
+/// Fast-Flow's documented examples (its docs/pipelines/referenz.md), folders as they
+/// were: route-based routing with `set_route` writing `$FASTFLOW_ROUTE_FILE`, a failure
+/// handler, and a trigger with a `run_config_id` naming the started pipeline's
+/// `schedules[]` entry.
 #[tokio::test]
 async fn fast_flow_folders_chain_through_their_route_file() {
     let fixture = Fixture::new();
@@ -337,26 +341,71 @@ async fn fast_flow_folders_chain_through_their_route_file() {
         std::fs::write(dir.join("main.py"), main).expect("main.py");
         std::fs::write(dir.join("pipeline.json"), json).expect("pipeline.json");
     };
-    // Fast-Flow's contract: the script writes the label to $FASTFLOW_ROUTE_FILE.
     folder(
-        "Extract_Data",
-        "import os\nopen(os.environ['FASTFLOW_ROUTE_FILE'], 'w').write('full')\nprint('extracted', flush=True)\n",
-        r#"{"downstream_triggers": [
-            {"pipeline": "Full_Load", "on_route": "full"},
-            {"pipeline": "Delta_Load", "on_route": "delta"}
-        ]}"#,
+        "Data_Router",
+        r#"import os, sys
+
+def set_route(label: str) -> None:
+    route_file = os.environ.get("FASTFLOW_ROUTE_FILE")
+    if route_file:
+        open(route_file, "w").write(label)
+
+situation = os.environ.get("SITUATION", "full")
+if situation in ("full", "partial"):
+    set_route(situation)
+    sys.exit(0)
+sys.exit(1)
+"#,
+        r#"{
+  "description": "Routing based on data situation",
+  "downstream_triggers": [
+    { "pipeline": "handler_full",    "on_route": "full",    "on_success": false },
+    { "pipeline": "handler_partial", "on_route": "partial", "on_success": false },
+    { "pipeline": "handler_error",   "on_failure": true,    "on_success": false },
+    { "pipeline": "pipeline_b", "on_success": true, "on_failure": false, "run_config_id": "prod" }
+  ]
+}"#,
     );
-    folder("Full_Load", "print('full load', flush=True)\n", "{}");
-    folder("Delta_Load", "print('delta load', flush=True)\n", "{}");
+    let prints_mode = "import os\nprint(f\"mode={os.environ.get('MODE', '-')}\", flush=True)\n";
+    for handler in ["handler_full", "handler_partial", "handler_error"] {
+        folder(handler, prints_mode, "{}");
+    }
+    folder(
+        "pipeline_b",
+        prints_mode,
+        r#"{"schedules": [{"id": "prod", "schedule_cron": "0 0 1 1 *", "default_env": {"MODE": "prod"}}]}"#,
+    );
     let operator = fixture.start_operator(&OperatorOptions::default());
-    operator.wait_for_pipeline("delta-load").await;
-    let extract = operator.create_run("extract-data", &[]).await;
-    let parent = operator.wait_finished(&extract).await;
+    operator.wait_for_pipeline("pipeline-b").await;
+    operator
+        .wait_for_object("schedules", "pipeline-b-prod")
+        .await;
+
+    // full: handler_full and pipeline_b (with its prod configuration's env).
+    let full = operator
+        .create_run("data-router", &[("SITUATION", "full")])
+        .await;
+    let parent = operator.wait_finished(&full).await;
     assert_eq!(phase(&parent), "Succeeded", "{parent:#}");
     assert_eq!(parent["status"]["route"], "full", "{parent:#}");
-    let loads = wait_finished_runs(&operator, "full-load", 1).await;
-    assert_eq!(phase(&loads[0]), "Succeeded", "{:#}", loads[0]);
-    let log = operator.log(name(&loads[0]), 1).await;
-    assert!(log.contains("full load"), "{log}");
-    assert!(runs_of(&operator, "delta-load").await.is_empty());
+    let handled = wait_finished_runs(&operator, "handler-full", 1).await;
+    assert_eq!(phase(&handled[0]), "Succeeded", "{:#}", handled[0]);
+    let b = wait_finished_runs(&operator, "pipeline-b", 1).await;
+    let log = operator.log(name(&b[0]), 1).await;
+    assert!(log.contains("mode=prod"), "{log}");
+
+    // A failure: only the error handler.
+    let broken = operator
+        .create_run("data-router", &[("SITUATION", "broken")])
+        .await;
+    let failed = operator.wait_finished(&broken).await;
+    assert_eq!(phase(&failed), "Failed", "{failed:#}");
+    let errors = wait_finished_runs(&operator, "handler-error", 1).await;
+    assert_eq!(
+        errors[0]["spec"]["triggeredBy"],
+        format!("run/{broken}").as_str()
+    );
+    assert!(runs_of(&operator, "handler-partial").await.is_empty());
+    assert_eq!(runs_of(&operator, "handler-full").await.len(), 1);
+    assert_eq!(runs_of(&operator, "pipeline-b").await.len(), 1);
 }

@@ -196,12 +196,7 @@ impl Graph {
 
 /// An edge's condition in words: `on success`, `on route "daily"`, ….
 fn describe(edge: &Edge) -> String {
-    let mut text = match (&edge.route, edge.when) {
-        (Some(route), _) => format!("on route {route:?}"),
-        (None, TriggerWhen::Succeeded) => "on success".to_owned(),
-        (None, TriggerWhen::Failed) => "on failure".to_owned(),
-        (None, TriggerWhen::Finished) => "when finished".to_owned(),
-    };
+    let mut text = edge.when.describe(edge.route.as_deref());
     if let Some(schedule) = &edge.schedule {
         text.push_str(&format!(" with schedule {schedule}"));
     }

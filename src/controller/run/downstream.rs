@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::resource::kind::Kind;
 use crate::resource::object::{DesiredObject, JsonText, ObjectKey};
+use crate::resource::types::LocalRef;
 use crate::resource::types::{DownstreamTrigger, RunPhase, RunSpec, Trigger, run_name};
-use crate::resource::types::{LocalRef, TriggerWhen};
 
 /// On a run started by a trigger: how many runs precede it in its chain (1 for the run
 /// a run started by hand or by a schedule starts).
@@ -141,19 +141,16 @@ pub fn child(
     }
 }
 
-/// A trigger's `when` as written in messages.
+/// A trigger's condition as written in messages.
 pub fn describe(trigger: &DownstreamTrigger) -> String {
-    match (&trigger.route, trigger.when) {
-        (Some(route), _) => format!("on route {route:?}"),
-        (None, TriggerWhen::Succeeded) => "on success".to_owned(),
-        (None, TriggerWhen::Failed) => "on failure".to_owned(),
-        (None, TriggerWhen::Finished) => "on success or failure".to_owned(),
-    }
+    trigger.when.describe(trigger.route.as_deref())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::resource::types::TriggerWhen;
 
     fn trigger(pipeline: &str, when: TriggerWhen, route: Option<&str>) -> DownstreamTrigger {
         DownstreamTrigger {

@@ -493,7 +493,9 @@ impl<R: ContainerRuntime> RunController<R> {
         };
         let mut starts = Vec::new();
         let mut events = Vec::new();
-        if parent.depth >= self.config.max_trigger_depth {
+        let fired = if parent.depth < self.config.max_trigger_depth {
+            fired
+        } else {
             events.push((
                 key.clone(),
                 EventType::Warning,
@@ -503,11 +505,9 @@ impl<R: ContainerRuntime> RunController<R> {
                     parent.depth, self.config.max_trigger_depth
                 ),
             ));
-        }
-        for (index, trigger) in fired
-            .iter()
-            .filter(|_| parent.depth < self.config.max_trigger_depth)
-        {
+            Vec::new()
+        };
+        for (index, trigger) in &fired {
             let when = downstream::describe(trigger);
             let skip = |reason: &'static str, why: String| {
                 (

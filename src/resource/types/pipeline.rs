@@ -182,6 +182,17 @@ pub enum TriggerWhen {
 }
 
 impl TriggerWhen {
+    /// The condition in words, with the trigger's route if any: `on success`,
+    /// `on route "daily"`, ….
+    pub fn describe(self, route: Option<&str>) -> String {
+        match (route, self) {
+            (Some(route), _) => format!("on route {route:?}"),
+            (None, TriggerWhen::Succeeded) => "on success".to_owned(),
+            (None, TriggerWhen::Failed) => "on failure".to_owned(),
+            (None, TriggerWhen::Finished) => "on success or failure".to_owned(),
+        }
+    }
+
     /// True when a run that ended in `phase` starts the trigger's pipeline.
     pub fn matches(self, phase: super::RunPhase) -> bool {
         use super::RunPhase;
