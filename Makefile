@@ -63,6 +63,7 @@ bench: runner-image
 	@bash scripts/bench-git.sh
 	@bash scripts/bench-runs.sh
 	@bash scripts/bench-chain.sh
+	@bash scripts/bench-notify.sh
 	@bash scripts/bench-schedules.sh
 	@bash scripts/bench-api.sh
 	@bash scripts/bench-output.sh

@@ -20,13 +20,10 @@ for i in range(int(os.environ.get("LINES", "200"))):
 
 /// Names of the stored runs of `pipeline`.
 async fn run_names(operator: &Operator, pipeline: &str) -> BTreeSet<String> {
-    let (status, runs) = operator.get("/namespaces/default/runs").await;
-    assert_eq!(status, 200, "{runs}");
-    runs["items"]
-        .as_array()
-        .expect("items")
+    operator
+        .runs_of(pipeline)
+        .await
         .iter()
-        .filter(|r| r["spec"]["pipelineRef"]["name"] == pipeline)
         .map(|r| r["metadata"]["name"].as_str().expect("name").to_owned())
         .collect()
 }

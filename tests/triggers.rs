@@ -23,19 +23,6 @@ if route:
 sys.exit(int(os.environ.get("EXIT", "0")))
 "#;
 
-/// Every run of `pipeline`, by name.
-async fn runs_of(operator: &Operator, pipeline: &str) -> Vec<Value> {
-    let (status, runs) = operator.get("/namespaces/default/runs").await;
-    assert_eq!(status, 200, "{runs}");
-    runs["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|r| r["spec"]["pipelineRef"]["name"] == pipeline)
-        .cloned()
-        .collect()
-}
-
 /// Waits until `pipeline` has `count` finished runs; returns them.
 async fn wait_finished_runs(operator: &Operator, pipeline: &str, count: usize) -> Vec<Value> {
     operator
@@ -43,7 +30,7 @@ async fn wait_finished_runs(operator: &Operator, pipeline: &str, count: usize) -
             &format!("{count} finished run(s) of {pipeline}"),
             RUN_TIMEOUT,
             || async {
-                let runs = runs_of(operator, pipeline).await;
+                let runs = operator.runs_of(pipeline).await;
                 let finished = runs
                     .iter()
                     .filter(|r| ["Succeeded", "Failed", "Cancelled"].contains(&phase(r)))
@@ -134,9 +121,9 @@ async fn chains_start_on_success_failure_and_the_route_the_script_wrote() {
     assert_eq!(downstream(&failed), vec![name(&alerts[0]).to_owned()]);
 
     // A failed run neither starts success triggers nor routes; weekly never matched.
-    assert_eq!(runs_of(&operator, "load").await.len(), 1);
-    assert_eq!(runs_of(&operator, "daily-report").await.len(), 1);
-    assert!(runs_of(&operator, "weekly-report").await.is_empty());
+    assert_eq!(operator.runs_of("load").await.len(), 1);
+    assert_eq!(operator.runs_of("daily-report").await.len(), 1);
+    assert!(operator.runs_of("weekly-report").await.is_empty());
 
     // The chain is visible from both ends.
     let describe = operator.cli(&["describe", "run", &extract], RUN_TIMEOUT);
@@ -218,7 +205,7 @@ async fn one_child_across_kill_9_at(point: &str) {
             || async { fixture.containers().is_empty().then_some(()) },
         )
         .await;
-    assert_eq!(runs_of(&second, "child").await.len(), 1);
+    assert_eq!(second.runs_of("child").await.len(), 1);
 }
 
 #[tokio::test]
@@ -325,7 +312,7 @@ async fn the_depth_limit_ends_a_chain_with_an_event() {
         events.to_string().contains("TriggerDepthExceeded"),
         "{events:#}"
     );
-    assert!(runs_of(&operator, "four").await.is_empty());
+    assert!(operator.runs_of("four").await.is_empty());
 }
 
 /// Fast-Flow's documented examples (its docs/pipelines/referenz.md), folders as they
@@ -405,7 +392,7 @@ sys.exit(1)
         errors[0]["spec"]["triggeredBy"],
         format!("run/{broken}").as_str()
     );
-    assert!(runs_of(&operator, "handler-partial").await.is_empty());
-    assert_eq!(runs_of(&operator, "handler-full").await.len(), 1);
-    assert_eq!(runs_of(&operator, "pipeline-b").await.len(), 1);
+    assert!(operator.runs_of("handler-partial").await.is_empty());
+    assert_eq!(operator.runs_of("handler-full").await.len(), 1);
+    assert_eq!(operator.runs_of("pipeline-b").await.len(), 1);
 }

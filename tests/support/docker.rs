@@ -694,6 +694,19 @@ impl Operator {
             .to_owned()
     }
 
+    /// Every stored run of `pipeline` in namespace `default`.
+    pub async fn runs_of(&self, pipeline: &str) -> Vec<Value> {
+        let (status, runs) = self.get("/namespaces/default/runs").await;
+        assert_eq!(status, 200, "GET runs: {runs}");
+        runs["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no items in {runs}"))
+            .iter()
+            .filter(|r| r["spec"]["pipelineRef"]["name"] == pipeline)
+            .cloned()
+            .collect()
+    }
+
     /// The stored run.
     pub async fn run(&self, name: &str) -> Value {
         let (status, run) = self.get(&format!("/namespaces/default/runs/{name}")).await;

@@ -1,5 +1,5 @@
 //! What the notification controller reads before it decides: the notifiers covering a
-//! pipeline, a pipeline's run history, the tail of a run's stored output and its
+//! pipeline, the tail of a run's stored output and its
 //! resource samples. Reads only; every decision is in [`super::decide`].
 
 use std::collections::BTreeMap;
@@ -8,9 +8,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::decide::finished_at;
 use crate::controller::run::logs::LogLine;
-use crate::resource::types::{NotifierSpec, PipelineSpec, RunPhase, RunSpec, RunStatus};
+use crate::resource::types::{NotifierSpec, PipelineSpec};
 use crate::resource::{Kind, ObjectKey};
 use crate::store::{Store, StoreError};
 
@@ -72,45 +71,19 @@ pub async fn notifiers(
         .collect())
 }
 
-/// The notifiers of `namespace` covering `pipeline`.
-pub async fn covering(
-    store: &Store,
-    namespace: &str,
-    pipeline: &PipelineFacts,
-) -> Result<Vec<NotifierEntry>, StoreError> {
-    Ok(notifiers(store, Some(namespace))
-        .await?
-        .into_iter()
-        .filter(|n| {
-            n.spec
-                .covers(&n.key.name, &pipeline.labels, &pipeline.spec.notify)
+/// The notifiers among `all` of `namespace` covering `pipeline`.
+pub fn covering<'a>(
+    all: &'a [NotifierEntry],
+    namespace: &'a str,
+    pipeline: &'a PipelineFacts,
+) -> impl Iterator<Item = NotifierEntry> + 'a {
+    all.iter()
+        .filter(move |n| {
+            n.key.namespace == namespace
+                && n.spec
+                    .covers(&n.key.name, &pipeline.labels, &pipeline.spec.notify)
         })
-        .collect())
-}
-
-/// When and how the finished runs of `pipeline` in `namespace` ended, `except` one.
-pub async fn history(
-    store: &Store,
-    namespace: &str,
-    pipeline: &str,
-    except: &str,
-) -> Result<Vec<(DateTime<Utc>, RunPhase)>, StoreError> {
-    let runs = store.list_raw(Kind::Run, Some(namespace)).await?;
-    Ok(runs
-        .iter()
-        .filter(|run| run.key.name != except)
-        .filter(|run| {
-            run.spec_as::<RunSpec>()
-                .is_ok_and(|s| s.pipeline_ref.name == pipeline)
-        })
-        .filter_map(|run| {
-            let status: RunStatus = run.status_as().ok()?;
-            status
-                .phase
-                .is_finished()
-                .then(|| (finished_at(&status).unwrap_or(run.updated_at), status.phase))
-        })
-        .collect())
+        .cloned()
 }
 
 /// Bytes read from the end of a log for its last lines.

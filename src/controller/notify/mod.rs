@@ -111,7 +111,25 @@ pub struct NotifyController {
     schedule_cursor: Mutex<DateTime<Utc>>,
     /// The git sync last looked at: its start, whether it failed, its message.
     last_sync: Mutex<Option<(DateTime<Utc>, bool, String)>>,
+    /// Every notifier, read once and again after any notifier changes (`None`): a slot
+    /// of 10,000 finishing runs reads no notifier 10,000 times, and with none declared
+    /// a finished run costs no read at all.
+    notifiers: Mutex<Option<Arc<Vec<NotifierEntry>>>>,
+    /// The latest outcomes of each pipeline's runs (namespace, pipeline → end, phase,
+    /// run), newest [`OUTCOMES_KEPT`], kept from the runs this controller saw finish:
+    /// whether a success is a recovery is decided without listing every run.
+    outcomes: Mutex<std::collections::HashMap<(String, String), Vec<Outcome>>>,
+    /// A schedule wrote its status since the last look for missed slots (looked at on
+    /// the next poll, not once per schedule of a slot).
+    schedules_changed: std::sync::atomic::AtomicBool,
 }
+
+/// How one run ended: when, in which phase, which run.
+type Outcome = (DateTime<Utc>, RunPhase, String);
+
+/// Outcomes kept per pipeline: enough that the one before any run still being decided
+/// is among them.
+const OUTCOMES_KEPT: usize = 32;
 
 impl NotifyController {
     /// A controller reading `store` and `files`, decrypting with `keyring`.
@@ -137,6 +155,9 @@ impl NotifyController {
             started: std::sync::atomic::AtomicUsize::new(0),
             schedule_cursor: Mutex::new(since),
             last_sync: Mutex::new(None),
+            notifiers: Mutex::new(None),
+            outcomes: Mutex::new(std::collections::HashMap::new()),
+            schedules_changed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -160,7 +181,12 @@ impl NotifyController {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = resync.tick() => self.resync().await,
-                _ = poll.tick() => self.look_at_git().await,
+                _ = poll.tick() => {
+                    self.look_at_git().await;
+                    if self.schedules_changed.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                        self.look_at_missed_slots().await;
+                    }
+                }
                 event = feed.recv() => match event {
                     Ok(event) => self.on_change(event).await,
                     Err(RecvError::Lagged(missed)) => {
@@ -176,21 +202,33 @@ impl NotifyController {
     async fn on_change(self: &Arc<Self>, event: StoreEvent) {
         match (event.key.kind, event.change) {
             (_, ChangeKind::Deleted) => {}
+            (Kind::Notifier, _) => *lock(&self.notifiers) = None,
             (Kind::Run, ChangeKind::StatusModified | ChangeKind::Modified) => {
                 self.consider_run(&event.object).await;
             }
             // The schedule controller records a missed slot's event, then its status.
-            (Kind::Schedule, ChangeKind::StatusModified) => self.look_at_missed_slots().await,
+            (Kind::Schedule, ChangeKind::StatusModified) => self
+                .schedules_changed
+                .store(true, std::sync::atomic::Ordering::Relaxed),
             _ => {}
         }
     }
 
     /// Every run, every missed slot since the cursor.
     async fn resync(self: &Arc<Self>) {
+        *lock(&self.notifiers) = None;
         match self.store.list_raw(Kind::Run, None).await {
             Ok(runs) => {
                 let uids: HashSet<&str> = runs.iter().map(|r| r.uid.as_str()).collect();
                 lock(&self.considered).retain(|uid, _| uids.contains(uid.as_str()));
+                // Every outcome first, so each run is decided against all earlier ones.
+                for run in &runs {
+                    if let (Ok(spec), Ok(status)) =
+                        (run.spec_as::<RunSpec>(), run.status_as::<RunStatus>())
+                    {
+                        self.note_outcome(run, &spec, &status);
+                    }
+                }
                 for run in &runs {
                     self.consider_run(run).await;
                 }
@@ -223,6 +261,11 @@ impl NotifyController {
         if !status.phase.is_finished() {
             return Ok(());
         }
+        self.note_outcome(run, &spec, &status);
+        let all = self.notifiers().await?;
+        if all.is_empty() {
+            return Ok(());
+        }
         let finished = decide::finished_at(&status).unwrap_or(run.updated_at);
         let now = Utc::now();
         if now.signed_duration_since(finished)
@@ -233,9 +276,7 @@ impl NotifyController {
         let namespace = &run.key.namespace;
         let pipeline_name = &spec.pipeline_ref.name;
         let pipeline = facts::pipeline(&self.store, namespace, pipeline_name).await?;
-        let notifiers: Vec<NotifierEntry> = facts::covering(&self.store, namespace, &pipeline)
-            .await?
-            .into_iter()
+        let notifiers: Vec<NotifierEntry> = facts::covering(&all, namespace, &pipeline)
             .filter(|n| decide::is_due(n.created, finished, now, self.config.catch_up))
             .collect();
         if notifiers.is_empty() {
@@ -243,8 +284,16 @@ impl NotifyController {
         }
         let wants = |event| notifiers.iter().any(|n| n.spec.wants(event));
         let previous = if status.phase == RunPhase::Succeeded && wants(NotifyEvent::RunRecovered) {
-            let history =
-                facts::history(&self.store, namespace, pipeline_name, &run.key.name).await?;
+            let history: Vec<(DateTime<Utc>, RunPhase)> = lock(&self.outcomes)
+                .get(&(namespace.clone(), pipeline_name.clone()))
+                .map(|outcomes| {
+                    outcomes
+                        .iter()
+                        .filter(|(_, _, name)| *name != run.key.name)
+                        .map(|(at, phase, _)| (*at, *phase))
+                        .collect()
+                })
+                .unwrap_or_default();
             decide::previous_phase(&history, finished)
         } else {
             None
@@ -302,6 +351,36 @@ impl NotifyController {
         Ok(())
     }
 
+    /// Remembers how a finished run ended, among its pipeline's newest outcomes.
+    fn note_outcome(&self, run: &RawObject, spec: &RunSpec, status: &RunStatus) {
+        if !status.phase.is_finished() {
+            return;
+        }
+        let at = decide::finished_at(status).unwrap_or(run.updated_at);
+        let mut outcomes = lock(&self.outcomes);
+        let kept = outcomes
+            .entry((run.key.namespace.clone(), spec.pipeline_ref.name.clone()))
+            .or_default();
+        if kept.iter().any(|(_, _, name)| *name == run.key.name) {
+            return;
+        }
+        kept.push((at, status.phase, run.key.name.clone()));
+        if kept.len() > OUTCOMES_KEPT {
+            kept.sort_by_key(|(at, _, _)| std::cmp::Reverse(*at));
+            kept.truncate(OUTCOMES_KEPT);
+        }
+    }
+
+    /// Every notifier, from memory unless one changed since it was read.
+    async fn notifiers(&self) -> Result<Arc<Vec<NotifierEntry>>, StoreError> {
+        if let Some(known) = lock(&self.notifiers).clone() {
+            return Ok(known);
+        }
+        let read = Arc::new(facts::notifiers(&self.store, None).await?);
+        *lock(&self.notifiers) = Some(read.clone());
+        Ok(read)
+    }
+
     /// What every notice about `run` says.
     fn run_notice(
         &self,
@@ -357,6 +436,13 @@ impl NotifyController {
     }
 
     async fn try_missed_slots(self: &Arc<Self>) -> Result<(), StoreError> {
+        let all = self.notifiers().await?;
+        if !all
+            .iter()
+            .any(|n| n.spec.wants(NotifyEvent::ScheduleMissed))
+        {
+            return Ok(());
+        }
         let cursor = *lock(&self.schedule_cursor);
         let events = self.store.list_events(None, None, 500).await?;
         let missed: Vec<_> = events
@@ -378,15 +464,10 @@ impl NotifyController {
             };
             let pipeline =
                 facts::pipeline(&self.store, &key.namespace, &spec.pipeline_ref.name).await?;
-            let notifiers: Vec<NotifierEntry> =
-                facts::covering(&self.store, &key.namespace, &pipeline)
-                    .await?
-                    .into_iter()
-                    .filter(|n| n.spec.wants(NotifyEvent::ScheduleMissed))
-                    .filter(|n| {
-                        decide::is_due(n.created, event.last_seen, now, self.config.catch_up)
-                    })
-                    .collect();
+            let notifiers: Vec<NotifierEntry> = facts::covering(&all, &key.namespace, &pipeline)
+                .filter(|n| n.spec.wants(NotifyEvent::ScheduleMissed))
+                .filter(|n| decide::is_due(n.created, event.last_seen, now, self.config.catch_up))
+                .collect();
             if notifiers.is_empty() {
                 continue;
             }
