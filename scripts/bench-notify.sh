@@ -24,7 +24,11 @@ SERVER_PID=""
 RECEIVER_PID=""
 cleanup() {
     bench_stop_server
-    [[ -n "$RECEIVER_PID" ]] && kill "$RECEIVER_PID" 2>/dev/null && wait "$RECEIVER_PID" 2>/dev/null
+    # (errexit holds in traps: a failing wait must not skip the rest)
+    if [[ -n "$RECEIVER_PID" ]]; then
+        kill "$RECEIVER_PID" 2>/dev/null || true
+        wait "$RECEIVER_PID" 2>/dev/null || true
+    fi
     docker ps -aq --filter "label=flotilla.dev/managed-by=$INSTANCE" | xargs -r docker rm -f >/dev/null
     bash "$ROOT/scripts/proxy.sh" stop --listen "127.0.0.1:$PORT" >/dev/null 2>&1 || true
     bench_remove_work

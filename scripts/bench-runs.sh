@@ -39,8 +39,8 @@ INSTANCE="bench-$$"
 SERVER_PID=""
 DIRECT_PID=""
 cleanup() {
-    [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-    [[ -n "$DIRECT_PID" ]] && kill "$DIRECT_PID" 2>/dev/null && wait "$DIRECT_PID" 2>/dev/null
+    if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    if [[ -n "$DIRECT_PID" ]]; then kill "$DIRECT_PID" 2>/dev/null || true; wait "$DIRECT_PID" 2>/dev/null || true; fi
     docker ps -aq --filter "label=flotilla.dev/managed-by=$INSTANCE-direct" | xargs -r docker rm -f >/dev/null
     bash "$ROOT/scripts/proxy.sh" stop --listen "127.0.0.1:$PORT" >/dev/null 2>&1 || true
     docker ps -aq --filter "label=flotilla.dev/managed-by=$INSTANCE" | xargs -r docker rm -f >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite talks to for real: HAProxy (the Docker
 # socket proxy), PostgreSQL (the second store backend), debootstrap (the runner image),
-# wrk (benchmarks), the CA bundle runs trust. A no-op when present.
+# wrk (benchmarks), the CA bundle runs trust, a headless Chromium (the dashboard's
+# browser tests). A no-op when present.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,7 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
     need+=(postgresql)
 fi
 command -v curl >/dev/null || need+=(curl)
+command -v chromium-headless-shell >/dev/null || need+=(chromium-headless-shell)
 command -v git >/dev/null || need+=(git)
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need+=(pkg-config)
@@ -19,7 +21,7 @@ dpkg -s pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 dpkg -s ca-certificates >/dev/null 2>&1 || need+=(ca-certificates)
 
 if [ ${#need[@]} -eq 0 ]; then
-    echo "deps: haproxy, postgresql, debootstrap, wrk present"
+    echo "deps: haproxy, postgresql, debootstrap, wrk, chromium-headless-shell present"
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

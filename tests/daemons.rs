@@ -115,6 +115,18 @@ async fn a_crashing_daemon_backs_off_doubling_and_keeps_every_attempts_log() {
         let log = operator.log(&name, attempt).await;
         assert!(log.contains(&format!("attempt {attempt} up")), "{log}");
     }
+    // Each restart is an event: the first after the cooldown, the next in a loop.
+    let (_, events) = operator
+        .get(&format!("/namespaces/default/events?for=run/{name}"))
+        .await;
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"Restarting"), "{events:#}");
+    assert!(reasons.contains(&"CrashLoopBackOff"), "{events:#}");
     cancel_for_good(&fixture, &operator, &name).await;
 }
 

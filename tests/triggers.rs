@@ -2,8 +2,9 @@
 //! success, failure and a route label the script writes; the chain recorded on both
 //! ends; exactly one started run per parent outcome across kill -9 at both sides of
 //! the write that ends the parent; loops refused at apply; the depth limit; Fast-Flow's
-//! `downstream_triggers` and `FASTFLOW_ROUTE_FILE` unchanged; the graph. The store is
-//! SQLite, or PostgreSQL with `FLOTILLA_TEST_STORE=postgres`.
+//! `downstream_triggers` and `FASTFLOW_ROUTE_FILE` unchanged; the graph; the chain and
+//! the rerun button in the dashboard, in a real headless Chromium. The store is SQLite,
+//! or PostgreSQL with `FLOTILLA_TEST_STORE=postgres`.
 
 #[allow(dead_code)]
 mod support;
@@ -395,4 +396,80 @@ sys.exit(1)
     assert!(operator.runs_of("handler-partial").await.is_empty());
     assert_eq!(operator.runs_of("handler-full").await.len(), 1);
     assert_eq!(operator.runs_of("pipeline-b").await.len(), 1);
+}
+
+/// The dashboard in a real browser: the runs table and a run's panel show the chain, and
+/// the panel's Rerun button starts a run repeating it (annotated `flotilla.dev/rerun-of`),
+/// whose output the page then follows.
+#[tokio::test]
+async fn the_dashboard_shows_the_chain_and_reruns_a_run() {
+    let fixture = Fixture::new();
+    fixture.write_pipeline("extract", STEP, "", "triggers:\n- { pipeline: load }");
+    fixture.write_pipeline("load", STEP, "", "");
+    let operator = fixture.start_operator(&OperatorOptions::default());
+    operator.wait_for_pipeline("load").await;
+    let extract = operator.create_run("extract", &[]).await;
+    let parent = operator.wait_finished(&extract).await;
+    let load = wait_finished_runs(&operator, "load", 1).await;
+    let child = name(&load[0]).to_owned();
+    assert_eq!(downstream(&parent), vec![child.clone()]);
+
+    let mut browser = support::browser::Browser::start().await;
+    let page = format!("{}/#/runs/default/{child}", operator.base());
+    browser.navigate(&page).await;
+    browser
+        .wait_for("the page", "document.readyState === 'complete'")
+        .await;
+    browser
+        .eval(&format!(
+            "localStorage.setItem('flotilla-token', {})",
+            Value::String(operator.token().to_owned())
+        ))
+        .await;
+    browser.call("Page.reload", serde_json::json!({})).await;
+    // The runs table: the parent names the child, the child its parent.
+    browser
+        .wait_for(
+            "the chain in the runs table",
+            &format!(
+                "document.getElementById('runs').innerText.includes('→ run/{child}') && document.getElementById('runs').innerText.includes('← run/{extract}')"
+            ),
+        )
+        .await;
+    // The linked run's panel: its parent and a Rerun button.
+    browser
+        .wait_for(
+            "the run's chain in its panel",
+            &format!(
+                "(document.getElementById('chain') || {{innerText: ''}}).innerText.includes('run/{extract}')"
+            ),
+        )
+        .await;
+    browser
+        .eval("document.getElementById('rerun').click()")
+        .await;
+    let rerun =
+        operator
+            .wait_until("a rerun of the child", RUN_TIMEOUT, || async {
+                operator.runs_of("load").await.into_iter().find(|r| {
+                    r["metadata"]["annotations"]["flotilla.dev/rerun-of"] == child.as_str()
+                })
+            })
+            .await;
+    let rerun_name = name(&rerun).to_owned();
+    // The page follows the new run's output.
+    browser
+        .wait_for(
+            "the rerun's log",
+            &format!(
+                "document.getElementById('log-title').innerText.includes('{rerun_name}') && document.getElementById('log').innerText.includes('upstream=')"
+            ),
+        )
+        .await;
+    let finished = operator.wait_finished(&rerun_name).await;
+    assert_eq!(phase(&finished), "Succeeded", "{finished:#}");
+    assert_eq!(
+        finished["spec"]["env"]["FLOTILLA_UPSTREAM_RUN"],
+        extract.as_str()
+    );
 }

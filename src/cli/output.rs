@@ -215,11 +215,7 @@ pub fn row(kind: Kind, object: &Value, wide: bool, now: DateTime<Utc>) -> Vec<St
                     .map(str::to_owned)
                     .unwrap_or(name),
             );
-            cells.push(
-                status["diskBytes"]
-                    .as_u64()
-                    .map_or_else(|| "<unknown>".to_owned(), human_bytes),
-            );
+            cells.push(human_bytes(status["diskBytes"].as_u64().unwrap_or(0)));
         }
         cells.push(text(&metadata["managedBy"]));
     }

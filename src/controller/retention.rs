@@ -319,7 +319,9 @@ impl RetentionController {
             let Ok(mut status) = pipeline.status_as::<PipelineStatus>() else {
                 continue;
             };
-            if status.disk_bytes == Some(bytes) {
+            // Nothing measured and nothing stored: no write (a watch of pipelines sees no
+            // change for a pipeline that has not run).
+            if status.disk_bytes.unwrap_or(0) == bytes {
                 continue;
             }
             status.disk_bytes = Some(bytes);

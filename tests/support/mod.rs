@@ -1,5 +1,6 @@
 //! Helpers shared by integration tests: real services started per test, no mocks.
 
+pub mod browser;
 pub mod docker;
 pub mod git;
 pub mod http;

@@ -402,8 +402,12 @@ impl<R: ContainerRuntime> RunController<R> {
                 )),
                 (RunPhase::Cancelled, _) => Some((EventType::Normal, "Cancelled", message)),
                 (RunPhase::Failed, Some(reason)) => Some((EventType::Warning, reason, message)),
-                (RunPhase::Pending, Some("BackOff")) => {
-                    Some((EventType::Warning, "BackOff", message))
+                (RunPhase::Pending, Some(reason @ ("BackOff" | "CrashLoopBackOff"))) => {
+                    Some((EventType::Warning, reason, message))
+                }
+                // A daemon's next attempt is on its way.
+                (RunPhase::Pending, Some(reason @ ("Restarting" | "PeriodicRestart"))) => {
+                    Some((EventType::Normal, reason, message))
                 }
                 (
                     RunPhase::Pending,
