@@ -1,11 +1,14 @@
 //! A real headless Chromium (`chromium-headless-shell`, Debian's package; `make deps`
 //! installs it) driven over the Chrome DevTools Protocol: the tests load the dashboard,
 //! read what a user sees and click what a user clicks. Each browser has its own
-//! profile directory and is killed (by its own pid) and removed when dropped.
+//! profile directory and its own process group (Debian's launcher is a shell script
+//! that does not `exec`, and Chromium forks zygotes and renderers): dropping it kills
+//! that group, by the id of the process the test started, and removes the profile.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -46,6 +49,7 @@ impl Browser {
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -188,6 +192,12 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The group the launcher leads: the launcher, the browser and its helpers.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
