@@ -24,9 +24,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/flotilla-bench-chain.XXXXXX")"
 INSTANCE="bench-chain-$$"
 SERVER_PID=""
 cleanup() {
-    bench_stop_server
-    docker ps -aq --filter "label=flotilla.dev/managed-by=$INSTANCE" | xargs -r docker rm -f >/dev/null
-    bash "$ROOT/scripts/proxy.sh" stop --listen "127.0.0.1:$PORT" >/dev/null 2>&1 || true
+    bench_stop_pipelines "$INSTANCE" "$PORT"
     bench_remove_work
 }
 trap cleanup EXIT
@@ -46,16 +44,7 @@ metadata: { name: child }
 spec: { source: { path: child } }
 YAML
 
-bash "$ROOT/scripts/proxy.sh" start --listen "127.0.0.1:$PORT" >/dev/null
-export ENCRYPTION_KEY="$("$BIN" secret gen-key)"
-export FLOTILLA_ADMIN_TOKEN="bench-$(date +%s%N)"
-export FLOTILLA_TOKEN="$FLOTILLA_ADMIN_TOKEN"
-"$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 --pipelines-dir "$WORK/pipelines" \
-    --docker-host "tcp://127.0.0.1:$PORT" --instance "$INSTANCE" \
-    >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-bench_await_api
-export FLOTILLA_SERVER="$SERVER"
+bench_serve_pipelines "$INSTANCE" "$PORT"
 until "$BIN" get pipeline child >/dev/null 2>&1; do sleep 0.2; done
 
 log "==> $CHAINS chains parent → child through the socket proxy"

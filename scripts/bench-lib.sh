@@ -56,6 +56,30 @@ bench_serve_without_docker() {
     bench_await_api
 }
 
+# bench_serve_pipelines INSTANCE PORT: starts the socket proxy on 127.0.0.1:PORT and
+# `flotilla serve` on SQLite in $WORK/data, reconciling $WORK/pipelines through that
+# proxy as INSTANCE, with a fresh key and admin token; exports FLOTILLA_TOKEN and
+# FLOTILLA_SERVER for the CLI and sets SERVER_PID. bench_stop_pipelines INSTANCE PORT
+# (for the cleanup trap) stops both and removes the instance's containers.
+bench_serve_pipelines() {
+    bash "$ROOT/scripts/proxy.sh" start --listen "127.0.0.1:$2" >/dev/null
+    export ENCRYPTION_KEY="$("$BIN" secret gen-key)"
+    export FLOTILLA_ADMIN_TOKEN="bench-$(date +%s%N)"
+    export FLOTILLA_TOKEN="$FLOTILLA_ADMIN_TOKEN"
+    "$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 --pipelines-dir "$WORK/pipelines" \
+        --docker-host "tcp://127.0.0.1:$2" --instance "$1" \
+        >"$WORK/serve.out" 2>"$WORK/serve.log" &
+    SERVER_PID=$!
+    bench_await_api
+    export FLOTILLA_SERVER="$SERVER"
+}
+
+bench_stop_pipelines() {
+    bench_stop_server
+    docker ps -aq --filter "label=flotilla.dev/managed-by=$1" | xargs -r docker rm -f >/dev/null
+    bash "$ROOT/scripts/proxy.sh" stop --listen "127.0.0.1:$2" >/dev/null 2>&1 || true
+}
+
 # A throwaway PostgreSQL server for the benchmarks of a shared store: initdb into
 # DIR/data (trust auth, superuser `postgres`, default durability), listening on a free
 # loopback port with its socket in DIR. PostgreSQL refuses to run as root, so under root

@@ -23,14 +23,12 @@ INSTANCE="bench-notify-$$"
 SERVER_PID=""
 RECEIVER_PID=""
 cleanup() {
-    bench_stop_server
+    bench_stop_pipelines "$INSTANCE" "$PORT"
     # (errexit holds in traps: a failing wait must not skip the rest)
     if [[ -n "$RECEIVER_PID" ]]; then
         kill "$RECEIVER_PID" 2>/dev/null || true
         wait "$RECEIVER_PID" 2>/dev/null || true
     fi
-    docker ps -aq --filter "label=flotilla.dev/managed-by=$INSTANCE" | xargs -r docker rm -f >/dev/null
-    bash "$ROOT/scripts/proxy.sh" stop --listen "127.0.0.1:$PORT" >/dev/null 2>&1 || true
     bench_remove_work
 }
 trap cleanup EXIT
@@ -74,16 +72,7 @@ spec:
   webhook: { url: "http://127.0.0.1:$HOOK_PORT/hook" }
 YAML
 
-bash "$ROOT/scripts/proxy.sh" start --listen "127.0.0.1:$PORT" >/dev/null
-export ENCRYPTION_KEY="$("$BIN" secret gen-key)"
-export FLOTILLA_ADMIN_TOKEN="bench-$(date +%s%N)"
-export FLOTILLA_TOKEN="$FLOTILLA_ADMIN_TOKEN"
-"$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 --pipelines-dir "$WORK/pipelines" \
-    --docker-host "tcp://127.0.0.1:$PORT" --instance "$INSTANCE" \
-    >"$WORK/serve.out" 2>"$WORK/serve.log" &
-SERVER_PID=$!
-bench_await_api
-export FLOTILLA_SERVER="$SERVER"
+bench_serve_pipelines "$INSTANCE" "$PORT"
 until "$BIN" get notifier hook >/dev/null 2>&1 && "$BIN" get pipeline fails >/dev/null 2>&1; do sleep 0.2; done
 
 log "==> $SAMPLES failing runs notified to a webhook"

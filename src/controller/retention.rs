@@ -200,7 +200,7 @@ impl RetentionController {
 
     /// Deletes what the limits let go and records what the rest takes on disk.
     pub async fn pass(&self) -> Result<(), StoreError> {
-        let pipelines = self.store.list(Kind::Pipeline, None).await?;
+        let pipelines = self.store.list_raw(Kind::Pipeline, None).await?;
         let mut limits: HashMap<(String, String), Limits> = HashMap::new();
         for pipeline in &pipelines {
             let Ok(spec) = pipeline.spec_as::<PipelineSpec>() else {
@@ -219,7 +219,7 @@ impl RetentionController {
                 },
             );
         }
-        let runs = self.store.list(Kind::Run, None).await?;
+        let runs = self.store.list_raw(Kind::Run, None).await?;
         let mut finished = Vec::new();
         // Runs that stay, by pipeline: their uids, for the disk measure.
         let mut kept: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -292,7 +292,7 @@ impl RetentionController {
     /// changed; the gauge follows.
     async fn record_disk_use(
         &self,
-        pipelines: &[crate::resource::StoredObject],
+        pipelines: &[crate::resource::RawObject],
         kept: BTreeMap<(String, String), Vec<String>>,
     ) {
         let files = self.files.clone();

@@ -35,6 +35,43 @@ pub fn parse_cron(line: &str) -> Result<Cron, String> {
         .map_err(|e| format!("{line:?} is not a valid crontab line: {e}"))
 }
 
+/// A periodic restart of a daemon's attempt (`spec.restart.periodic`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Periodic {
+    /// This long after the attempt started.
+    Every(std::time::Duration),
+    /// At the cron line's next instant (UTC) after the attempt started.
+    Cron(String),
+}
+
+impl Periodic {
+    /// Reads an interval (`24h`) or, failing that, a cron line (`0 3 * * *`).
+    pub fn parse(text: &str) -> Result<Periodic, String> {
+        match crate::resource::quantity::parse_duration(text) {
+            Ok(every) if every.is_zero() => Err(format!("{text:?} must be longer than zero")),
+            Ok(every) => Ok(Periodic::Every(every)),
+            Err(_) => parse_cron(text)
+                .map(|_| Periodic::Cron(text.to_owned()))
+                .map_err(|problem| {
+                    format!(
+                        "{text:?} is neither an interval such as \"24h\" nor a cron line such as \"0 3 * * *\": {problem}"
+                    )
+                }),
+        }
+    }
+
+    /// When an attempt that started at `started` is restarted.
+    pub fn after(&self, started: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Periodic::Every(every) => Some(started + chrono::Duration::from_std(*every).ok()?),
+            Periodic::Cron(line) => parse_cron(line)
+                .ok()?
+                .find_next_occurrence(&started, false)
+                .ok(),
+        }
+    }
+}
+
 /// Parses an IANA time zone name such as `Europe/Berlin` or `UTC`.
 pub fn parse_zone(name: &str) -> Result<Tz, String> {
     name.parse::<Tz>().map_err(|_| {

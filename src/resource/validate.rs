@@ -400,21 +400,12 @@ impl Rules<'_> {
         }
         if let Some(restart) = &spec.restart {
             self.positive_duration("spec.restart.cooldown", restart.cooldown.as_deref());
-            if let Some(periodic) = &restart.periodic {
-                let interval = parse_duration(periodic);
-                if interval.as_ref().is_ok_and(|d| d.is_zero()) {
-                    self.push(
-                        "spec.restart.periodic",
-                        format!("{periodic:?} must be longer than zero"),
-                    );
-                } else if interval.is_err()
-                    && let Err(problem) = schedule_time::parse_cron(periodic)
-                {
-                    self.push(
-                        "spec.restart.periodic",
-                        format!("{periodic:?} is neither an interval such as \"24h\" nor a cron line such as \"0 3 * * *\": {problem}"),
-                    );
-                }
+            if let Some(Err(problem)) = restart
+                .periodic
+                .as_deref()
+                .map(schedule_time::Periodic::parse)
+            {
+                self.push("spec.restart.periodic", problem);
             }
             if spec.retries.is_some() {
                 self.push(

@@ -529,27 +529,33 @@ async fn check_trigger_loops(
             .or_default()
             .insert(key.name.as_str(), spec);
     }
+    // One read and one graph per namespace, however many of its pipelines the set
+    // gives triggers.
+    let mut graphs: BTreeMap<&str, Graph> = BTreeMap::new();
     for key in checked {
-        let overlay = &written[key.namespace.as_str()];
-        let stored = store.list(Kind::Pipeline, Some(&key.namespace)).await?;
-        let mut specs: BTreeMap<String, PipelineSpec> = BTreeMap::new();
-        for object in &stored {
-            if let Ok(spec) = object.spec_as::<PipelineSpec>() {
-                specs.insert(object.key.name.clone(), spec);
+        let namespace = key.namespace.as_str();
+        if !graphs.contains_key(namespace) {
+            let stored = store.list_raw(Kind::Pipeline, Some(namespace)).await?;
+            let mut specs: BTreeMap<String, PipelineSpec> = BTreeMap::new();
+            for object in &stored {
+                if let Ok(spec) = object.spec_as::<PipelineSpec>() {
+                    specs.insert(object.key.name.clone(), spec);
+                }
             }
+            for (name, spec) in &written[namespace] {
+                match spec {
+                    Some(spec) => specs.insert((*name).to_owned(), spec.clone()),
+                    None => specs.remove(*name),
+                };
+            }
+            let graph = Graph::of(
+                specs
+                    .iter()
+                    .map(|(name, spec)| (name.as_str(), spec.suspend, spec.triggers.as_slice())),
+            );
+            graphs.insert(namespace, graph);
         }
-        for (name, spec) in overlay {
-            match spec {
-                Some(spec) => specs.insert((*name).to_owned(), spec.clone()),
-                None => specs.remove(*name),
-            };
-        }
-        let graph = Graph::of(
-            specs
-                .iter()
-                .map(|(name, spec)| (name.as_str(), spec.suspend, spec.triggers.as_slice())),
-        );
-        if let Some(cycle) = graph.cycle_through(&key.name) {
+        if let Some(cycle) = graphs[namespace].cycle_through(&key.name) {
             let message = format!(
                 "the triggers form a loop: {} (every run would start the next forever; remove one of these triggers)",
                 cycle.join(" → ")

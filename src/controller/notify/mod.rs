@@ -221,8 +221,12 @@ impl NotifyController {
             Ok(runs) => {
                 let uids: HashSet<&str> = runs.iter().map(|r| r.uid.as_str()).collect();
                 lock(&self.considered).retain(|uid, _| uids.contains(uid.as_str()));
-                // Every outcome first, so each run is decided against all earlier ones.
+                // Every outcome first, so each run is decided against all earlier ones
+                // (those decided already were noted then).
                 for run in &runs {
+                    if lock(&self.considered).get(&run.uid) == Some(&run.resource_version) {
+                        continue;
+                    }
                     if let (Ok(spec), Ok(status)) =
                         (run.spec_as::<RunSpec>(), run.status_as::<RunStatus>())
                     {
@@ -546,7 +550,7 @@ impl NotifyController {
             id: format!("git/SyncFailed/{moment}"),
             ..Notice::default()
         };
-        for notifier in facts::notifiers(&self.store, None).await? {
+        for notifier in self.notifiers().await?.iter() {
             if !notifier.spec.wants(NotifyEvent::SyncFailed)
                 || !decide::is_due(
                     notifier.created,
@@ -570,7 +574,7 @@ impl NotifyController {
             let key = notifier.key.clone();
             self.start_all(
                 &key,
-                &[notifier],
+                std::slice::from_ref(notifier),
                 NotifyEvent::SyncFailed,
                 &moment,
                 &notice,

@@ -46,27 +46,8 @@ pub struct Restart {
     pub periodic: Option<Periodic>,
 }
 
-/// A periodic restart.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Periodic {
-    /// This long after the attempt started.
-    Every(Duration),
-    /// At the cron line's next instant (UTC) after the attempt started.
-    Cron(String),
-}
-
-impl Periodic {
-    /// When an attempt that started at `started` is restarted.
-    pub fn after(&self, started: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        match self {
-            Periodic::Every(every) => Some(started + chrono::Duration::from_std(*every).ok()?),
-            Periodic::Cron(line) => crate::resource::schedule_time::parse_cron(line)
-                .ok()?
-                .find_next_occurrence(&started, false)
-                .ok(),
-        }
-    }
-}
+/// A periodic restart (an interval or a cron line), as `spec.restart.periodic` reads.
+pub use crate::resource::schedule_time::Periodic;
 
 /// An attempt of a daemon that ran this long resets its crash-loop back-off
 /// (Kubernetes' rule).

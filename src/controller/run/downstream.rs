@@ -141,11 +141,6 @@ pub fn child(
     }
 }
 
-/// A trigger's condition as written in messages.
-pub fn describe(trigger: &DownstreamTrigger) -> String {
-    trigger.when.describe(trigger.route.as_deref())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

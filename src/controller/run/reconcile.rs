@@ -238,7 +238,10 @@ impl<R: ContainerRuntime> RunController<R> {
                     .as_deref()
                     .and_then(|d| parse_duration(d).ok())
                     .unwrap_or(DEFAULT_COOLDOWN),
-                periodic: restart.periodic.as_deref().and_then(periodic),
+                periodic: restart
+                    .periodic
+                    .as_deref()
+                    .and_then(|p| super::decide::Periodic::parse(p).ok()),
             });
             return policy;
         }
@@ -512,7 +515,7 @@ impl<R: ContainerRuntime> RunController<R> {
             Vec::new()
         };
         for (index, trigger) in &fired {
-            let when = downstream::describe(trigger);
+            let when = trigger.when.describe(trigger.route.as_deref());
             let skip = |reason: &'static str, why: String| {
                 (
                     key.clone(),
@@ -1516,8 +1519,7 @@ fn write_secret_files(
     files: &BTreeMap<String, BTreeMap<String, String>>,
 ) -> std::io::Result<Vec<crate::controller::runtime::Mount>> {
     use std::os::unix::fs::{PermissionsExt, chown};
-    let ids: Vec<u32> = user.split(':').filter_map(|p| p.parse().ok()).collect();
-    let (uid, gid) = (ids.first().copied(), ids.get(1).copied());
+    let (uid, gid) = user_ids(user);
     let root = dir.join(container);
     let mut mounts = Vec::new();
     for (secret, values) in files {
@@ -1545,15 +1547,10 @@ fn write_secret_files(
 /// A daemon's wait between attempts when `restart.cooldown` is not given.
 const DEFAULT_COOLDOWN: Duration = Duration::from_secs(10);
 
-/// `restart.periodic`: an interval (`24h`) or, failing that, a cron line.
-fn periodic(text: &str) -> Option<super::decide::Periodic> {
-    use super::decide::Periodic;
-    match parse_duration(text) {
-        Ok(every) if !every.is_zero() => Some(Periodic::Every(every)),
-        _ => crate::resource::schedule_time::parse_cron(text)
-            .ok()
-            .map(|_| Periodic::Cron(text.to_owned())),
-    }
+/// The numeric uid and gid of a run's `uid:gid` user, for the files written for it.
+fn user_ids(user: &str) -> (Option<u32>, Option<u32>) {
+    let ids: Vec<u32> = user.split(':').filter_map(|p| p.parse().ok()).collect();
+    (ids.first().copied(), ids.get(1).copied())
 }
 
 /// The directory a container's route file is written to (mounted at
@@ -1570,12 +1567,12 @@ fn make_route_dir(
     user: &str,
 ) -> std::io::Result<crate::controller::runtime::Mount> {
     use std::os::unix::fs::{PermissionsExt, chown};
-    let ids: Vec<u32> = user.split(':').filter_map(|p| p.parse().ok()).collect();
+    let (uid, gid) = user_ids(user);
     let path = route_dir(dir, container);
     std::fs::create_dir_all(&path)?;
     // Without root the directory stays the operator's; then the run needs write access
     // through its mode (the parent directories stay the operator's own).
-    if chown(&path, ids.first().copied(), ids.get(1).copied()).is_err() {
+    if chown(&path, uid, gid).is_err() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))?;
     }
     Ok(crate::controller::runtime::Mount {
