@@ -1742,7 +1742,7 @@ async fn a_foreign_container_holding_the_name_is_reported_then_the_run_starts() 
 // The socket proxy and Docker outages
 
 #[tokio::test]
-async fn the_proxy_refuses_exec_build_and_image_deletion() {
+async fn the_proxy_refuses_exec_build_image_deletion_and_stdin() {
     let fixture = Fixture::new();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -1769,6 +1769,12 @@ async fn the_proxy_refuses_exec_build_and_image_deletion() {
         (reqwest::Method::POST, "/v1.41/build"),
         (reqwest::Method::DELETE, "/images/x"),
         (reqwest::Method::DELETE, "/v1.41/images/flotilla%2Frunner"),
+        // Attach only to read: stdin in any spelling Docker would read, the websocket form.
+        (reqwest::Method::POST, "/containers/x/attach?stream=1&stdin=1"),
+        (reqwest::Method::POST, "/containers/x/attach?stream=1&stdin=false"),
+        (reqwest::Method::POST, "/containers/x/attach?stdin=0&stdin=1"),
+        (reqwest::Method::POST, "/v1.41/containers/x/attach?std%69n=1"),
+        (reqwest::Method::GET, "/containers/x/attach/ws?stream=1"),
     ];
     for (method, path) in refused {
         let response = client
@@ -1786,13 +1792,30 @@ async fn the_proxy_refuses_exec_build_and_image_deletion() {
             "{method} {path}: {body}"
         );
     }
+    // Docker reads form values from a urlencoded body before the query string.
+    let with_body = client
+        .post(fixture.proxy.url("/containers/x/attach?stream=1"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("stdin=1")
+        .send()
+        .await
+        .expect("attach with a body");
+    assert_eq!(with_body.status().as_u16(), 403, "attach with a body");
+    // Reading output passes the proxy: Docker itself answers (no such container).
+    let read = client
+        .post(fixture.proxy.url("/v1.41/containers/x/attach?stream=1&stdout=1&stderr=1"))
+        .send()
+        .await
+        .expect("attach");
+    assert_eq!(read.status().as_u16(), 404, "attach to read reaches Docker");
 }
 
 #[tokio::test]
 async fn an_idle_log_stream_cut_by_the_proxy_resumes_without_loss() {
     let fixture = Fixture::with_proxy_env(&[("PROXY_IDLE_TIMEOUT", "2s")]);
-    // Bursts of lines within one second, then silences longer than the idle cut: each
-    // resume (since= whole seconds) must skip exactly the lines already stored.
+    // Bursts of lines, then silences longer than the idle cut: the stream attached before
+    // the start is cut first, then each stream of Docker's log, and each resume (Docker's
+    // log from its start) must skip exactly the lines already stored.
     let main = "import time\nfor burst in range(3):\n    for i in range(5):\n        print(f\"line {burst * 5 + i + 1}\", flush=True)\n    time.sleep(3.5)\n";
     fixture.write_pipeline("bursts", main, "", "");
     let operator = fixture.start_operator(&OperatorOptions::default());
@@ -1806,11 +1829,14 @@ async fn an_idle_log_stream_cut_by_the_proxy_resumes_without_loss() {
         "every line exactly once"
     );
     let cuts = fixture.proxy.log();
-    assert!(
-        cuts.lines()
-            .any(|l| l.contains("/logs") && l.contains(" sD")),
-        "the proxy cut an idle log stream (flag sD), so the resume path ran:\n{cuts}"
-    );
+    // HAProxy's termination flags: an idle timeout during data, on the server side for
+    // a response, on either side (here the client's) for an upgraded attach tunnel.
+    for (stream, flag) in [("/attach", " cD"), ("/logs", " sD")] {
+        assert!(
+            cuts.lines().any(|l| l.contains(stream) && l.contains(flag)),
+            "the proxy cut an idle {stream} stream (flag{flag}), so the resume path ran:\n{cuts}"
+        );
+    }
 }
 
 #[tokio::test]

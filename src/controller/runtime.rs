@@ -113,9 +113,12 @@ pub enum ContainerStatus {
 pub struct LogChunk {
     /// `stdout` or `stderr`.
     pub stream: LogStream,
-    /// Raw bytes, with Docker's timestamp prefix when requested.
+    /// Raw bytes, with the log's timestamp prefix when read from the log.
     pub bytes: bytes::Bytes,
 }
+
+/// Output of a container as it comes ([`ContainerRuntime::attach`]).
+pub type OutputStream = BoxStream<'static, Result<LogChunk, RuntimeError>>;
 
 /// Output stream of a log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -229,10 +232,17 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
     /// Removes a container; removing a missing one is not an error.
     fn remove(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
-    /// Output since `since` (whole seconds), with RFC 3339 timestamps, following while
-    /// the container runs. The stream ends when the container exits or the connection
-    /// is cut.
-    fn logs(&self, name: &str, since: i64) -> BoxStream<'static, Result<LogChunk, RuntimeError>>;
+    /// The container's whole stored output from its start, one chunk per entry of the
+    /// runtime's log, each with an RFC 3339 timestamp and a space before the text
+    /// (an entry is a line, or a piece of a long one), following while the container
+    /// runs. The stream ends when the container exits or the connection is cut.
+    fn logs(&self, name: &str) -> BoxStream<'static, Result<LogChunk, RuntimeError>>;
+    /// Attaches to a container's stdout and stderr: resolves once the runtime has
+    /// attached them, to the bytes the process writes, as it writes them (no
+    /// timestamps, pieces of any size). Attached before the start, it carries all of the
+    /// output, without the runtime's log in between. The stream ends when the
+    /// container's output closes (it exited) or the connection is cut.
+    fn attach(&self, name: &str) -> impl Future<Output = Result<OutputStream, RuntimeError>> + Send;
     /// One CPU/memory sample of a running container.
     fn sample(
         &self,

@@ -57,41 +57,71 @@ pub(super) fn follow(
     path: String,
     target: String,
 ) -> BoxStream<'static, Result<LogChunk, RuntimeError>> {
-    let opened = async move {
-        let io: Box<dyn Io> = match &endpoint {
-            Endpoint::Tcp(address) => {
-                let stream = tokio::net::TcpStream::connect(address.as_str()).await?;
-                stream.set_nodelay(true)?;
-                Box::new(stream)
-            }
-            Endpoint::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
-        };
-        Ok::<_, std::io::Error>(io)
-    };
-    futures::stream::once(async move {
-        let unavailable = |e: std::io::Error| {
-            RuntimeError::Unavailable(format!("cannot read the log of {target}: {e}"))
-        };
-        let mut io = opened.await.map_err(unavailable)?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: flotilla\r\nConnection: close\r\n\r\n"
-        );
-        io.write_all(request.as_bytes()).await.map_err(unavailable)?;
-        let mut reader = Reader::new(io, target);
-        reader.read_head().await?;
-        Ok(reader)
-    })
-    .flat_map(|opened| match opened {
-        Ok(reader) => futures::stream::unfold(Some(reader), |reader| async move {
-            let mut reader = reader?;
-            match reader.next_frame().await {
-                Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), None)),
-            }
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: flotilla\r\nConnection: close\r\n\r\n"
+    );
+    futures::stream::once(open(endpoint, request, target, "logs"))
+        .flat_map(|opened| match opened {
+            Ok(reader) => frames(reader),
+            Err(e) => futures::stream::iter([Err(e)]).boxed(),
         })
-        .boxed(),
-        Err(e) => futures::stream::iter([Err(e)]).boxed(),
+        .boxed()
+}
+
+/// `POST <path>` (an attach request, upgraded to a raw stream as the docker CLI does):
+/// resolves once Docker has answered, which it does after it has attached the
+/// container's streams, to the frames of the output as they arrive.
+pub(super) async fn attach(
+    endpoint: Endpoint,
+    path: String,
+    target: String,
+) -> Result<BoxStream<'static, Result<LogChunk, RuntimeError>>, RuntimeError> {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: flotilla\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+    );
+    Ok(frames(open(endpoint, request, target, "attach").await?))
+}
+
+/// Connects, sends `request` and reads the answer's head.
+async fn open(
+    endpoint: Endpoint,
+    request: String,
+    target: String,
+    operation: &'static str,
+) -> Result<Reader<Box<dyn Io>>, RuntimeError> {
+    let unavailable = |e: std::io::Error| {
+        RuntimeError::Unavailable(format!("cannot {operation} {target}: {e}"))
+    };
+    let mut io: Box<dyn Io> = match &endpoint {
+        Endpoint::Tcp(address) => {
+            let stream = tokio::net::TcpStream::connect(address.as_str())
+                .await
+                .map_err(unavailable)?;
+            stream.set_nodelay(true).map_err(unavailable)?;
+            Box::new(stream)
+        }
+        Endpoint::Unix(path) => Box::new(
+            tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(unavailable)?,
+        ),
+    };
+    io.write_all(request.as_bytes()).await.map_err(unavailable)?;
+    let mut reader = Reader::new(io, target, operation);
+    reader.read_head().await?;
+    Ok(reader)
+}
+
+fn frames<R: AsyncRead + Unpin + Send + 'static>(
+    reader: Reader<R>,
+) -> BoxStream<'static, Result<LogChunk, RuntimeError>> {
+    futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        match reader.next_frame().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(reader))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
     })
     .boxed()
 }
@@ -118,6 +148,8 @@ enum Body {
 struct Reader<R> {
     io: R,
     target: String,
+    /// `logs` or `attach`, for errors.
+    operation: &'static str,
     /// Bytes read and not yet decoded (head, chunk framing).
     raw: BytesMut,
     /// Body bytes decoded and not yet framed.
@@ -126,10 +158,11 @@ struct Reader<R> {
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
-    fn new(io: R, target: String) -> Self {
+    fn new(io: R, target: String, operation: &'static str) -> Self {
         Self {
             io,
             target,
+            operation,
             raw: BytesMut::with_capacity(READ_SIZE),
             body: BytesMut::with_capacity(READ_SIZE),
             state: Body::UntilClose,
@@ -137,7 +170,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     fn cut(&self, what: &str) -> RuntimeError {
-        RuntimeError::Unavailable(format!("the log stream of {} was cut: {what}", self.target))
+        RuntimeError::Unavailable(format!(
+            "the {} stream of {} was cut: {what}",
+            self.operation, self.target
+        ))
     }
 
     /// Reads more bytes; false at the end of the connection.
@@ -150,7 +186,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    /// Reads the status line and headers; an answer other than 200 is an error with
+    /// Reads the status line and headers; an answer other than 200 (or 101, an attach
+    /// upgraded to a raw stream that runs until the connection closes) is an error with
     /// Docker's message.
     async fn read_head(&mut self) -> Result<(), RuntimeError> {
         let end = loop {
@@ -185,6 +222,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             } else if name.eq_ignore_ascii_case("content-length") {
                 length = value.parse::<usize>().ok();
             }
+        }
+        if status == 101 {
+            self.state = Body::UntilClose;
+            return Ok(());
         }
         if status == 200 {
             if self.state == Body::UntilClose && length.is_some() {
@@ -223,7 +264,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             .and_then(|v| v["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| text.trim().to_owned());
         Err(RuntimeError::Refused {
-            operation: "logs",
+            operation: self.operation,
             target: self.target.clone(),
             message: format!("HTTP {status}: {message}"),
         })
@@ -365,7 +406,7 @@ mod tests {
                 }
             }
         });
-        let mut reader = Reader::new(client, "c".into());
+        let mut reader = Reader::new(client, "c".into(), "logs");
         reader.read_head().await?;
         let mut frames = Vec::new();
         while let Some(chunk) = reader.next_frame().await? {
@@ -423,6 +464,27 @@ mod tests {
             let frames = read_all(bytes, 3).await.expect("read");
             assert_eq!(frames.len(), 2);
             assert_eq!(frames[1], (LogStream::Stderr, "b\n".to_owned()));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attach_upgraded_to_a_raw_stream_is_read_until_the_connection_closes() {
+        // Docker's answer to an attach with `Upgrade: tcp`, then the raw multiplexed
+        // output (frames of any size, no chunking) until the container's output ends.
+        let mut bytes = b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n".to_vec();
+        bytes.extend(frame(1, "one\ntw"));
+        bytes.extend(frame(2, "oops\n"));
+        bytes.extend(frame(1, "o\n"));
+        for step in [1, 5, 4096] {
+            assert_eq!(
+                read_all(bytes.clone(), step).await.expect("read"),
+                vec![
+                    (LogStream::Stdout, "one\ntw".to_owned()),
+                    (LogStream::Stderr, "oops\n".to_owned()),
+                    (LogStream::Stdout, "o\n".to_owned()),
+                ],
+                "step {step}"
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 //! translates Docker's wire types and errors and holds no policy.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount as DockerMount, MountType,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
     StopContainerOptionsBuilder,
 };
@@ -24,7 +25,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::controller::runtime::{
     ContainerEvent, ContainerRuntime, ContainerSpec, ContainerState, ContainerStatus, Created,
-    LogChunk, LogStream, ResourceSample, RuntimeError,
+    LogChunk, LogStream, OutputStream, ResourceSample, RuntimeError,
 };
 
 /// A Docker engine reached over HTTP or a unix socket.
@@ -38,6 +39,8 @@ pub struct DockerRuntime {
     seen: Arc<Mutex<Seen>>,
     /// Woken whenever `seen` learns something.
     seen_changed: Arc<tokio::sync::Notify>,
+    /// The API forbade attach (a socket proxy's rule): not asked again.
+    attach_refused: Arc<AtomicBool>,
 }
 
 /// Containers' starts and ends as the event stream announced them, by name.
@@ -166,6 +169,7 @@ impl DockerRuntime {
             host: host.to_owned(),
             seen: Arc::default(),
             seen_changed: Arc::default(),
+            attach_refused: Arc::default(),
         })
     }
 
@@ -177,6 +181,12 @@ impl DockerRuntime {
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(Self { docker, ..self })
+    }
+
+    /// `/v1.41`: the API version requests made here speak.
+    fn version_prefix(&self) -> String {
+        let version = self.docker.client_version();
+        format!("/v{}.{}", version.major_version, version.minor_version)
     }
 
     /// An exited container's state as the event stream told it, if it did.
@@ -298,6 +308,31 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         host_config: Some(host_config),
         ..Default::default()
     }
+}
+
+/// Docker's output frames, from bollard, as chunks.
+fn output_chunks<S>(frames: S, operation: &'static str, name: &str) -> OutputStream
+where
+    S: futures::Stream<Item = Result<bollard::container::LogOutput, DockerError>> + Send + 'static,
+{
+    let target = name.to_owned();
+    frames
+        .filter_map(|item| async move {
+            match item {
+                Ok(bollard::container::LogOutput::StdOut { message }) => Some(Ok(LogChunk {
+                    stream: LogStream::Stdout,
+                    bytes: message,
+                })),
+                Ok(bollard::container::LogOutput::StdErr { message }) => Some(Ok(LogChunk {
+                    stream: LogStream::Stderr,
+                    bytes: message,
+                })),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
+        .map_err(move |e| refused(operation, &target, &e))
+        .boxed()
 }
 
 impl ContainerRuntime for DockerRuntime {
@@ -427,43 +462,71 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
-    fn logs(&self, name: &str, since: i64) -> BoxStream<'static, Result<LogChunk, RuntimeError>> {
-        let target = name.to_owned();
+    fn logs(&self, name: &str) -> BoxStream<'static, Result<LogChunk, RuntimeError>> {
         if let Some(endpoint) = &self.logs_endpoint {
-            let version = self.docker.client_version();
             let path = format!(
-                "/v{}.{}/containers/{name}/logs?follow=1&stdout=1&stderr=1&timestamps=1&since={}",
-                version.major_version,
-                version.minor_version,
-                since.max(0)
+                "{}/containers/{name}/logs?follow=1&stdout=1&stderr=1&timestamps=1",
+                self.version_prefix()
             );
-            return logstream::follow(endpoint.clone(), path, target);
+            return logstream::follow(endpoint.clone(), path, name.to_owned());
         }
         let options = LogsOptionsBuilder::default()
             .follow(true)
             .stdout(true)
             .stderr(true)
             .timestamps(true)
-            .since(i32::try_from(since).unwrap_or(0))
             .build();
-        self.docker
-            .logs(name, Some(options))
-            .filter_map(|item| async move {
-                match item {
-                    Ok(bollard::container::LogOutput::StdOut { message }) => Some(Ok(LogChunk {
-                        stream: LogStream::Stdout,
-                        bytes: message,
-                    })),
-                    Ok(bollard::container::LogOutput::StdErr { message }) => Some(Ok(LogChunk {
-                        stream: LogStream::Stderr,
-                        bytes: message,
-                    })),
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
+        output_chunks(self.docker.logs(name, Some(options)), "logs", name)
+    }
+
+    async fn attach(&self, name: &str) -> Result<OutputStream, RuntimeError> {
+        if self.attach_refused.load(Ordering::Relaxed) {
+            return Err(RuntimeError::Refused {
+                operation: "attach",
+                target: name.to_owned(),
+                message: "refused before; output is read from Docker's log".into(),
+            });
+        }
+        let attached = match &self.logs_endpoint {
+            Some(endpoint) => {
+                let path = format!(
+                    "{}/containers/{name}/attach?stream=1&stdout=1&stderr=1",
+                    self.version_prefix()
+                );
+                logstream::attach(endpoint.clone(), path, name.to_owned()).await
+            }
+            None => {
+                let options = AttachContainerOptionsBuilder::default()
+                    .stream(true)
+                    .stdout(true)
+                    .stderr(true)
+                    .build();
+                match self.docker.attach_container(name, Some(options)).await {
+                    Ok(attached) => Ok(output_chunks(attached.output, "attach", name)),
+                    Err(e) => Err(match status_of(&e) {
+                        // Worded as the direct reader words it.
+                        Some(code) => RuntimeError::Refused {
+                            operation: "attach",
+                            target: name.to_owned(),
+                            message: format!("HTTP {code}: {}", message_of(&e)),
+                        },
+                        None => unavailable(&e),
+                    }),
                 }
-            })
-            .map_err(move |e| refused("logs", &target, &e))
-            .boxed()
+            }
+        };
+        // A proxy that forbids attach (403) is not asked again: every run reads Docker's
+        // log instead, which is slower for a loud run but loses nothing.
+        if let Err(RuntimeError::Refused { message, .. }) = &attached
+            && message.starts_with("HTTP 403")
+            && !self.attach_refused.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                host = %self.host,
+                "the Docker API refuses attach ({message}); run output is read from Docker's log, which falls behind runs printing more than ~25 MB/s; allow POST /containers/{{id}}/attach without stdin in the socket proxy"
+            );
+        }
+        attached
     }
 
     async fn sample(&self, name: &str) -> Result<Option<ResourceSample>, RuntimeError> {

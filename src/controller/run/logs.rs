@@ -2,16 +2,18 @@
 //!
 //! Each attempt's output is a file `<data>/runs/<run uid>/attempt-<n>.log` of lines
 //! `<RFC 3339 timestamp, nanoseconds> <stdout|stderr> <text>`, appended as they arrive.
-//! A follower resumes from the last persisted timestamp (Docker's `since=` has whole
-//! seconds, so lines up to and including that instant that are already on disk are
-//! skipped), which makes a proxy cut or an operator restart lose and duplicate nothing.
+//! A follower attached to the container before its start reads the output as the
+//! process writes it, stamped when it arrives; one that starts later (an operator
+//! restart) or picks up after a cut reads Docker's log from its start, stamped by
+//! Docker, and skips as many lines of each stream as are stored ([`Lines`] splits both
+//! sources alike), which makes a proxy cut or an operator restart lose and duplicate
+//! nothing.
 //! CPU and memory samples go to `metrics.jsonl` beside the logs. With a store shared by
 //! replicas, [`ship`] copies both files into it as they grow.
 
 pub mod ship;
 
-use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 
 use crate::controller::runtime::{
-    ContainerRuntime, ContainerStatus, LogStream, ResourceSample, RuntimeError,
+    ContainerRuntime, ContainerStatus, LogStream, OutputStream, ResourceSample, RuntimeError,
 };
 
 /// Rewrites a line before it is stored (secret redaction); identity when absent.
@@ -128,140 +130,76 @@ impl LogLine {
     }
 }
 
-/// Where a follower resumes. Docker's `since=` takes whole seconds, so the replay starts
-/// at the second of the latest stored line, and every line stored from that second on is
-/// skipped when it comes again: matched by timestamp, stream and text, and counted. The
-/// match does not depend on where a line sits in the file, because lines are stored in
-/// arrival order and stdout and stderr arrive out of timestamp order (a stderr line can
-/// follow a later stdout line). Lines are remembered by a 64-bit digest: a second of a
-/// loud run can hold 100,000 lines.
+/// Where a follower resumes: what the log holds. Docker's log is read again from its
+/// start and as many lines of each stream as are stored are skipped. A count, because
+/// lines stored from an attached stream carry the operator's clock and Docker's log
+/// its own, and Docker's `since=` has whole seconds; exact, because [`Lines`] cuts both
+/// sources' bytes into the same lines.
 #[derive(Debug, Default, PartialEq)]
 struct Resume {
-    /// Replay from this Unix second (0: from the start).
-    since: i64,
-    /// Digests of the lines stored at or after `since`, with how many times each.
-    stored: HashMap<u64, usize>,
+    /// Lines stored of each stream ([`stream_index`]).
+    lines: [u64; 2],
+    /// The last stored line of each stream, to check that the replay lines up.
+    last: [Option<String>; 2],
+    /// Bytes stored.
+    bytes: u64,
+    /// Whether the log ends with [`TRUNCATED_MARK`].
+    capped: bool,
 }
 
 impl Resume {
-    /// Whether a replayed line is already stored (and counts it off).
-    fn already_stored(&mut self, at: DateTime<Utc>, stream: LogStream, text: &str) -> bool {
-        if self.stored.is_empty() {
-            return false;
-        }
-        let digest = line_digest(at, stream, text);
-        match self.stored.get_mut(&digest) {
-            Some(count) => {
-                *count -= 1;
-                if *count == 0 {
-                    self.stored.remove(&digest);
-                }
-                true
-            }
-            None => false,
-        }
+    /// Whether nothing is stored.
+    fn is_empty(&self) -> bool {
+        self.bytes == 0
     }
 }
 
-fn line_digest(at: DateTime<Utc>, stream: LogStream, text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    (at, stream, text).hash(&mut hasher);
-    hasher.finish()
+fn stream_index(stream: LogStream) -> usize {
+    match stream {
+        LogStream::Stdout => 0,
+        LogStream::Stderr => 1,
+    }
 }
 
-/// How far out of timestamp order a stored line can be, in seconds.
-const ARRIVAL_SLACK_SECONDS: i64 = 1;
-
-/// Bytes read at a time when looking at the end of a log.
-const TAIL_WINDOW: u64 = 64 * 1024;
-
 fn resume_point(path: &Path) -> std::io::Result<Resume> {
-    let mut file = match std::fs::File::open(path) {
+    let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Resume::default()),
         Err(e) => return Err(e),
     };
-    let length = file.metadata()?.len();
-    let Some(latest) = latest_at(&mut file, length)? else {
-        return Ok(Resume::default());
-    };
-    let since = latest.timestamp();
-    // Step back until a line is older than that second (with slack), or to the start.
-    let mut back = TAIL_WINDOW;
-    let start = loop {
-        let offset = length.saturating_sub(back);
-        if offset == 0 {
-            break 0;
-        }
-        match first_line_at(&mut file, offset)? {
-            Some(at) if at.timestamp() < since - ARRIVAL_SLACK_SECONDS => break offset,
-            _ => back *= 2,
-        }
-    };
-    // Then read forward, remembering the lines of that second and later.
-    file.seek(SeekFrom::Start(start))?;
-    let mut reader = std::io::BufReader::new(file);
-    let mut stored = HashMap::new();
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
+    let mut resume = Resume::default();
+    let mut last: [Vec<u8>; 2] = Default::default();
     let mut line = Vec::new();
-    let mut first = start > 0;
+    let mut marked = false;
     loop {
         line.clear();
-        if std::io::BufRead::read_until(&mut reader, b'\n', &mut line)? == 0 {
+        let length = std::io::BufRead::read_until(&mut reader, b'\n', &mut line)?;
+        if length == 0 {
             break;
         }
-        if std::mem::take(&mut first) {
-            continue; // probably cut in the middle
-        }
-        let text = String::from_utf8_lossy(&line);
-        if let Some(parsed) = LogLine::parse(text.trim_end_matches('\n'))
-            && parsed.at.timestamp() >= since
-        {
-            *stored
-                .entry(line_digest(parsed.at, parsed.stream, &parsed.text))
-                .or_insert(0) += 1;
+        resume.bytes += length as u64;
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        let mut parts = body.splitn(3, |b| *b == b' ');
+        let _stamp = parts.next();
+        let index = match parts.next() {
+            Some(b"stdout") => 0,
+            Some(b"stderr") => 1,
+            _ => continue,
+        };
+        let text = parts.next().unwrap_or_default();
+        marked = index == 1 && text.starts_with(TRUNCATED_MARK.as_bytes());
+        resume.lines[index] += 1;
+        last[index].clear();
+        last[index].extend_from_slice(text);
+    }
+    resume.capped = marked;
+    for (index, text) in last.into_iter().enumerate() {
+        if resume.lines[index] > 0 {
+            resume.last[index] = Some(String::from_utf8_lossy(&text).into_owned());
         }
     }
-    Ok(Resume { since, stored })
-}
-
-/// The latest timestamp among the last lines of a log, if it has any.
-fn latest_at(file: &mut std::fs::File, length: u64) -> std::io::Result<Option<DateTime<Utc>>> {
-    let mut window = TAIL_WINDOW;
-    loop {
-        let start = length.saturating_sub(window);
-        let tail = read_at(file, start, window)?;
-        let mut lines: Vec<&str> = tail.lines().collect();
-        if start > 0 && !lines.is_empty() {
-            lines.remove(0); // probably cut in the middle
-        }
-        let latest = lines
-            .iter()
-            .filter_map(|l| LogLine::parse(l))
-            .map(|l| l.at)
-            .max();
-        if latest.is_some() || start == 0 {
-            return Ok(latest);
-        }
-        window *= 4;
-    }
-}
-
-/// The timestamp of the first whole line after `offset`.
-fn first_line_at(file: &mut std::fs::File, offset: u64) -> std::io::Result<Option<DateTime<Utc>>> {
-    let text = read_at(file, offset, TAIL_WINDOW)?;
-    Ok(text
-        .split('\n')
-        .skip(1)
-        .find_map(LogLine::parse)
-        .map(|l| l.at))
-}
-
-fn read_at(file: &mut std::fs::File, offset: u64, length: u64) -> std::io::Result<String> {
-    file.seek(SeekFrom::Start(offset))?;
-    let mut bytes = Vec::new();
-    Read::by_ref(file).take(length).read_to_end(&mut bytes)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(resume)
 }
 
 /// Timestamp of the first line the pipeline itself printed: uv's own progress and
@@ -315,52 +253,62 @@ const PACE: Duration = Duration::from_millis(1);
 /// (network, mounts) is slow on a loaded host; without an event stream there is no wait.
 const EXIT_EVENT_WAIT: Duration = Duration::from_secs(1);
 
-/// Copies a container's output into `path` until the container has exited and all of
-/// its output is stored. Reconnects (from the last stored timestamp) when the stream is
-/// cut while the container still runs.
+/// Longest stored line: output without a newline for longer than this is stored in
+/// pieces of this size, each cut where a character ends. Well below the chunks that
+/// [`ship`] stores, so that those always hold whole lines.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// What a follower reads: a stream attached before the start, or Docker's log.
+pub struct Follow<'a> {
+    /// The log file of the attempt.
+    pub path: &'a Path,
+    /// Rewrites each line before it is stored (secret redaction).
+    pub filter: Option<&'a LineFilter>,
+    /// Told whenever the file grew.
+    pub files: &'a RunFiles,
+    /// Size at which Docker rotates the container's log (json-file `max-size`; 0 when
+    /// unknown): a log that passed it may have lost lines from Docker's copy.
+    pub rotates_at: u64,
+    /// The stored log ends at this size: the line that would pass it is replaced by
+    /// [`TRUNCATED_MARK`] and the rest of the output is read and dropped.
+    pub max_bytes: Option<u64>,
+}
+
+/// Copies a container's output into the attempt's log until the container has exited
+/// and all of its output is stored.
 ///
-/// `rotates_at` is the size at which Docker rotates the container's log file (json-file
-/// `max-size`; 0 when unknown). A follow stream can miss output across a rotation, so
-/// after an exit the log is read once more from the last stored line, unless the stream
-/// followed the attempt from its start, uncut, and carried less than that.
-///
-/// With `max_bytes`, the stored log ends at that size: the line that would pass it is
-/// replaced by [`TRUNCATED_MARK`] and the rest of the output is read and dropped.
+/// With `attached` (a stream attached before the container started) and nothing stored
+/// yet, the output is read from it: as the process writes it, whatever Docker's log
+/// costs. Otherwise, and whenever a stream is cut while the container still runs,
+/// Docker's log is read from its start, skipping the lines already stored ([`Resume`]).
 pub async fn follow_attempt<R: ContainerRuntime>(
     runtime: &R,
     container: &str,
-    path: &Path,
-    filter: Option<&LineFilter>,
-    files: &RunFiles,
-    rotates_at: u64,
-    max_bytes: Option<u64>,
+    follow: &Follow<'_>,
+    attached: Option<OutputStream>,
 ) -> Result<(), RuntimeError> {
+    let path = follow.path;
     let io_error = |e: std::io::Error| {
         RuntimeError::Unavailable(format!("cannot write {}: {e}", path.display()))
     };
     if let Some(dir) = path.parent() {
         crate::private_fs::create_dir(dir).map_err(io_error)?;
     }
+    let mut attached = attached;
     let mut failures = 0u32;
-    let mut final_pass = false;
-    // The size of Docker's log file, estimated from what the stream carried (`None`
-    // once it is unknown: the stream resumed or was cut).
-    let mut docker_log_bytes = Some(0u64);
     loop {
-        let mut resume = resume_point(path).map_err(io_error)?;
-        if resume.since != 0 {
-            docker_log_bytes = None;
-        }
-        // A log at its cap already ends with the mark (written before a resume).
-        let mut stored = std::fs::metadata(path).map_or(0, |m| m.len());
-        let mut capped = max_bytes.is_some_and(|max| stored >= max);
-        let mut file = std::io::BufWriter::with_capacity(
-            256 * 1024,
-            crate::private_fs::append(path).map_err(io_error)?,
-        );
-        let mut stream = runtime.logs(container, resume.since).ready_chunks(BATCH);
+        let resume = resume_point(path).map_err(io_error)?;
+        let from_start = attached.take().filter(|_| resume.is_empty());
+        let stamped_here = from_start.is_some();
+        let mut sink = Sink::open(follow, container, resume).map_err(io_error)?;
+        let mut stream = from_start
+            .unwrap_or_else(|| runtime.logs(container))
+            .ready_chunks(BATCH);
+        // The size of Docker's log file, estimated from what its stream carried.
+        let mut docker_log_bytes = 0u64;
         let mut cut = None;
         'stream: while let Some(batch) = stream.next().await {
+            let now = stamped_here.then(|| Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true));
             for item in batch {
                 let chunk = match item {
                     Ok(chunk) => chunk,
@@ -369,89 +317,51 @@ pub async fn follow_attempt<R: ContainerRuntime>(
                         break 'stream;
                     }
                 };
-                let text = String::from_utf8_lossy(&chunk.bytes);
-                for raw in text.split_inclusive('\n') {
-                    let raw = raw.strip_suffix('\n').unwrap_or(raw);
-                    let raw = raw.strip_suffix('\r').unwrap_or(raw);
-                    let (stamp, message) = raw.split_once(' ').unwrap_or((raw, ""));
-                    // Docker's stamps are already in the stored form; they are parsed
-                    // only when they are not, or to skip what a resume finds stored.
-                    let stored_form = is_stored_form(stamp);
-                    let at = if stored_form && resume.stored.is_empty() {
-                        None
-                    } else {
-                        match DateTime::parse_from_rfc3339(stamp) {
-                            Ok(at) => Some(at.with_timezone(&Utc)),
-                            Err(_) => continue,
-                        }
-                    };
-                    if let Some(total) = docker_log_bytes.as_mut() {
-                        *total += json_file_bytes(message);
+                match &now {
+                    Some(now) => sink.feed(chunk.stream, &chunk.bytes, now),
+                    None => {
+                        let (stamp, message) = split_stamp(&chunk.bytes);
+                        docker_log_bytes += json_file_bytes(message);
+                        sink.feed(chunk.stream, message, &stamp)
                     }
-                    let text = match filter {
-                        Some(filter) => std::borrow::Cow::Owned(filter(message)),
-                        None => std::borrow::Cow::Borrowed(message),
-                    };
-                    if let Some(at) = at
-                        && resume.already_stored(at, chunk.stream, &text)
-                    {
-                        continue;
-                    }
-                    let stamp = match at.filter(|_| !stored_form) {
-                        Some(at) => {
-                            std::borrow::Cow::Owned(at.to_rfc3339_opts(SecondsFormat::Nanos, true))
-                        }
-                        None => std::borrow::Cow::Borrowed(stamp),
-                    };
-                    if let Some(max) = max_bytes {
-                        if capped {
-                            continue;
-                        }
-                        let length = (stamp.len() + text.len() + 10) as u64;
-                        if stored + length > max {
-                            capped = true;
-                            let mark = format!(
-                                "{TRUNCATED_MARK} {max} bytes (--log-max-size); later lines were not stored"
-                            );
-                            write_line(&mut file, &stamp, LogStream::Stderr, &mark)
-                                .map_err(io_error)?;
-                            continue;
-                        }
-                        stored += length;
-                    }
-                    write_line(&mut file, &stamp, chunk.stream, &text).map_err(io_error)?;
                 }
+                .map_err(io_error)?;
             }
-            file.flush().map_err(io_error)?;
-            files.announce_output();
+            sink.flush().map_err(io_error)?;
+            follow.files.announce_output();
             tokio::time::sleep(PACE).await;
         }
-        file.flush().map_err(io_error)?;
-        drop(file);
-        if cut.is_some() {
-            docker_log_bytes = None;
-        }
-        if final_pass && cut.is_none() {
-            return Ok(());
-        }
+        sink.flush().map_err(io_error)?;
         if cut.is_none() {
             // The stream ended: the container has most likely exited, and its `die`
             // event tells so without waiting on Docker's clean-up (see `inspect`).
             runtime.await_exit(container, EXIT_EVENT_WAIT).await;
         }
-        match runtime.inspect(container).await {
-            Ok(Some(state)) if state.status == ContainerStatus::Running => {}
-            // Exited: all of the output came, unless Docker may have rotated its file.
-            Ok(Some(_)) if docker_log_bytes.is_some_and(|b| b < rotates_at) => return Ok(()),
-            // Read once more from the last stored line: the complete log is readable
-            // once the container has stopped.
-            Ok(Some(_)) => {
-                final_pass = true;
-                continue;
+        let complete = match runtime.inspect(container).await {
+            // Cut, or the process closed its output and runs on: read Docker's log.
+            Ok(Some(state)) if state.status == ContainerStatus::Running => false,
+            Ok(Some(_)) => cut.is_none(),
+            // Removed: nothing more can be read.
+            Ok(None) => true,
+            Err(e) => {
+                cut = Some(e);
+                false
             }
-            Ok(None) => return Ok(()),
-            Err(e) => cut = Some(e),
+        };
+        if complete {
+            // A last line without a newline is complete now.
+            sink.finish().map_err(io_error)?;
+            follow.files.announce_output();
+            if !stamped_here && follow.rotates_at > 0 && docker_log_bytes >= follow.rotates_at {
+                tracing::warn!(
+                    container,
+                    "Docker's log of this attempt passed its rotation size ({} bytes, --container-log-max-size): lines Docker dropped while this log was read from it are missing",
+                    follow.rotates_at
+                );
+            }
+            return Ok(());
         }
+        drop(sink);
         if let Some(error) = cut {
             failures += 1;
             tracing::warn!(
@@ -461,6 +371,217 @@ pub async fn follow_attempt<R: ContainerRuntime>(
             );
         }
         tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
+    }
+}
+
+/// A frame of Docker's log, `<timestamp> <text>`, as the stored timestamp and the text
+/// (a line with its newline, or a piece of a long one without).
+fn split_stamp(frame: &[u8]) -> (std::borrow::Cow<'_, str>, &[u8]) {
+    let (stamp, message) = match frame.iter().position(|b| *b == b' ') {
+        Some(space) => (&frame[..space], &frame[space + 1..]),
+        None => (&frame[..0], frame),
+    };
+    let stamp = std::str::from_utf8(stamp).unwrap_or_default();
+    // Docker's stamps are already in the stored form; others are rendered.
+    if is_stored_form(stamp) {
+        return (std::borrow::Cow::Borrowed(stamp), message);
+    }
+    let at = DateTime::parse_from_rfc3339(stamp)
+        .map(|at| at.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc::now());
+    (
+        std::borrow::Cow::Owned(at.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+        message,
+    )
+}
+
+/// The lines of each output stream, from its bytes in pieces of any size: a line ends at
+/// a newline or where it would pass [`MAX_LINE`] bytes, so the
+/// same bytes make the same lines whether they came attached or from Docker's log, which
+/// splits long lines at 16 KiB. A line is stamped with the time its first byte came.
+struct Lines {
+    /// Each stream's line so far, and when it began.
+    pending: [Vec<u8>; 2],
+    began: [String; 2],
+}
+
+impl Lines {
+    fn new() -> Self {
+        Self {
+            pending: Default::default(),
+            began: Default::default(),
+        }
+    }
+
+    /// Cuts `bytes` of `stream`, which came at `at`, into lines for `line`.
+    fn feed(
+        &mut self,
+        stream: LogStream,
+        mut bytes: &[u8],
+        at: &str,
+        mut line: impl FnMut(LogStream, &[u8], &str) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let i = stream_index(stream);
+        while !bytes.is_empty() {
+            let room = MAX_LINE - self.pending[i].len();
+            let look = &bytes[..bytes.len().min(room + 1)];
+            if let Some(end) = look.iter().position(|b| *b == b'\n') {
+                if self.pending[i].is_empty() {
+                    line(stream, &bytes[..end], at)?;
+                } else {
+                    let mut whole = std::mem::take(&mut self.pending[i]);
+                    whole.extend_from_slice(&bytes[..end]);
+                    line(stream, &whole, &self.began[i])?;
+                    whole.clear();
+                    self.pending[i] = whole;
+                }
+                bytes = &bytes[end + 1..];
+                continue;
+            }
+            if self.pending[i].is_empty() {
+                at.clone_into(&mut self.began[i]);
+            }
+            if bytes.len() <= room {
+                self.pending[i].extend_from_slice(bytes);
+                break;
+            }
+            // More than MAX_LINE bytes without a newline.
+            self.pending[i].extend_from_slice(&bytes[..room]);
+            bytes = &bytes[room..];
+            let end = char_boundary(&self.pending[i]);
+            let rest = self.pending[i].split_off(end);
+            let full = std::mem::replace(&mut self.pending[i], rest);
+            line(stream, &full, &self.began[i])?;
+            at.clone_into(&mut self.began[i]);
+        }
+        Ok(())
+    }
+
+    /// The lines begun and not ended (the output is over).
+    fn rest(&mut self) -> Vec<(LogStream, Vec<u8>, String)> {
+        [LogStream::Stdout, LogStream::Stderr]
+            .into_iter()
+            .filter_map(|stream| {
+                let i = stream_index(stream);
+                let text = std::mem::take(&mut self.pending[i]);
+                (!text.is_empty()).then(|| (stream, text, std::mem::take(&mut self.began[i])))
+            })
+            .collect()
+    }
+}
+
+/// Where the last whole character of `bytes` ends (UTF-8; other bytes end anywhere).
+fn char_boundary(bytes: &[u8]) -> usize {
+    let length = bytes.len();
+    for back in 1..=length.min(3) {
+        let byte = bytes[length - back];
+        if byte & 0xC0 != 0x80 {
+            let width = match byte {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => 1,
+            };
+            return if width > back { length - back } else { length };
+        }
+    }
+    length
+}
+
+/// The attempt's log file as lines are stored into it: skipping what a resume found
+/// stored, redacting, and ending at the size limit.
+struct Sink<'a> {
+    file: std::io::BufWriter<std::fs::File>,
+    lines: Lines,
+    filter: Option<&'a LineFilter>,
+    max_bytes: Option<u64>,
+    stored: u64,
+    capped: bool,
+    /// Lines of each stream still to skip, and the last of them as stored.
+    skip: [u64; 2],
+    last: [Option<String>; 2],
+    container: &'a str,
+}
+
+impl<'a> Sink<'a> {
+    fn open(follow: &Follow<'a>, container: &'a str, resume: Resume) -> std::io::Result<Self> {
+        let file = std::io::BufWriter::with_capacity(
+            256 * 1024,
+            crate::private_fs::append(follow.path)?,
+        );
+        Ok(Self {
+            file,
+            lines: Lines::new(),
+            filter: follow.filter,
+            max_bytes: follow.max_bytes,
+            stored: resume.bytes,
+            capped: resume.capped || follow.max_bytes.is_some_and(|max| resume.bytes >= max),
+            skip: resume.lines,
+            last: resume.last,
+            container,
+        })
+    }
+
+    fn feed(&mut self, stream: LogStream, bytes: &[u8], at: &str) -> std::io::Result<()> {
+        let mut lines = std::mem::replace(&mut self.lines, Lines::new());
+        let fed = lines.feed(stream, bytes, at, |stream, text, at| {
+            self.line(stream, text, at)
+        });
+        self.lines = lines;
+        fed
+    }
+
+    fn line(&mut self, stream: LogStream, bytes: &[u8], at: &str) -> std::io::Result<()> {
+        let i = stream_index(stream);
+        if self.skip[i] > 1 {
+            self.skip[i] -= 1;
+            return Ok(());
+        }
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let raw = String::from_utf8_lossy(bytes);
+        let text = match self.filter {
+            Some(filter) => std::borrow::Cow::Owned(filter(&raw)),
+            None => raw,
+        };
+        if self.skip[i] == 1 {
+            self.skip[i] = 0;
+            // The last stored line of the stream: the replay lines up when it is the same.
+            if self.last[i].as_deref() != Some(text.as_ref()) && !self.capped {
+                tracing::warn!(
+                    container = self.container,
+                    stream = stream.as_str(),
+                    "Docker's log does not line up with the stored one (it lost its beginning past --container-log-max-size?): lines may be missing or repeated around this resume"
+                );
+            }
+            return Ok(());
+        }
+        if let Some(max) = self.max_bytes {
+            if self.capped {
+                return Ok(());
+            }
+            let length = (at.len() + text.len() + 9) as u64;
+            if self.stored + length > max {
+                self.capped = true;
+                let mark = format!(
+                    "{TRUNCATED_MARK} {max} bytes (--log-max-size); later lines were not stored"
+                );
+                return write_line(&mut self.file, at, LogStream::Stderr, &mark);
+            }
+            self.stored += length;
+        }
+        write_line(&mut self.file, at, stream, &text)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+
+    /// Stores the lines without a newline at the end of the output, and flushes.
+    fn finish(&mut self) -> std::io::Result<()> {
+        for (stream, text, at) in self.lines.rest() {
+            self.line(stream, &text, &at)?;
+        }
+        self.flush()
     }
 }
 
@@ -502,9 +623,9 @@ fn is_stored_form(stamp: &str) -> bool {
 /// (at most six bytes per byte: `\u003c`; Docker escapes `<`, `>` and `&` too, and each
 /// invalid UTF-8 byte becomes `\ufffd`) and the stream name, timestamp and punctuation
 /// around it (under 100 bytes).
-fn json_file_bytes(text: &str) -> u64 {
+fn json_file_bytes(text: &[u8]) -> u64 {
     let escaped = text
-        .bytes()
+        .iter()
         .map(|b| match b {
             0..=0x1f | b'"' | b'\\' | b'<' | b'>' | b'&' => 6,
             0x80.. => 2,
@@ -614,7 +735,7 @@ mod tests {
             );
             let with_newline = line.len() as u64 + 1;
             assert!(
-                json_file_bytes(text) >= with_newline,
+                json_file_bytes(text.as_bytes()) >= with_newline,
                 "{text:?}: {with_newline}"
             );
         }
@@ -631,56 +752,152 @@ mod tests {
         assert_eq!(empty.text, "");
     }
 
-    #[test]
-    fn resume_point_holds_the_lines_of_the_last_second_in_any_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("a.log");
-        assert_eq!(
-            resume_point(&path).expect("missing is fine"),
-            Resume::default()
-        );
-        // stderr's line arrived (and was stored) after a later-stamped stdout line.
-        std::fs::write(
-            &path,
-            "2026-01-01T00:00:01.000000000Z stdout a\n\
-             2026-01-01T00:00:02.000000000Z stdout b\n\
-             2026-01-01T00:00:02.500000000Z stdout done\n\
-             2026-01-01T00:00:02.400000000Z stderr late\n\
-             2026-01-01T00:00:02.000000000Z stdout b\n",
-        )
-        .expect("write");
-        let mut resume = resume_point(&path).expect("read");
-        assert_eq!(resume.since, 1_767_225_602);
-        assert_eq!(resume.stored.len(), 3);
-        let at = |text: &str| {
-            DateTime::parse_from_rfc3339(text)
-                .expect("instant")
-                .with_timezone(&Utc)
-        };
-        // The replay from that second: each stored line is skipped as often as stored.
-        assert!(resume.already_stored(at("2026-01-01T00:00:02Z"), LogStream::Stdout, "b"));
-        assert!(resume.already_stored(at("2026-01-01T00:00:02.4Z"), LogStream::Stderr, "late"));
-        assert!(resume.already_stored(at("2026-01-01T00:00:02.5Z"), LogStream::Stdout, "done"));
-        assert!(resume.already_stored(at("2026-01-01T00:00:02Z"), LogStream::Stdout, "b"));
-        assert!(!resume.already_stored(at("2026-01-01T00:00:02Z"), LogStream::Stdout, "b"));
-        assert!(!resume.already_stored(at("2026-01-01T00:00:02.6Z"), LogStream::Stdout, "new"));
+    /// The lines `Lines` makes of `pieces` (stream, bytes), then of what is left.
+    fn lines_of(pieces: &[(LogStream, &[u8])]) -> Vec<(LogStream, String)> {
+        let mut lines = Lines::new();
+        let mut out = Vec::new();
+        for (stream, bytes) in pieces {
+            lines
+                .feed(*stream, bytes, "t", |stream, text, _| {
+                    out.push((stream, String::from_utf8_lossy(text).into_owned()));
+                    Ok(())
+                })
+                .expect("feed");
+        }
+        for (stream, text, _) in lines.rest() {
+            out.push((stream, String::from_utf8_lossy(&text).into_owned()));
+        }
+        out
     }
 
     #[test]
-    fn resume_point_reaches_back_over_a_loud_second() {
+    fn the_same_bytes_make_the_same_lines_however_they_are_cut() {
+        // Output as a process writes it: a long line (Docker's log splits it at 16 KiB),
+        // multi-byte characters, both streams, a carriage return, no final newline.
+        let long = "é".repeat(MAX_LINE); // 2 bytes each: two full lines and a rest
+        let stdout = format!("first\r\n{long}\nmiddle\n\nlast without newline");
+        let stderr = "warning: a\nwarning: b\n".to_owned();
+        let whole = lines_of(&[
+            (LogStream::Stdout, stdout.as_bytes()),
+            (LogStream::Stderr, stderr.as_bytes()),
+        ]);
+        for size in [1, 7, 4096, 16 * 1024, 32 * 1024 + 5] {
+            let mut pieces = Vec::new();
+            for (out, err) in stdout
+                .as_bytes()
+                .chunks(size)
+                .zip(stderr.as_bytes().chunks(size).chain(std::iter::repeat(&[][..])))
+            {
+                pieces.push((LogStream::Stdout, out));
+                pieces.push((LogStream::Stderr, err));
+            }
+            let cut = lines_of(&pieces);
+            let stdout_lines = |lines: &[(LogStream, String)]| {
+                lines
+                    .iter()
+                    .filter(|(s, _)| *s == LogStream::Stdout)
+                    .map(|(_, t)| t.clone())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(stdout_lines(&cut), stdout_lines(&whole), "pieces of {size}");
+            assert_eq!(cut.len(), whole.len(), "pieces of {size}");
+        }
+        let texts: Vec<&str> = whole.iter().map(|(_, t)| t.as_str()).collect();
+        // Cut at MAX_LINE where a character ends: no replacement characters.
+        assert_eq!(texts[0], "first\r", "dropped when stored (Sink::line), not here");
+        assert_eq!(texts[1].len(), MAX_LINE);
+        assert_eq!(texts[2].len(), MAX_LINE);
+        assert_eq!(format!("{}{}", texts[1], texts[2]), long);
+        assert_eq!(&texts[3..5], ["middle", ""]);
+        assert_eq!(&texts[5..7], ["warning: a", "warning: b"]);
+        assert_eq!(&texts[7..], ["last without newline"], "stored once the output is over");
+    }
+
+    #[test]
+    fn a_character_is_never_cut() {
+        assert_eq!(char_boundary(b"ab"), 2);
+        assert_eq!(char_boundary("aé".as_bytes()), 3);
+        assert_eq!(char_boundary(&"aé".as_bytes()[..2]), 1);
+        assert_eq!(char_boundary(&"a€".as_bytes()[..3]), 1);
+        assert_eq!(char_boundary(&"a😀".as_bytes()[..4]), 1);
+        assert_eq!(char_boundary("a😀".as_bytes()), 5);
+        assert_eq!(char_boundary(&[0xff, 0xfe]), 2, "not UTF-8: cut anywhere");
+    }
+
+    #[test]
+    fn a_resume_skips_the_stored_lines_of_each_stream_and_stores_the_rest() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("loud.log");
-        let mut text = String::new();
-        for i in 0..100 {
-            text.push_str(&format!("2026-01-01T00:00:01.{i:09}Z stdout early {i}\n"));
+        let path = dir.path().join("attempt-1.log");
+        let files = RunFiles::new(dir.path());
+        let follow = Follow {
+            path: &path,
+            filter: None,
+            files: &files,
+            rotates_at: 0,
+            max_bytes: None,
+        };
+        // Stored from an attached stream (operator stamps): out 1, err 1, out 2, and
+        // half of "out 3" (not stored: the stream was cut within it).
+        let mut sink = Sink::open(&follow, "c", Resume::default()).expect("open");
+        let at = "2026-01-01T00:00:05.000000000Z";
+        sink.feed(LogStream::Stdout, b"out 1\n", at).expect("feed");
+        sink.feed(LogStream::Stderr, b"err 1\n", at).expect("feed");
+        sink.feed(LogStream::Stdout, b"out 2\nout", at).expect("feed");
+        sink.flush().expect("flush");
+        drop(sink);
+        let resume = resume_point(&path).expect("resume");
+        assert_eq!(resume.lines, [2, 1]);
+        assert_eq!(resume.last, [Some("out 2".into()), Some("err 1".into())]);
+        assert!(!resume.capped);
+        // Docker's log from its start, in its own order and with its own stamps.
+        let mut sink = Sink::open(&follow, "c", resume).expect("open");
+        for (stream, frame) in [
+            (LogStream::Stdout, "2026-01-01T00:00:04.900000001Z out 1\n"),
+            (LogStream::Stdout, "2026-01-01T00:00:04.900000002Z out 2\n"),
+            (LogStream::Stderr, "2026-01-01T00:00:04.900000003Z err 1\n"),
+            (LogStream::Stdout, "2026-01-01T00:00:04.900000004Z out 3\n"),
+            (LogStream::Stderr, "2026-01-01T00:00:06.000000000Z err 2\n"),
+        ] {
+            let (stamp, message) = split_stamp(frame.as_bytes());
+            sink.feed(stream, message, &stamp).expect("feed");
         }
-        // 20,000 lines (about 1 MB) in the last second: far more than one tail window.
-        for i in 0..20_000 {
-            text.push_str(&format!("2026-01-01T00:00:03.{i:09}Z stdout loud {i}\n"));
-        }
-        std::fs::write(&path, text).expect("write");
+        sink.finish().expect("finish");
+        let stored: Vec<String> = std::fs::read_to_string(&path)
+            .expect("read")
+            .lines()
+            .map(|l| {
+                let line = LogLine::parse(l).expect("stored form");
+                format!("{} {}", line.stream.as_str(), line.text)
+            })
+            .collect();
+        assert_eq!(
+            stored,
+            ["stdout out 1", "stderr err 1", "stdout out 2", "stdout out 3", "stderr err 2"]
+        );
+    }
+
+    #[test]
+    fn a_capped_log_is_known_as_capped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        std::fs::write(
+            &path,
+            format!(
+                "2026-01-01T00:00:01.000000000Z stdout a\n\
+                 2026-01-01T00:00:01.000000000Z stderr {TRUNCATED_MARK} 10 bytes\n"
+            ),
+        )
+        .expect("write");
         let resume = resume_point(&path).expect("read");
-        assert_eq!(resume.since, 1_767_225_603);
-        assert_eq!(resume.stored.values().sum::<usize>(), 20_000);
+        assert!(resume.capped);
+        assert_eq!(resume.lines, [1, 1]);
+    }
+
+    #[test]
+    fn dockers_frames_keep_their_stamps_and_others_are_rendered() {
+        let (stamp, text) = split_stamp(b"2026-11-30T20:28:20.025999378Z hello\n");
+        assert_eq!((stamp.as_ref(), text), ("2026-11-30T20:28:20.025999378Z", &b"hello\n"[..]));
+        let (stamp, text) = split_stamp(b"2026-11-30T20:28:20.5+01:00 x");
+        assert_eq!((stamp.as_ref(), text), ("2026-11-30T19:28:20.500000000Z", &b"x"[..]));
     }
 }

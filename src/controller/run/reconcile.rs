@@ -14,11 +14,12 @@ use super::container::{
 use super::decide::{Decision, Effect, RunFacts, RunPolicy, decide_run_action};
 use super::downstream;
 use super::logs::ship::{self, FileShipper, ShipError};
-use super::logs::{first_output_at, follow_attempt, sample_attempt};
+use super::logs::{Follow, first_output_at, follow_attempt, sample_attempt};
 use super::packages::read_packages;
 use super::{RunController, lock};
 use crate::controller::runtime::{
-    ContainerRuntime, ContainerState, ContainerStatus, Created, RuntimeError, labels,
+    ContainerRuntime, ContainerState, ContainerStatus, Created, OutputStream, RuntimeError,
+    labels,
 };
 use crate::metrics::{Metrics, PhaseReason};
 use crate::resource::object::DecodeError;
@@ -368,7 +369,7 @@ impl<R: ContainerRuntime> RunController<R> {
             && let Some(container) = latest_container(&observed.containers)
         {
             let attempt = status.as_ref().map_or(current, |s| s.attempts.len() as u32);
-            self.ensure_watching(key, &observed.run.uid, attempt, &container.name);
+            self.ensure_watching(key, &observed.run.uid, attempt, &container.name, None);
         }
         Ok(decision.requeue_after)
     }
@@ -1004,6 +1005,15 @@ impl<R: ContainerRuntime> RunController<R> {
     ) -> Result<Result<(), StartFailure>, ReconcileError> {
         let key = &observed.run.key;
         self.may_act()?;
+        // Attached before the start, the follower reads the output as the process writes
+        // it; without (a proxy that forbids attach), from Docker's log.
+        let attached = match self.runtime.attach(name).await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::debug!(run = %key, container = %name, "not attached: {e}");
+                None
+            }
+        };
         match self.runtime.start(name).await {
             Ok(()) => {}
             Err(RuntimeError::Refused { message, .. }) => {
@@ -1016,7 +1026,7 @@ impl<R: ContainerRuntime> RunController<R> {
             Err(e) => return Err(e.into()),
         }
         tracing::info!(run = %key, container = %name, attempt, "started");
-        self.ensure_watching(key, &observed.run.uid, attempt, name);
+        self.ensure_watching(key, &observed.run.uid, attempt, name, attached);
         Ok(Ok(()))
     }
 
@@ -1103,13 +1113,15 @@ impl<R: ContainerRuntime> RunController<R> {
         Ok(Ok(resolved))
     }
 
-    /// Starts the log follower and resource sampler of a container unless running.
+    /// Starts the log follower and resource sampler of a container unless running;
+    /// the follower reads `attached` when given (see [`follow_attempt`]).
     fn ensure_watching(
         self: &Arc<Self>,
         key: &ObjectKey,
         run_uid: &str,
         attempt: u32,
         container: &str,
+        attached: Option<OutputStream>,
     ) {
         let mut watchers = lock(&self.watchers);
         if watchers.get(container).is_some_and(|h| !h.is_finished()) {
@@ -1138,7 +1150,10 @@ impl<R: ContainerRuntime> RunController<R> {
                     sample_attempt(runtime.as_ref(), &container, &metrics_path, every).await
                 })
             };
-            let stored = match this.store_output(&key, &container, &log_path).await {
+            let stored = match this
+                .store_output(&key, &container, &log_path, attached)
+                .await
+            {
                 Ok(()) => true,
                 Err(e) => {
                     // Not followed unredacted: the next reconcile starts a new follower.
@@ -1162,6 +1177,7 @@ impl<R: ContainerRuntime> RunController<R> {
         key: &ObjectKey,
         container: &str,
         path: &Path,
+        attached: Option<OutputStream>,
     ) -> Result<(), ReconcileError> {
         let filter = self.redactor_for(key).await?;
         // A new leader restores the file from the store first, so the resume below skips
@@ -1170,16 +1186,14 @@ impl<R: ContainerRuntime> RunController<R> {
         // Docker's `max-size`, read as Docker reads it (binary units); unknown: 0.
         let rotates_at =
             crate::resource::quantity::parse_memory(&self.config.runner.log_max_size).unwrap_or(0);
-        if let Err(e) = follow_attempt(
-            self.runtime.as_ref(),
-            container,
+        let follow = Follow {
             path,
-            filter.as_ref(),
-            &self.files,
+            filter: filter.as_ref(),
+            files: &self.files,
             rotates_at,
-            self.config.log_max_bytes,
-        )
-        .await
+            max_bytes: self.config.log_max_bytes,
+        };
+        if let Err(e) = follow_attempt(self.runtime.as_ref(), container, &follow, attached).await
         {
             tracing::warn!(
                 container,
@@ -1214,7 +1228,7 @@ impl<R: ContainerRuntime> RunController<R> {
         };
         if !stored {
             let path = self.files.attempt_log(run_uid, attempt);
-            self.store_output(key, &container, &path).await?;
+            self.store_output(key, &container, &path, None).await?;
         }
         // The status written after this says the attempt is over: only once its output
         // is in the shared store.
