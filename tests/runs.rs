@@ -1349,6 +1349,91 @@ async fn kill_9_while_running_loses_and_repeats_no_line() {
     fixture.wait_no_containers(Duration::from_secs(30)).await;
 }
 
+/// Prints long lines (Docker's log splits them at 16 KiB), one before and one after a
+/// gate, with a short line on stderr in between. The first is of two-byte characters: it
+/// is read attached, where no character is cut. The second is ASCII: it is read from
+/// Docker's log, whose json-file driver itself replaces a character cut at its 16 KiB
+/// split by U+FFFD.
+const LONG_LINES: &str = r#"import os, sys, time
+sys.stdout.write("first " + "é" * 100000 + "\n")
+sys.stdout.flush()
+sys.stderr.write("between\n")
+sys.stderr.flush()
+print("part 1 done", flush=True)
+gate = os.path.join(os.path.dirname(os.path.abspath(__file__)), "open-long")
+while not os.path.exists(gate):
+    time.sleep(0.1)
+sys.stdout.write("second " + "x" * 150000 + "\nlast")
+"#;
+
+/// A log's stdout as Flotilla stores it: the lines longer than 64 KiB in pieces of at
+/// most 64 KiB, never within a character.
+fn joined_long_lines(stored: &[String]) -> Vec<String> {
+    let mut joined: Vec<String> = Vec::new();
+    let mut continues = false;
+    for line in stored {
+        assert!(
+            line.len() <= 64 * 1024,
+            "a stored line of {} bytes",
+            line.len()
+        );
+        assert!(!line.contains('\u{fffd}'), "a character was cut");
+        match joined.last_mut() {
+            Some(last) if continues => last.push_str(line),
+            _ => joined.push(line.clone()),
+        }
+        // A piece of the maximum size (within a character's width) continues.
+        continues = line.len() > 64 * 1024 - 4;
+    }
+    joined
+}
+
+#[tokio::test]
+async fn long_lines_are_stored_alike_whether_read_attached_or_from_dockers_log() {
+    let fixture = Fixture::new();
+    fixture.write_pipeline("long", LONG_LINES, "", "");
+    let first = fixture.start_operator(&OperatorOptions::default());
+    first.wait_for_pipeline("long").await;
+    let name = first.create_run("long", &[]).await;
+    let run = first.run(&name).await;
+    // Read attached up to here; after the restart, from Docker's log (16 KiB entries),
+    // where the first line's pieces must count as the stored ones.
+    first
+        .wait_until("part 1 stored", RUN_TIMEOUT, || async {
+            stored_lines(&fixture, &run, 1)
+                .iter()
+                .any(|l| l == "part 1 done")
+                .then_some(())
+        })
+        .await;
+    first.kill_9();
+    open_gate(&fixture, "long", "long");
+    let second = fixture.start_operator(&OperatorOptions::default());
+    let run = second.wait_finished(&name).await;
+    assert_succeeded_once(&run);
+    let stored = stored_lines(&fixture, &run, 1);
+    let log = std::fs::read_to_string(attempt_log_path(&fixture, &run, 1)).expect("log");
+    assert_eq!(
+        joined_long_lines(&stored),
+        [
+            format!("first {}", "é".repeat(100_000)),
+            "part 1 done".to_owned(),
+            format!("second {}", "x".repeat(150_000)),
+            "last".to_owned(),
+        ],
+        "every line once, the long ones whole when joined"
+    );
+    let log = std::fs::read_to_string(attempt_log_path(&fixture, &run, 1)).expect("log");
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains(" stderr between"))
+            .count(),
+        1,
+        "the stderr line once"
+    );
+    fixture.wait_no_containers(Duration::from_secs(30)).await;
+}
+
 #[tokio::test]
 async fn kill_9_while_pending_on_unreachable_docker() {
     let fixture = Fixture::new();
@@ -1770,10 +1855,22 @@ async fn the_proxy_refuses_exec_build_image_deletion_and_stdin() {
         (reqwest::Method::DELETE, "/images/x"),
         (reqwest::Method::DELETE, "/v1.41/images/flotilla%2Frunner"),
         // Attach only to read: stdin in any spelling Docker would read, the websocket form.
-        (reqwest::Method::POST, "/containers/x/attach?stream=1&stdin=1"),
-        (reqwest::Method::POST, "/containers/x/attach?stream=1&stdin=false"),
-        (reqwest::Method::POST, "/containers/x/attach?stdin=0&stdin=1"),
-        (reqwest::Method::POST, "/v1.41/containers/x/attach?std%69n=1"),
+        (
+            reqwest::Method::POST,
+            "/containers/x/attach?stream=1&stdin=1",
+        ),
+        (
+            reqwest::Method::POST,
+            "/containers/x/attach?stream=1&stdin=false",
+        ),
+        (
+            reqwest::Method::POST,
+            "/containers/x/attach?stdin=0&stdin=1",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.41/containers/x/attach?std%69n=1",
+        ),
         (reqwest::Method::GET, "/containers/x/attach/ws?stream=1"),
     ];
     for (method, path) in refused {
@@ -1803,7 +1900,11 @@ async fn the_proxy_refuses_exec_build_image_deletion_and_stdin() {
     assert_eq!(with_body.status().as_u16(), 403, "attach with a body");
     // Reading output passes the proxy: Docker itself answers (no such container).
     let read = client
-        .post(fixture.proxy.url("/v1.41/containers/x/attach?stream=1&stdout=1&stderr=1"))
+        .post(
+            fixture
+                .proxy
+                .url("/v1.41/containers/x/attach?stream=1&stdout=1&stderr=1"),
+        )
         .send()
         .await
         .expect("attach");

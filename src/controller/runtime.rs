@@ -242,7 +242,8 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// timestamps, pieces of any size). Attached before the start, it carries all of the
     /// output, without the runtime's log in between. The stream ends when the
     /// container's output closes (it exited) or the connection is cut.
-    fn attach(&self, name: &str) -> impl Future<Output = Result<OutputStream, RuntimeError>> + Send;
+    fn attach(&self, name: &str)
+    -> impl Future<Output = Result<OutputStream, RuntimeError>> + Send;
     /// One CPU/memory sample of a running container.
     fn sample(
         &self,

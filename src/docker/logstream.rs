@@ -89,9 +89,8 @@ async fn open(
     target: String,
     operation: &'static str,
 ) -> Result<Reader<Box<dyn Io>>, RuntimeError> {
-    let unavailable = |e: std::io::Error| {
-        RuntimeError::Unavailable(format!("cannot {operation} {target}: {e}"))
-    };
+    let unavailable =
+        |e: std::io::Error| RuntimeError::Unavailable(format!("cannot {operation} {target}: {e}"));
     let mut io: Box<dyn Io> = match &endpoint {
         Endpoint::Tcp(address) => {
             let stream = tokio::net::TcpStream::connect(address.as_str())
@@ -106,7 +105,9 @@ async fn open(
                 .map_err(unavailable)?,
         ),
     };
-    io.write_all(request.as_bytes()).await.map_err(unavailable)?;
+    io.write_all(request.as_bytes())
+        .await
+        .map_err(unavailable)?;
     let mut reader = Reader::new(io, target, operation);
     reader.read_head().await?;
     Ok(reader)

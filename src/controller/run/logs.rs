@@ -505,10 +505,8 @@ struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     fn open(follow: &Follow<'a>, container: &'a str, resume: Resume) -> std::io::Result<Self> {
-        let file = std::io::BufWriter::with_capacity(
-            256 * 1024,
-            crate::private_fs::append(follow.path)?,
-        );
+        let file =
+            std::io::BufWriter::with_capacity(256 * 1024, crate::private_fs::append(follow.path)?);
         Ok(Self {
             file,
             lines: Lines::new(),
@@ -783,11 +781,12 @@ mod tests {
         ]);
         for size in [1, 7, 4096, 16 * 1024, 32 * 1024 + 5] {
             let mut pieces = Vec::new();
-            for (out, err) in stdout
-                .as_bytes()
-                .chunks(size)
-                .zip(stderr.as_bytes().chunks(size).chain(std::iter::repeat(&[][..])))
-            {
+            for (out, err) in stdout.as_bytes().chunks(size).zip(
+                stderr
+                    .as_bytes()
+                    .chunks(size)
+                    .chain(std::iter::repeat(&[][..])),
+            ) {
                 pieces.push((LogStream::Stdout, out));
                 pieces.push((LogStream::Stderr, err));
             }
@@ -804,13 +803,20 @@ mod tests {
         }
         let texts: Vec<&str> = whole.iter().map(|(_, t)| t.as_str()).collect();
         // Cut at MAX_LINE where a character ends: no replacement characters.
-        assert_eq!(texts[0], "first\r", "dropped when stored (Sink::line), not here");
+        assert_eq!(
+            texts[0], "first\r",
+            "dropped when stored (Sink::line), not here"
+        );
         assert_eq!(texts[1].len(), MAX_LINE);
         assert_eq!(texts[2].len(), MAX_LINE);
         assert_eq!(format!("{}{}", texts[1], texts[2]), long);
         assert_eq!(&texts[3..5], ["middle", ""]);
         assert_eq!(&texts[5..7], ["warning: a", "warning: b"]);
-        assert_eq!(&texts[7..], ["last without newline"], "stored once the output is over");
+        assert_eq!(
+            &texts[7..],
+            ["last without newline"],
+            "stored once the output is over"
+        );
     }
 
     #[test]
@@ -842,7 +848,8 @@ mod tests {
         let at = "2026-01-01T00:00:05.000000000Z";
         sink.feed(LogStream::Stdout, b"out 1\n", at).expect("feed");
         sink.feed(LogStream::Stderr, b"err 1\n", at).expect("feed");
-        sink.feed(LogStream::Stdout, b"out 2\nout", at).expect("feed");
+        sink.feed(LogStream::Stdout, b"out 2\nout", at)
+            .expect("feed");
         sink.flush().expect("flush");
         drop(sink);
         let resume = resume_point(&path).expect("resume");
@@ -872,7 +879,13 @@ mod tests {
             .collect();
         assert_eq!(
             stored,
-            ["stdout out 1", "stderr err 1", "stdout out 2", "stdout out 3", "stderr err 2"]
+            [
+                "stdout out 1",
+                "stderr err 1",
+                "stdout out 2",
+                "stdout out 3",
+                "stderr err 2"
+            ]
         );
     }
 
@@ -896,8 +909,14 @@ mod tests {
     #[test]
     fn dockers_frames_keep_their_stamps_and_others_are_rendered() {
         let (stamp, text) = split_stamp(b"2026-11-30T20:28:20.025999378Z hello\n");
-        assert_eq!((stamp.as_ref(), text), ("2026-11-30T20:28:20.025999378Z", &b"hello\n"[..]));
+        assert_eq!(
+            (stamp.as_ref(), text),
+            ("2026-11-30T20:28:20.025999378Z", &b"hello\n"[..])
+        );
         let (stamp, text) = split_stamp(b"2026-11-30T20:28:20.5+01:00 x");
-        assert_eq!((stamp.as_ref(), text), ("2026-11-30T19:28:20.500000000Z", &b"x"[..]));
+        assert_eq!(
+            (stamp.as_ref(), text),
+            ("2026-11-30T19:28:20.500000000Z", &b"x"[..])
+        );
     }
 }

@@ -18,8 +18,7 @@ use super::logs::{Follow, first_output_at, follow_attempt, sample_attempt};
 use super::packages::read_packages;
 use super::{RunController, lock};
 use crate::controller::runtime::{
-    ContainerRuntime, ContainerState, ContainerStatus, Created, OutputStream, RuntimeError,
-    labels,
+    ContainerRuntime, ContainerState, ContainerStatus, Created, OutputStream, RuntimeError, labels,
 };
 use crate::metrics::{Metrics, PhaseReason};
 use crate::resource::object::DecodeError;
@@ -1193,8 +1192,7 @@ impl<R: ContainerRuntime> RunController<R> {
             rotates_at,
             max_bytes: self.config.log_max_bytes,
         };
-        if let Err(e) = follow_attempt(self.runtime.as_ref(), container, &follow, attached).await
-        {
+        if let Err(e) = follow_attempt(self.runtime.as_ref(), container, &follow, attached).await {
             tracing::warn!(
                 container,
                 code = e.code(),
