@@ -1412,7 +1412,6 @@ async fn long_lines_are_stored_alike_whether_read_attached_or_from_dockers_log()
     let run = second.wait_finished(&name).await;
     assert_succeeded_once(&run);
     let stored = stored_lines(&fixture, &run, 1);
-    let log = std::fs::read_to_string(attempt_log_path(&fixture, &run, 1)).expect("log");
     assert_eq!(
         joined_long_lines(&stored),
         [

@@ -222,8 +222,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
         &self,
         spec: &ContainerSpec,
     ) -> impl Future<Output = Result<Created, RuntimeError>> + Send;
-    /// Starts a created container; starting a running one is not an error.
-    fn start(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    /// Starts a created container: true when this call started it, false when it was
+    /// already running (not an error).
+    fn start(&self, name: &str) -> impl Future<Output = Result<bool, RuntimeError>> + Send;
     /// SIGTERM, then SIGKILL after `grace`. Stopping a stopped container is not an error.
     fn stop(
         &self,

@@ -434,10 +434,10 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
-    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+    async fn start(&self, name: &str) -> Result<bool, RuntimeError> {
         match self.docker.start_container(name, None).await {
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if status_of(&e) == Some(304) => Ok(false),
             Err(e) => Err(refused("start", name, &e)),
         }
     }

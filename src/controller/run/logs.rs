@@ -175,11 +175,11 @@ fn resume_point(path: &Path) -> std::io::Result<Resume> {
     loop {
         line.clear();
         let length = std::io::BufRead::read_until(&mut reader, b'\n', &mut line)?;
-        if length == 0 {
+        // A last line without its newline (a write cut by a crash) is read again.
+        let Some(body) = line.strip_suffix(b"\n") else {
             break;
-        }
+        };
         resume.bytes += length as u64;
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
         let mut parts = body.splitn(3, |b| *b == b' ');
         let _stamp = parts.next();
         let index = match parts.next() {
@@ -505,8 +505,11 @@ struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     fn open(follow: &Follow<'a>, container: &'a str, resume: Resume) -> std::io::Result<Self> {
-        let file =
-            std::io::BufWriter::with_capacity(256 * 1024, crate::private_fs::append(follow.path)?);
+        let file = crate::private_fs::append(follow.path)?;
+        if file.metadata()?.len() > resume.bytes {
+            file.set_len(resume.bytes)?;
+        }
+        let file = std::io::BufWriter::with_capacity(256 * 1024, file);
         Ok(Self {
             file,
             lines: Lines::new(),
@@ -886,6 +889,44 @@ mod tests {
                 "stdout out 3",
                 "stderr err 2"
             ]
+        );
+    }
+
+    #[test]
+    fn a_line_cut_by_a_crash_is_read_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.log");
+        std::fs::write(
+            &path,
+            "2026-01-01T00:00:01.000000000Z stdout whole\n2026-01-01T00:00:01.000000000Z stdout ha",
+        )
+        .expect("write");
+        let resume = resume_point(&path).expect("read");
+        assert_eq!(resume.lines, [1, 0]);
+        let files = RunFiles::new(dir.path());
+        let follow = Follow {
+            path: &path,
+            filter: None,
+            files: &files,
+            rotates_at: 0,
+            max_bytes: None,
+        };
+        let mut sink = Sink::open(&follow, "c", resume).expect("open");
+        for frame in [
+            "2026-01-01T00:00:01Z whole\n",
+            "2026-01-01T00:00:01Z half\n",
+        ] {
+            let (stamp, message) = split_stamp(frame.as_bytes());
+            sink.feed(LogStream::Stdout, message, &stamp).expect("feed");
+        }
+        sink.finish().expect("finish");
+        let stored = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(
+            stored
+                .lines()
+                .map(|l| LogLine::parse(l).expect("line").text)
+                .collect::<Vec<_>>(),
+            ["whole", "half"]
         );
     }
 

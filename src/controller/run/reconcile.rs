@@ -1013,8 +1013,11 @@ impl<R: ContainerRuntime> RunController<R> {
                 None
             }
         };
-        match self.runtime.start(name).await {
-            Ok(()) => {}
+        let attached = match self.runtime.start(name).await {
+            Ok(true) => attached,
+            // Started by someone else meanwhile: what it printed before the attach is
+            // only in Docker's log.
+            Ok(false) => None,
             Err(RuntimeError::Refused { message, .. }) => {
                 let _ = self.runtime.remove(name).await;
                 return Ok(Err(StartFailure {
@@ -1023,7 +1026,7 @@ impl<R: ContainerRuntime> RunController<R> {
                 }));
             }
             Err(e) => return Err(e.into()),
-        }
+        };
         tracing::info!(run = %key, container = %name, attempt, "started");
         self.ensure_watching(key, &observed.run.uid, attempt, name, attached);
         Ok(Ok(()))
