@@ -1207,6 +1207,49 @@ async fn a_run_created_ahead_starts_at_its_slot_once_even_after_kill_9_before_th
     );
 }
 
+/// Forbid and Replace decide at the slot only when a run of the schedule is active;
+/// with none active when the lead begins, their runs are created ahead like Allow's
+/// and start at the slot, once.
+#[tokio::test]
+async fn forbid_and_replace_schedules_with_nothing_active_get_their_run_ahead_too() {
+    let (_fixture, operator, api) = start_with_lead().await;
+    let slot = slot_ahead();
+    for (schedule, policy) in [("forbid", "Forbid"), ("replace", "Replace")] {
+        let policy = format!("concurrencyPolicy: {policy}");
+        api.apply_ok(&schedule_yaml(schedule, "quick", &[&at(slot), &policy]))
+            .await;
+    }
+    let mut ahead = Vec::new();
+    for schedule in ["forbid", "replace"] {
+        ahead.push((
+            schedule,
+            wait_created_ahead(&api, &operator, schedule, slot).await,
+        ));
+    }
+    for (schedule, run) in ahead {
+        let finished = operator.wait_finished(&name(&run)).await;
+        assert_eq!(phase(&finished), "Succeeded", "{schedule}: {finished:#}");
+        let attempts = attempts(&finished);
+        assert_eq!(attempts.len(), 1, "{schedule}: one attempt: {finished:#}");
+        let started = time(&attempts[0]["startedAt"]);
+        assert!(
+            started >= slot,
+            "{schedule}: the container started at {started}, before its slot {slot}"
+        );
+        let runs = api.runs_of(schedule).await;
+        assert_eq!(runs.len(), 1, "{schedule}: one run: {:?}", summary(&runs));
+        let events = api.events_for(&format!("schedules/{schedule}")).await;
+        let decided: Vec<_> = reasons(&events)
+            .into_iter()
+            .filter(|r| r == "RunAlreadyActive" || r == "RunReplaced")
+            .collect();
+        assert!(
+            decided.is_empty(),
+            "{schedule}: its own run neither skipped nor replaced the slot: {events:#?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_run_created_ahead_is_withdrawn_when_its_schedule_changes_and_can_be_cancelled() {
     let (_fixture, operator, api) = start_with_lead().await;

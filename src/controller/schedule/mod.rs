@@ -7,8 +7,9 @@
 //! evaluation, a restart or a second operator on the same database finds the name taken
 //! instead of creating a duplicate.
 //!
-//! A run whose slot nothing can change at the slot (concurrencyPolicy Allow, not
-//! suspended) is created `lead` ahead of it: the run controller creates its container
+//! A run whose slot nothing can change at the slot (not suspended, and
+//! concurrencyPolicy Allow, or Forbid / Replace with no run active) is created `lead`
+//! ahead of it: the run controller creates its container
 //! then and starts it at the slot, so the slot's first line waits only for Docker's
 //! start. A change of the schedule or its pipeline before the slot withdraws (deletes)
 //! that run, and its container with it; the slot is then planned again.
@@ -854,7 +855,16 @@ fn plan_one(
     }
     if let Some(slot) = due.run {
         let policy = entry.spec.concurrency_policy.unwrap_or_default();
-        if !entry.status.active.is_empty() {
+        // The slot's own run may be active already: created ahead of the slot.
+        let name = slot_run_name(&key.name, slot);
+        let others: Vec<String> = entry
+            .status
+            .active
+            .iter()
+            .filter(|active| **active != name)
+            .cloned()
+            .collect();
+        if !others.is_empty() {
             match policy {
                 ConcurrencyPolicy::Forbid => {
                     plan.events.push((
@@ -864,13 +874,22 @@ fn plan_one(
                         format!(
                             "slot {} skipped: {} is still active (concurrencyPolicy Forbid)",
                             format(slot),
-                            entry.status.active.join(", ")
+                            others.join(", ")
                         ),
                     ));
+                    // A run created ahead while nothing was active, and something has
+                    // become active since (a Run stored with this schedule's label by
+                    // hand): the slot is skipped, so its run is cancelled.
+                    if entry.status.active.len() > others.len() {
+                        entry.status.active = others;
+                        plan.cancels
+                            .push(ObjectKey::new(Kind::Run, key.namespace.clone(), name));
+                    }
                     return due.next;
                 }
                 ConcurrencyPolicy::Replace => {
-                    for active in std::mem::take(&mut entry.status.active) {
+                    entry.status.active.retain(|active| *active == name);
+                    for active in others {
                         plan.events.push((
                             key.clone(),
                             EventType::Normal,
@@ -887,7 +906,6 @@ fn plan_one(
                 ConcurrencyPolicy::Allow => {}
             }
         }
-        let name = slot_run_name(&key.name, slot);
         plan.runs.push(scheduled_run(key, &entry.spec, &name, slot));
 
         if !entry.status.active.contains(&name) {

@@ -754,6 +754,68 @@ fn concurrency_policies_with_an_active_run() {
                 ..NOTHING
             },
         ),
+        // The slot's own run, created ahead of it (nothing was active then), is in
+        // `active` at the slot: it is not another run to skip for or to cancel.
+        row(
+            "Forbid: the slot's own run created ahead is not another active run",
+            with(Some(ConcurrencyPolicy::Forbid), &["nightly-29453762"]),
+            &jan1("00:02:00"),
+            Expected {
+                runs: &[("nightly-29453762", "2026-01-01T00:02:00Z")],
+                next: Some("2026-01-01T00:03:00Z"),
+                last_slot: Some("2026-01-01T00:02:00Z"),
+                active: &["nightly-29453762"],
+                ..NOTHING
+            },
+        ),
+        row(
+            "Replace: the slot's own run created ahead is not cancelled",
+            with(Some(ConcurrencyPolicy::Replace), &["nightly-29453762"]),
+            &jan1("00:02:00"),
+            Expected {
+                runs: &[("nightly-29453762", "2026-01-01T00:02:00Z")],
+                next: Some("2026-01-01T00:03:00Z"),
+                last_slot: Some("2026-01-01T00:02:00Z"),
+                active: &["nightly-29453762"],
+                ..NOTHING
+            },
+        ),
+        row(
+            "Replace cancels another active run but keeps the slot's own",
+            with(
+                Some(ConcurrencyPolicy::Replace),
+                &["nightly-29453761", "nightly-29453762"],
+            ),
+            &jan1("00:02:00"),
+            Expected {
+                runs: &[("nightly-29453762", "2026-01-01T00:02:00Z")],
+                cancels: &["nightly-29453761"],
+                events: &[(EventType::Normal, "RunReplaced", &["nightly-29453761"])],
+                next: Some("2026-01-01T00:03:00Z"),
+                last_slot: Some("2026-01-01T00:02:00Z"),
+                active: &["nightly-29453762"],
+            },
+        ),
+        row(
+            "Forbid with another run active since its run was created ahead cancels it",
+            with(
+                Some(ConcurrencyPolicy::Forbid),
+                &["by-hand", "nightly-29453762"],
+            ),
+            &jan1("00:02:00"),
+            Expected {
+                cancels: &["nightly-29453762"],
+                events: &[(
+                    EventType::Normal,
+                    "RunAlreadyActive",
+                    &["2026-01-01T00:02:00Z", "by-hand", "Forbid"],
+                )],
+                next: Some("2026-01-01T00:03:00Z"),
+                last_slot: Some("2026-01-01T00:02:00Z"),
+                active: &["by-hand"],
+                ..NOTHING
+            },
+        ),
     ];
     for row in rows {
         check(row);
@@ -925,5 +987,68 @@ fn an_invalid_schedule_is_not_ready_and_says_so_once() {
         );
         assert!(again.events.is_empty(), "{name}: {:?}", again.events);
         assert_eq!(again.statuses, [key()], "{name}");
+    }
+}
+
+/// Which schedules get the run of their next slot ahead of it: worked out from the
+/// rule that the slot must have nothing left to decide (README "Runs created ahead of
+/// their slot").
+#[test]
+fn runs_are_created_ahead_only_when_the_slot_has_nothing_to_decide() {
+    let with = |policy: Option<ConcurrencyPolicy>, suspend: bool, active: &[&str]| {
+        entry(
+            ScheduleSpec {
+                concurrency_policy: policy,
+                suspend,
+                ..every("1m")
+            },
+            &jan1("00:00:00"),
+            None,
+            active,
+        )
+    };
+    let cases = [
+        ("Allow, nothing active", with(None, false, &[]), false, true),
+        (
+            "Allow beside an active run",
+            with(None, false, &["r"]),
+            false,
+            true,
+        ),
+        (
+            "Forbid, nothing active",
+            with(Some(ConcurrencyPolicy::Forbid), false, &[]),
+            false,
+            true,
+        ),
+        (
+            "Forbid with an active run (the slot may be skipped)",
+            with(Some(ConcurrencyPolicy::Forbid), false, &["r"]),
+            false,
+            false,
+        ),
+        (
+            "Replace, nothing active",
+            with(Some(ConcurrencyPolicy::Replace), false, &[]),
+            false,
+            true,
+        ),
+        (
+            "Replace with an active run (cancelled at the slot)",
+            with(Some(ConcurrencyPolicy::Replace), false, &["r"]),
+            false,
+            false,
+        ),
+        ("suspended schedule", with(None, true, &[]), false, false),
+        ("suspended pipeline", with(None, false, &[]), true, false),
+        (
+            "invalid schedule",
+            entry(every("soon"), &jan1("00:00:00"), None, &[]),
+            false,
+            false,
+        ),
+    ];
+    for (name, entry, pipeline_suspended, want) in cases {
+        assert_eq!(entry.runs_ahead(pipeline_suspended), want, "{name}");
     }
 }

@@ -80,13 +80,17 @@ impl Entry {
     }
 
     /// Whether the run of its next slot may be created ahead of the slot: only when
-    /// nothing decided at the slot can change it (concurrencyPolicy Allow, not
-    /// suspended).
+    /// nothing decided at the slot can change it. Not suspended, and either
+    /// concurrencyPolicy Allow, or Forbid / Replace with no run active now: the only
+    /// runs that count as active are this schedule's own, created at its slots, so
+    /// none can become active before the next slot, and the slot finds nothing to
+    /// skip for or to cancel.
     pub fn runs_ahead(&self, pipeline_suspended: bool) -> bool {
         self.compiled.is_ok()
             && !self.spec.suspend
             && !pipeline_suspended
-            && self.spec.concurrency_policy.unwrap_or_default() == ConcurrencyPolicy::Allow
+            && (self.spec.concurrency_policy.unwrap_or_default() == ConcurrencyPolicy::Allow
+                || self.status.active.is_empty())
     }
 
     /// Sets a condition; true when its status or reason changed.
